@@ -1,0 +1,136 @@
+"""Turns prompts (text + image) and sampled completions into the tensors a policy forward pass needs.
+
+Both rollout engines and the trainer go through `encode_prompts`, so the prompt token ids and the
+number of image tokens are the same everywhere. Rows are prompt + completion, right-padded, with
+3-D M-RoPE position ids computed explicitly: without `mm_token_type_ids` transformers silently falls
+back to 1-D positions, the classic cause of trainer/engine log-prob gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EncodedPrompts:
+    """B prompts after the processor: token ids with image pads expanded, and their vision inputs."""
+
+    input_ids: list[list[int]]  # B lists, <|image_pad|> repeated once per visual token
+    pixel_values: Tensor | None  # [P, C*t*p*p] patches of all B images, prompt-major
+    image_grid_thw: Tensor | None  # [B, 3] (t, h, w) patch grid per image
+    patches_per_prompt: list[int]  # B counts summing to P
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_prompts(processor: Any, prompts: list[str], images: list[Any] | None) -> EncodedPrompts:
+    """Runs the HF processor once per batch; `images[i]` belongs to `prompts[i]` (None for text-only)."""
+    has_images = images is not None and any(im is not None for im in images)
+    if has_images and any(im is None for im in images):
+        raise ValueError("a batch mixes prompts with and without images; split it by modality first")
+    out = processor(text=list(prompts), images=list(images) if has_images else None, padding=False)
+    ids = [list(map(int, row)) for row in out["input_ids"]]
+    if not has_images:
+        return EncodedPrompts(ids, None, None, [0] * len(ids))
+    grid = torch.as_tensor(out["image_grid_thw"]).long()  # [B, 3]
+    pixel_values = torch.as_tensor(out["pixel_values"])  # [P, D]
+    return EncodedPrompts(ids, pixel_values, grid, grid.prod(-1).tolist())
+
+
+@dataclass
+class PolicyInputs:
+    """N = B*G rows of prompt + completion; everything the forward pass and the loss need."""
+
+    input_ids: Tensor  # [N, L] long, right-padded
+    attention_mask: Tensor  # [N, L] long
+    position_ids: Tensor  # [3, N, L] long, M-RoPE (temporal, height, width)
+    pixel_values: Tensor | None  # [P_N, D] the prompt's patches repeated for each of its rows
+    image_grid_thw: Tensor | None  # [N, 3]
+    completion_ids: Tensor  # [N, T] long, right-padded with pad_id
+    completion_mask: Tensor  # [N, T] bool
+    prompt_lengths: Tensor  # [N] long
+    prompt_index: Tensor  # [N] long, which prompt each row came from
+
+    def to(self, device: torch.device | str) -> PolicyInputs:
+        moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+        return PolicyInputs(**moved)
+
+
+def _rows_of_patches(prompts: EncodedPrompts, prompt_index: Tensor) -> Tensor | None:
+    if prompts.pixel_values is None:
+        return None
+    per_prompt = torch.split(prompts.pixel_values, prompts.patches_per_prompt)
+    return torch.cat([per_prompt[i] for i in prompt_index.tolist()])  # [P_N, D]
+
+
+def build_policy_inputs(
+    model: Any,
+    prompts: EncodedPrompts,
+    completion_ids: list[list[int]],
+    prompt_index: Tensor,  # [N] long
+    pad_id: int,
+    image_token_id: int | None,
+) -> PolicyInputs:
+    """Concatenates each row's prompt and completion and computes its 3-D positions with the model's rule."""
+    n = len(completion_ids)
+    rows = [prompts.input_ids[p] + list(c) for p, c in zip(prompt_index.tolist(), completion_ids)]
+    length = max(len(r) for r in rows)
+    t_max = max(1, max((len(c) for c in completion_ids), default=1))
+    input_ids = torch.full((n, length), pad_id, dtype=torch.long)  # [N, L]
+    attention_mask = torch.zeros((n, length), dtype=torch.long)  # [N, L]
+    completions = torch.full((n, t_max), pad_id, dtype=torch.long)  # [N, T]
+    completion_mask = torch.zeros((n, t_max), dtype=torch.bool)  # [N, T]
+    prompt_lengths = torch.tensor([len(prompts.input_ids[p]) for p in prompt_index.tolist()])  # [N]
+    for i, (row, comp) in enumerate(zip(rows, completion_ids)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+        if comp:
+            completions[i, : len(comp)] = torch.tensor(list(comp))
+            completion_mask[i, : len(comp)] = True
+    grid = prompts.image_grid_thw[prompt_index] if prompts.image_grid_thw is not None else None  # [N, 3]
+    position_ids = compute_position_ids(model, input_ids, attention_mask, grid, image_token_id)
+    return PolicyInputs(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        pixel_values=_rows_of_patches(prompts, prompt_index),
+        image_grid_thw=grid,
+        completion_ids=completions,
+        completion_mask=completion_mask,
+        prompt_lengths=prompt_lengths,
+        prompt_index=prompt_index.clone(),
+    )
+
+
+def _inner_model(model: Any) -> Any:
+    """The module that owns `get_rope_index` (Qwen2.5-VL: `model.model`)."""
+    for candidate in (model, getattr(model, "model", None)):
+        if candidate is not None and hasattr(candidate, "get_rope_index"):
+            return candidate
+    return None
+
+
+def compute_position_ids(
+    model: Any,
+    input_ids: Tensor,  # [N, L]
+    attention_mask: Tensor,  # [N, L]
+    image_grid_thw: Tensor | None,  # [N, 3]
+    image_token_id: int | None,
+) -> Tensor:  # [3, N, L]
+    inner = _inner_model(model)
+    if inner is None or image_grid_thw is None or image_token_id is None:
+        pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [N, L] 1-D positions for text-only models
+        return pos.unsqueeze(0).expand(3, -1, -1).clone()
+    mm_token_type_ids = (input_ids == image_token_id).int()  # [N, L] 1 on image tokens
+    position_ids, _ = inner.get_rope_index(
+        input_ids,
+        mm_token_type_ids=mm_token_type_ids,
+        image_grid_thw=image_grid_thw,
+        attention_mask=attention_mask,
+    )
+    return position_ids  # [3, N, L]
