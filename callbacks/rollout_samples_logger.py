@@ -1,0 +1,188 @@
+"""A few rollouts as TensorBoard text, and their boxes drawn on the image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks.callback import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from typing_extensions import override
+
+from callbacks._trainer_steps import logger_step
+
+PRED_COLOR = (255, 0, 0)
+GT_COLOR = (0, 255, 0)
+
+
+def _indent(text: str, limit: int) -> str:
+    """Markdown code block by indentation, so model output cannot break the markup."""
+    if len(text) > limit:
+        text = text[:limit] + f" … [{len(text) - limit} more chars]"
+    return "\n".join("    " + line for line in text.splitlines() or [""])
+
+
+def _pick(seq: Any, i: int, n: int) -> Any:
+    """Entry of a per-sample (length N) or per-prompt (length B, N = B * G) list for sample i."""
+    if seq is None:
+        return None
+    length = len(seq)
+    if length == n:
+        return seq[i]
+    if length and n % length == 0:
+        return seq[i // (n // length)]
+    return None
+
+
+def _scalar(value: Any, i: int) -> float | None:
+    if value is None:
+        return None
+    return float(torch.as_tensor(value).reshape(-1)[i])
+
+
+class RolloutSamplesLogger(Callback):
+    """Every ``every_n_steps`` training batches, writes a few rollouts to TensorBoard.
+
+    Reads the record dict ``outputs[output_key]`` of ``training_step`` (docs/interfaces.md): for
+    ``num_samples`` samples spread evenly over the batch, ``data_source``, ``response`` (required),
+    ``prompt``, ``reward``, ``accuracy``, ``format`` (optional) become one markdown text under
+    ``rollout/sample_<k>``. If the record carries ``images`` (PIL images) and ``pred_boxes`` /
+    ``gt_boxes`` (per sample, lists of ``[x1, y1, x2, y2]`` in the image's pixel frame), the image is
+    logged under ``rollout/boxes_<k>`` with predicted boxes in red and ground truth in green.
+    ``prompt``, ``images`` and ``gt_boxes`` may hold one entry per sample (N) or per prompt (B, with
+    ``N = B * G``).
+
+    Only TensorBoard has text and image panels here: without a :class:`TensorBoardLogger` the
+    callback logs one info message and does nothing. Runs on global rank 0 only.
+
+    Args:
+        every_n_steps: Log every this many training batches (at Lightning's logger step).
+        num_samples: Samples per logging step.
+        output_key: Key of the record dict in the step output.
+        draw_boxes: Whether to draw and log images with boxes.
+        max_chars: Prompt and response are cut to this many characters.
+
+    Raises:
+        MisconfigurationException: If ``every_n_steps``, ``num_samples`` or ``max_chars`` is below 1
+            or ``output_key`` is empty.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> from lightning.pytorch.loggers import TensorBoardLogger
+        >>> from callbacks import RolloutSamplesLogger
+        >>> trainer = Trainer(max_steps=100, logger=TensorBoardLogger("runs"),
+        ...                   callbacks=[RolloutSamplesLogger(every_n_steps=50, num_samples=4)])
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        num_samples: int = 4,
+        output_key: str = "rollout",
+        draw_boxes: bool = True,
+        max_chars: int = 2000,
+    ) -> None:
+        for name, value in (
+            ("every_n_steps", every_n_steps),
+            ("num_samples", num_samples),
+            ("max_chars", max_chars),
+        ):
+            if value < 1:
+                raise MisconfigurationException(f"`{name}` must be >= 1, got {value}.")
+        if not output_key:
+            raise MisconfigurationException(f"`output_key` must be a non-empty string, got {output_key!r}.")
+        self.every_n_steps = every_n_steps
+        self.num_samples = num_samples
+        self.output_key = output_key
+        self.draw_boxes = draw_boxes
+        self.max_chars = max_chars
+        self._tb: TensorBoardLogger | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if self._tb is None:
+            rank_zero_info(
+                "RolloutSamplesLogger: no TensorBoardLogger among the trainer's loggers; not logging."
+            )
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = logger_step(trainer)
+        if self._tb is None or not trainer.is_global_zero or step % self.every_n_steps != 0:
+            return
+        record = outputs.get(self.output_key) if isinstance(outputs, Mapping) else None
+        if not isinstance(record, Mapping) or "response" not in record or "data_source" not in record:
+            got = sorted(record) if isinstance(record, Mapping) else type(outputs).__name__
+            raise MisconfigurationException(
+                f"RolloutSamplesLogger(output_key={self.output_key!r}) needs training_step to return a dict whose"
+                f" {self.output_key!r} entry has 'response' and 'data_source' (docs/interfaces.md); got {got}."
+            )
+        self.log_record(record, step)
+
+    def sample_indices(self, n: int) -> list[int]:
+        """``num_samples`` indices spread evenly over ``n`` samples (so different prompts show)."""
+        k = min(self.num_samples, n)
+        return sorted({round(j * (n - 1) / max(k - 1, 1)) for j in range(k)})
+
+    def log_record(self, record: Mapping[str, Any], step: int) -> None:
+        """Writes text (and box images) for a few samples of ``record`` at ``step``."""
+        if self._tb is None:
+            return
+        experiment = self._tb.experiment
+        n = len(record["data_source"])
+        for k, i in enumerate(self.sample_indices(n)):
+            experiment.add_text(f"rollout/sample_{k}", self.format_sample(record, i), global_step=step)
+            if self.draw_boxes:
+                image = self.boxes_image(record, i)
+                if image is not None:
+                    experiment.add_image(f"rollout/boxes_{k}", image, global_step=step, dataformats="CHW")
+
+    def format_sample(self, record: Mapping[str, Any], i: int) -> str:
+        """Markdown for sample ``i``: source and scores, then prompt and response as code blocks."""
+        n = len(record["data_source"])
+        scores = [f"**source** `{record['data_source'][i]}`", f"**sample** {i}/{n}"]
+        for key in ("reward", "accuracy", "format"):
+            value = _scalar(record.get(key), i)
+            if value is not None:
+                scores.append(f"**{key}** {value:.3f}")
+        parts = [" · ".join(scores)]
+        prompt = _pick(record.get("prompt"), i, n)
+        if prompt is not None:
+            parts += ["**prompt**", _indent(str(prompt), self.max_chars)]
+        parts += ["**response**", _indent(str(record["response"][i]), self.max_chars)]
+        return "\n\n".join(parts)
+
+    def boxes_image(self, record: Mapping[str, Any], i: int) -> torch.Tensor | None:
+        """uint8 ``[3, H, W]`` image of sample ``i`` with predicted (red) and true (green) boxes, or None."""
+        from PIL import Image, ImageDraw
+
+        n = len(record["data_source"])
+        image = _pick(record.get("images"), i, n)
+        pred = _pick(record.get("pred_boxes"), i, n)
+        gt = _pick(record.get("gt_boxes"), i, n)
+        if isinstance(image, Sequence) and not isinstance(image, Image.Image) and image:
+            image = image[0]  # several images per sample: draw on the first
+        if not isinstance(image, Image.Image) or (pred is None and gt is None):
+            return None
+        canvas = image.convert("RGB")
+        draw = ImageDraw.Draw(canvas)
+        width = max(1, round(max(canvas.size) / 150))
+        for boxes, color in ((gt, GT_COLOR), (pred, PRED_COLOR)):
+            for box in boxes or []:
+                try:
+                    x1, y1, x2, y2 = (float(v) for v in box)
+                except (TypeError, ValueError):
+                    continue  # model output is untrusted: skip malformed boxes
+                draw.rectangle(
+                    [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=color, width=width
+                )
+        pixels = torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8)  # [H * W * 3]
+        return pixels.view(canvas.size[1], canvas.size[0], 3).permute(2, 0, 1).contiguous()  # [3, H, W]

@@ -1,0 +1,322 @@
+"""Source-level metric monitoring (V-Triune's third idea) as a callback."""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks.callback import Callback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from torch import Tensor
+from typing_extensions import override
+
+from callbacks._trainer_steps import is_logging_batch, logger_step
+from callbacks.metrics import SourceStats
+
+DEFAULT_REFLECTION_WORDS = (
+    "re-check", "re-evaluate", "re-examine", "re-think", "recheck", "reevaluate", "reexamine",
+    "reevaluation", "rethink", "check again", "think again", "try again", "verify", "wait", "yet",
+)  # fmt: skip
+
+_BASE_COLUMNS = (
+    "reward", "accuracy", "format", "response_length", "response_length_correct", "response_length_wrong",
+    "truncation_ratio", "reflection_ratio", "accuracy_reflection", "accuracy_no_reflection",
+    "iou", "precision", "recall", "map", "verifier_failure_ratio",
+)  # fmt: skip
+
+
+def reflection_pattern(words: Sequence[str]) -> re.Pattern[str]:
+    """Case-insensitive pattern matching any of ``words`` as whole words.
+
+    A match may not touch a letter, digit, underscore or hyphen on either side, so ``wait`` matches
+    "Wait," but not "await" or "waiting", and ``re-check`` does not match inside "pre-check".
+    Spaces inside a phrase match any run of whitespace ("check  again").
+    """
+    alternatives = sorted((r"\s+".join(map(re.escape, w.split())) for w in words), key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:" + "|".join(alternatives) + r")(?![\w-])", re.IGNORECASE)
+
+
+class SourceMetrics(Callback):
+    """Per-``data_source`` rollout metrics for training and validation, logged under stable names.
+
+    A mixed run hides a collapsing source inside a healthy average, so every statistic is kept per
+    source (a fixed list; unlisted sources land in ``other``) plus an ``all`` aggregate. Each sample is
+    read from the record dict ``outputs[output_key]`` that ``training_step`` / ``validation_step``
+    return (docs/interfaces.md, "Per-sample rollout records"):
+
+    - required: ``data_source`` (list[str], N), ``reward`` (float, N);
+    - optional: ``accuracy``, ``format`` (float, N), ``response_length`` (int, N), ``truncated``,
+      ``verifier_failure`` (bool, N), ``response`` (list[str], N), ``iou``, ``precision``, ``recall``,
+      ``map`` (float, N; NaN where not applicable). A missing key only leaves its statistics out.
+
+    Logged as ``<prefix>/<statistic>/<source>``, ``<source>`` in ``sources + ["other", "all"]``, only
+    where the window had samples: ``reward``, ``accuracy``, ``format``, ``response_length``,
+    ``response_length_correct``, ``response_length_wrong`` (a sample is correct when
+    ``accuracy >= correct_threshold``), ``truncation_ratio``, ``reflection_ratio`` (responses with any
+    reflection word, see :func:`reflection_pattern`), ``accuracy_reflection``,
+    ``accuracy_no_reflection``, ``iou``, ``precision``, ``recall``, ``map``, ``iou@<t>`` (share of
+    samples with IoU >= t, for each of ``iou_thresholds``), ``verifier_failure_ratio`` and
+    ``samples`` (samples in the window: beside accuracy it tells a collapsed source apart).
+
+    Training metrics are accumulated over ``log_every_n_steps`` batches, then synced, written to the
+    loggers at Lightning's logger step and reset (a last partial window is flushed at train end).
+    Validation metrics cover the whole epoch and are logged with ``pl_module.log`` at epoch end, so
+    ``ModelCheckpoint(monitor="val/accuracy/all")`` works; sanity-check results are discarded.
+    Under DDP each compute is one sync of one ``[S + 1, C, 2]`` tensor (:class:`~callbacks.metrics.SourceStats`)
+    and all ranks log the same numbers; the values are already reduced, so Lightning's hint to pass
+    ``sync_dist=True`` is silenced for this callback's own keys.
+
+    Args:
+        sources: Data sources to report separately, e.g. ``["mm_math", "v3det", "refcoco"]``.
+        output_key: Key of the record dict in the step output.
+        log_prefix_train: Prefix of training metrics; ``None`` disables them.
+        log_prefix_val: Prefix of validation metrics; ``None`` disables them.
+        log_every_n_steps: Training batches per window; ``None`` follows ``Trainer(log_every_n_steps)``.
+        reflection_words: Words that mark a reflective response; ``None`` uses V-Triune's list.
+        correct_threshold: Accuracy at or above which a sample counts as correct.
+        iou_thresholds: IoU thresholds in ``(0, 1]`` for the ``iou@<t>`` ratios.
+
+    Raises:
+        MisconfigurationException: On an empty or duplicate source list, a reserved or ``/``-containing
+            source name, an empty ``output_key`` or prefix, ``log_every_n_steps < 1``, an empty
+            reflection word, or thresholds out of range; during training if a step output lacks the
+            record or a record key has the wrong length.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> from callbacks import SourceMetrics
+        >>> metrics = SourceMetrics(sources=["mm_math", "v3det", "refcoco"], log_every_n_steps=10)
+        >>> trainer = Trainer(max_steps=100, callbacks=[metrics])
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str],
+        output_key: str = "rollout",
+        log_prefix_train: str | None = "train",
+        log_prefix_val: str | None = "val",
+        log_every_n_steps: int | None = None,
+        reflection_words: Sequence[str] | None = None,
+        correct_threshold: float = 0.5,
+        iou_thresholds: Sequence[float] = (0.5, 0.75),
+    ) -> None:
+        sources = list(sources)
+        if not sources or len(set(sources)) != len(sources):
+            raise MisconfigurationException(
+                f"`sources` must be a non-empty list of distinct names, got {sources}."
+            )
+        bad = [s for s in sources if not isinstance(s, str) or not s or "/" in s or s in ("other", "all")]
+        if bad:
+            raise MisconfigurationException(
+                f"Source names must be non-empty strings without '/', and 'other' and 'all' are reserved;"
+                f" got {bad} in {sources}."
+            )
+        if not output_key:
+            raise MisconfigurationException(f"`output_key` must be a non-empty string, got {output_key!r}.")
+        for name, prefix in (("log_prefix_train", log_prefix_train), ("log_prefix_val", log_prefix_val)):
+            if prefix is not None and (not prefix or prefix.endswith("/")):
+                raise MisconfigurationException(
+                    f"`{name}` must be None (disabled) or a non-empty prefix without a trailing '/', got {prefix!r}."
+                )
+        if log_every_n_steps is not None and log_every_n_steps < 1:
+            raise MisconfigurationException(
+                f"`log_every_n_steps` must be None (follow the Trainer) or >= 1, got {log_every_n_steps}."
+            )
+        words = list(DEFAULT_REFLECTION_WORDS if reflection_words is None else reflection_words)
+        if not words or any(not isinstance(w, str) or not w.strip() for w in words):
+            raise MisconfigurationException(f"`reflection_words` must be non-empty strings, got {words}.")
+        if not 0.0 <= correct_threshold <= 1.0:
+            raise MisconfigurationException(
+                f"`correct_threshold` must lie in [0, 1], got {correct_threshold}."
+            )
+        iou_thresholds = [float(t) for t in iou_thresholds]
+        if any(not 0.0 < t <= 1.0 for t in iou_thresholds) or len(set(iou_thresholds)) != len(iou_thresholds):
+            raise MisconfigurationException(
+                f"`iou_thresholds` must be distinct values in (0, 1], got {iou_thresholds}."
+            )
+
+        self.sources = sources
+        self.output_key = output_key
+        self.log_prefix_train = log_prefix_train
+        self.log_prefix_val = log_prefix_val
+        self.log_every_n_steps = log_every_n_steps
+        self.reflection_words = words
+        self.correct_threshold = float(correct_threshold)
+        self.iou_thresholds = iou_thresholds
+        self.columns = [*_BASE_COLUMNS, *(f"iou@{t:g}" for t in iou_thresholds)]
+        self._col = {c: i for i, c in enumerate(self.columns)}
+        self._reflection = reflection_pattern(words)
+        self.train_stats = SourceStats(sources, self.columns)
+        self.val_stats = SourceStats(sources, self.columns)
+        self._pending_batches = 0
+        self.last_logged: dict[str, dict[str, float]] = {}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            prefixes=(self.log_prefix_train, self.log_prefix_val), key=self.output_key
+        )
+
+    # ---------------------------------------------------------------- record -> [N, C] tensor
+    def _record(self, outputs: Any, stage: str) -> Mapping[str, Any]:
+        record = outputs.get(self.output_key) if isinstance(outputs, Mapping) else None
+        if not isinstance(record, Mapping):
+            got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
+            raise MisconfigurationException(
+                f"SourceMetrics(output_key={self.output_key!r}) needs {stage}_step to return a dict whose"
+                f" {self.output_key!r} entry is the per-sample record dict (docs/interfaces.md); got {got}."
+                f" Set log_prefix_{'val' if stage == 'validation' else 'train'}=None to skip this stage."
+            )
+        for key in ("data_source", "reward"):
+            if key not in record:
+                raise MisconfigurationException(f"The rollout record needs {key!r}; it has {sorted(record)}.")
+        return record
+
+    def _column(self, record: Mapping[str, Any], key: str, n: int, device: torch.device) -> Tensor | None:
+        if key not in record or record[key] is None:
+            return None
+        value = torch.as_tensor(record[key]).to(device=device, dtype=torch.float32).reshape(-1)  # [N]
+        if value.numel() != n:
+            raise MisconfigurationException(
+                f"Rollout record key {key!r} has {value.numel()} entries but 'data_source' has {n}."
+            )
+        return value
+
+    def values_from_record(self, record: Mapping[str, Any], device: torch.device | str = "cpu") -> Tensor:
+        """Per-sample statistics of one record, float ``[N, C]`` in :attr:`columns` order (NaN = n/a)."""
+        n = len(record["data_source"])
+        out = torch.full((n, len(self.columns)), float("nan"), device=device)  # [N, C]
+        nan = torch.tensor(float("nan"), device=device)
+
+        def put(col: str, value: Tensor | None) -> None:
+            if value is not None:
+                out[:, self._col[col]] = value
+
+        reward = self._column(record, "reward", n, device)
+        accuracy = self._column(record, "accuracy", n, device)
+        length = self._column(record, "response_length", n, device)
+        iou = self._column(record, "iou", n, device)
+        put("reward", reward)
+        put("accuracy", accuracy)
+        put("format", self._column(record, "format", n, device))
+        put("response_length", length)
+        put("truncation_ratio", self._column(record, "truncated", n, device))
+        put("verifier_failure_ratio", self._column(record, "verifier_failure", n, device))
+        for key in ("iou", "precision", "recall", "map"):
+            put(key, self._column(record, key, n, device))
+        if accuracy is not None and length is not None:
+            correct = accuracy >= self.correct_threshold  # [N] bool
+            put("response_length_correct", torch.where(correct, length, nan))
+            put("response_length_wrong", torch.where(correct, nan, length))
+        if record.get("response") is not None:
+            responses = record["response"]
+            if len(responses) != n:
+                raise MisconfigurationException(
+                    f"Rollout record key 'response' has {len(responses)} entries but 'data_source' has {n}."
+                )
+            reflect = torch.tensor(
+                [bool(self._reflection.search(r or "")) for r in responses], dtype=torch.bool, device=device
+            )  # [N]
+            put("reflection_ratio", reflect.float())
+            if accuracy is not None:
+                put("accuracy_reflection", torch.where(reflect, accuracy, nan))
+                put("accuracy_no_reflection", torch.where(reflect, nan, accuracy))
+        if iou is not None:
+            for t in self.iou_thresholds:
+                put(f"iou@{t:g}", torch.where(torch.isnan(iou), nan, (iou >= t).float()))
+        return out
+
+    def _update(self, stats: SourceStats, pl_module: pl.LightningModule, outputs: Any, stage: str) -> None:
+        if stats.device != pl_module.device:
+            stats.to(pl_module.device)
+        record = self._record(outputs, stage)
+        stats.update(self.values_from_record(record, stats.device), stats.source_index(record["data_source"]))
+
+    def _compute(self, stats: SourceStats, prefix: str) -> dict[str, float]:
+        """Syncs (collective: call on every rank), flattens to ``{tag: value}`` and resets."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+            result = stats.compute()
+        stats.reset()
+        mean, count = result["mean"].tolist(), result["count"].tolist()
+        metrics: dict[str, float] = {}
+        reward_col = self._col["reward"]
+        for r, row in enumerate(stats.row_names):
+            for c, col in enumerate(self.columns):
+                if count[r][c] > 0 and not math.isnan(mean[r][c]):
+                    metrics[f"{prefix}/{col}/{row}"] = mean[r][c]
+            if count[r][reward_col] > 0:
+                metrics[f"{prefix}/samples/{row}"] = count[r][reward_col]
+        self.last_logged[prefix] = metrics
+        return metrics
+
+    # ---------------------------------------------------------------- hooks
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.log_prefix_val is not None:  # values are synced by SourceStats already
+            warnings.filterwarnings(
+                "ignore",
+                message=re.escape(f"It is recommended to use `self.log('{self.log_prefix_val}/"),
+                category=PossibleUserWarning,
+            )
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.train_stats.reset()
+        self._pending_batches = 0
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.log_prefix_train is None:
+            return
+        self._update(self.train_stats, pl_module, outputs, "training")
+        self._pending_batches += 1
+        if is_logging_batch(trainer, self.log_every_n_steps):
+            self._log_train(trainer, self.log_prefix_train, logger_step(trainer))
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.log_prefix_train is not None and self._pending_batches > 0:
+            # Lightning has counted the last batch already; log at that batch's step
+            self._log_train(trainer, self.log_prefix_train, max(logger_step(trainer) - 1, 0))
+
+    def _log_train(self, trainer: pl.Trainer, prefix: str, step: int) -> None:
+        metrics = self._compute(self.train_stats, prefix)
+        self._pending_batches = 0
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.val_stats.reset()
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.log_prefix_val is not None:
+            self._update(self.val_stats, pl_module, outputs, "validation")
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.log_prefix_val is None:
+            return
+        metrics = self._compute(self.val_stats, self.log_prefix_val)
+        if not trainer.sanity_checking and metrics:
+            pl_module.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
