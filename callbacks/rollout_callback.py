@@ -27,17 +27,16 @@ class RolloutCallback(Callback):
     own copy of the weights, like vLLM, get them pushed, which also covers a run resumed from a
     checkpoint) and sets ``pl_module.<attribute>`` so the module generates with it. After every
     ``sync_every_n_steps`` optimizer steps it pushes the new weights, so the next rollout samples from
-    the policy that is being trained. Engines with ``sleep()``/``wake_up()`` (vLLM on GPU) are woken
-    before each training batch and put to sleep after the rollout's update, freeing memory for it.
+    the policy that is being trained. Memory hand-off on GPUs (vLLM sleep/wake around generation) is
+    the engine's own business, so this callback works with any engine.
 
     Args:
         engine: Any object with ``generate(prompts, images, sampling)`` and ``sync_weights(model)``;
-            optional ``bind(model, processor)``, ``sleep()``, ``wake_up()``, ``close()``.
+            optional ``bind(model, processor)`` and ``close()``.
         attribute: Module attribute the engine is assigned to.
         policy_attribute: Module attribute holding the trained ``nn.Module``.
         processor_attribute: Module attribute holding its processor (passed to ``bind``), if any.
         sync_every_n_steps: Push weights after this many optimizer steps (1 = on-policy).
-        sleep_between_rollouts: Call ``engine.sleep()`` after each batch and ``wake_up()`` before.
 
     Raises:
         MisconfigurationException: If the engine lacks ``generate``/``sync_weights``, if
@@ -59,7 +58,6 @@ class RolloutCallback(Callback):
         policy_attribute: str = "policy",
         processor_attribute: str | None = "processor",
         sync_every_n_steps: int = 1,
-        sleep_between_rollouts: bool = False,
     ) -> None:
         if not isinstance(engine, GenerationEngine):
             raise MisconfigurationException(
@@ -73,7 +71,6 @@ class RolloutCallback(Callback):
         self.policy_attribute = policy_attribute
         self.processor_attribute = processor_attribute
         self.sync_every_n_steps = sync_every_n_steps
-        self.sleep_between_rollouts = sleep_between_rollouts
         self._synced_step: int | None = None
         self.last_sync_seconds = 0.0
         self.num_syncs = 0
@@ -120,13 +117,6 @@ class RolloutCallback(Callback):
         self.on_validation_start(trainer, pl_module)
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self.sleep_between_rollouts and hasattr(self.engine, "wake_up"):
-            self.engine.wake_up()
-
-    @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -134,8 +124,6 @@ class RolloutCallback(Callback):
         if self._synced_step is not None and step - self._synced_step >= self.sync_every_n_steps:
             self._sync(trainer, pl_module)
             pl_module.log("time/weight_sync", self.last_sync_seconds, batch_size=1)
-        if self.sleep_between_rollouts and hasattr(self.engine, "sleep"):
-            self.engine.sleep()
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

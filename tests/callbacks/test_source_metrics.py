@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from cb_records import SOURCES, make_record
+from lightning.pytorch import Trainer
+from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from callbacks import SourceMetrics, SourceStats
+from callbacks.source_metrics import reflection_pattern
+
+STATS = [
+    "reward", "accuracy", "format", "response_length", "response_length_correct", "response_length_wrong",
+    "truncation_ratio", "reflection_ratio", "accuracy_reflection", "accuracy_no_reflection", "iou", "map",
+    "iou@0.5", "verifier_failure_ratio", "samples",
+]  # fmt: skip
+ROWS = [*SOURCES, "other", "all"]
+
+
+class RolloutModel(BoringModel):
+    """Returns a scripted record (batch_idx-seeded, 16 samples) from training and validation steps."""
+
+    def __init__(self, n: int = 16) -> None:
+        super().__init__()
+        self.n = n
+        self.train_samples: list[list[dict[str, Any]]] = []
+        self.val_samples: list[dict[str, Any]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        out = super().training_step(batch, batch_idx)
+        record, samples = make_record(seed=batch_idx, n=self.n)
+        self.train_samples.append(samples)
+        return {"loss": out["loss"], "rollout": record}
+
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        record, samples = make_record(seed=1000 + batch_idx, n=self.n)
+        if not self.trainer.sanity_checking:
+            self.val_samples.extend(samples)
+        return {"rollout": record}
+
+
+def _fit(
+    tmp_path: Path, callbacks: list[Any], logger: Any, model_cls: type = RolloutModel, **kwargs: Any
+) -> tuple[Trainer, RolloutModel]:
+    model = model_cls()
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        **kwargs,
+    )
+    trainer.fit(model)
+    return trainer, model
+
+
+def _assert_matches(
+    logged: dict[str, float], samples: list[dict[str, Any]], prefix: str, reference: Any
+) -> None:
+    checked = 0
+    for stat in STATS:
+        for row in ROWS:
+            expected = reference(samples, stat, row, SOURCES)
+            key = f"{prefix}/{stat}/{row}"
+            if math.isnan(expected):
+                assert key not in logged, key
+            else:
+                assert logged[key] == pytest.approx(expected, rel=1e-5, abs=1e-5), key
+                checked += 1
+    assert checked > 60
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sources": []}, r"non-empty list of distinct names, got \[\]"),
+        ({"sources": ["a", "a"]}, "distinct"),
+        ({"sources": ["a", "all"]}, r"'other' and 'all' are reserved; got \['all'\]"),
+        ({"sources": ["coco/val"]}, "without '/'"),
+        ({"sources": ["a"], "output_key": ""}, "output_key"),
+        ({"sources": ["a"], "log_prefix_train": "train/"}, "trailing '/', got 'train/'"),
+        ({"sources": ["a"], "log_every_n_steps": 0}, r"log_every_n_steps.*>= 1, got 0"),
+        ({"sources": ["a"], "reflection_words": ["wait", " "]}, "reflection_words"),
+        ({"sources": ["a"], "correct_threshold": 2.0}, r"correct_threshold.*\[0, 1\], got 2.0"),
+        ({"sources": ["a"], "iou_thresholds": [0.5, 0.0]}, r"iou_thresholds.*\(0, 1\], got \[0.5, 0.0\]"),
+    ],
+)
+def test_rejects_bad_args(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(MisconfigurationException, match=match):
+        SourceMetrics(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "reflects"),
+    [
+        ("Wait, that is wrong.", True),
+        ("let me RE-EXAMINE", True),
+        ("I will check   again", True),
+        ("think\nagain", True),
+        ("we verify it", True),
+        ("not yet.", True),
+        ("(rethink)", True),
+        ("await", False),
+        ("waiting", False),
+        ("verified", False),
+        ("a pre-check", False),
+        ("yeti", False),
+        ("wait-list", False),
+        ("", False),
+    ],
+)
+def test_reflection_words_match_whole_words_case_insensitively(text: str, reflects: bool) -> None:
+    from callbacks.source_metrics import DEFAULT_REFLECTION_WORDS
+
+    assert bool(reflection_pattern(DEFAULT_REFLECTION_WORDS).search(text)) is reflects
+
+
+def test_source_stats_ignores_nan_and_buckets_unknown_sources() -> None:
+    stats = SourceStats(["a", "b"], ["x", "y"])
+    values = torch.tensor([[1.0, float("nan")], [3.0, 4.0], [5.0, 6.0], [7.0, float("nan")]])  # [N=4, C=2]
+    stats.update(values, stats.source_index(["a", "a", "zzz", "b"]))
+    out = stats.compute()
+    assert stats.row_names == ["a", "b", "other", "all"]
+    torch.testing.assert_close(out["count"], torch.tensor([[2.0, 1.0], [1.0, 0.0], [1.0, 1.0], [4.0, 2.0]]))
+    expected = torch.tensor([[2.0, 4.0], [7.0, math.nan], [5.0, 6.0], [4.0, 5.0]])
+    torch.testing.assert_close(out["mean"], expected, equal_nan=True)
+    with pytest.raises(ValueError, match="reserved"):
+        SourceStats(["other"], ["x"])
+
+
+def test_train_windows_and_val_epoch_match_reference(
+    tmp_path: Path, memory_logger: Any, reference: Any
+) -> None:
+    cb = SourceMetrics(sources=SOURCES, log_every_n_steps=3)
+    trainer, model = _fit(
+        tmp_path,
+        [cb],
+        memory_logger,
+        max_steps=7,
+        limit_val_batches=3,
+        val_check_interval=7,
+        log_every_n_steps=1,
+    )
+    history = memory_logger.history
+    # windows of 3 batches logged at the step of their last batch; the partial last window at train end
+    assert [s for s, _ in history["train/reward/all"]] == [2, 5, 6]
+    windows = {2: model.train_samples[0:3], 5: model.train_samples[3:6], 6: model.train_samples[6:7]}
+    for step, window in windows.items():
+        logged = {k: dict(v)[step] for k, v in history.items() if k.startswith("train/") and step in dict(v)}
+        _assert_matches(logged, [s for batch in window for s in batch], "train", reference)
+    # validation: one value per key for the epoch (sanity check discarded), also in callback_metrics
+    val_logged = {k: v[-1][1] for k, v in history.items() if k.startswith("val/")}
+    assert all(len(history[k]) == 1 for k in val_logged)
+    assert len(model.val_samples) == 48
+    _assert_matches(val_logged, model.val_samples, "val", reference)
+    assert trainer.callback_metrics["val/accuracy/all"].item() == pytest.approx(
+        val_logged["val/accuracy/all"]
+    )
+    assert cb.last_logged["val"] == pytest.approx(val_logged)
+
+
+def test_follows_trainer_log_every_n_steps_by_default(tmp_path: Path, memory_logger: Any) -> None:
+    _fit(
+        tmp_path,
+        [SourceMetrics(sources=SOURCES)],
+        memory_logger,
+        max_steps=4,
+        limit_val_batches=0,
+        log_every_n_steps=2,
+    )
+    assert [s for s, _ in memory_logger.history["train/samples/all"]] == [1, 3]
+    assert [v for _, v in memory_logger.history["train/samples/all"]] == [32.0, 32.0]
+
+
+def test_missing_record_is_a_clear_error(tmp_path: Path) -> None:
+    class NoRecord(RolloutModel):
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            return BoringModel.training_step(self, batch, batch_idx)
+
+    with pytest.raises(
+        MisconfigurationException, match=r"training_step to return a dict whose 'rollout'.*\['loss'\]"
+    ):
+        model = NoRecord()
+        Trainer(max_steps=1, callbacks=[SourceMetrics(["a"])], logger=False, enable_progress_bar=False).fit(
+            model
+        )
+
+
+def test_record_length_mismatch_is_a_clear_error() -> None:
+    record, _ = make_record(0, 4)
+    record["iou"] = torch.zeros(3)
+    with pytest.raises(MisconfigurationException, match="'iou' has 3 entries but 'data_source' has 4"):
+        SourceMetrics(SOURCES).values_from_record(record)
+
+
+def test_optional_keys_may_be_missing_and_stages_disabled(tmp_path: Path, memory_logger: Any) -> None:
+    class Minimal(RolloutModel):
+        def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+            out = BoringModel.training_step(self, batch, batch_idx)
+            return {"loss": out["loss"], "traj": {"data_source": ["math", "det"], "reward": [1.0, 0.0]}}
+
+    cb = SourceMetrics(SOURCES, output_key="traj", log_prefix_val=None, log_every_n_steps=1)
+    _fit(
+        tmp_path, [cb], memory_logger, Minimal, max_steps=2, limit_val_batches=2
+    )  # val returns another key: skipped
+    assert set(memory_logger.history) == {
+        "train/reward/math", "train/reward/det", "train/reward/all",
+        "train/samples/math", "train/samples/det", "train/samples/all",
+    }  # fmt: skip
+
+
+def test_tensorboard_event_file_has_the_tags(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path, name="run")
+    _fit(
+        tmp_path,
+        [SourceMetrics(SOURCES, log_every_n_steps=2)],
+        logger,
+        max_steps=4,
+        limit_val_batches=2,
+        val_check_interval=4,
+    )
+    acc = EventAccumulator(logger.log_dir)
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ["train/reward/all", "train/accuracy/math", "train/iou/det", "train/map/det", "train/samples/other",
+                "train/reflection_ratio/all", "train/response_length_correct/all", "val/reward/ground", "val/iou@0.5/all"]:  # fmt: skip
+        assert tag in tags, (tag, sorted(tags))
+    assert "train/map/math" not in tags  # never applicable: never logged
+    assert [e.step for e in acc.Scalars("train/reward/all")] == [1, 3]
