@@ -1,0 +1,366 @@
+"""`VerifierPool`: rewards computed in worker processes, overlapping generation, with hard per-sample timeouts.
+
+Why processes: math-verify and sympy hold the GIL and can spin for seconds on hostile input; a thread
+cannot be stopped, a process can be killed. Why "forkserver" (or "spawn"), never "fork": the trainer
+holds torch's OpenMP/intra-op threads (and CUDA state on GPUs); forking a multi-threaded process copies
+locks held by threads that don't exist in the child, which deadlocks. The forkserver is a fresh
+interpreter that preloads `lit_triune.rewards`, so replacing a killed worker costs a fork, not an import.
+
+Each worker has its own pipe, so the parent always knows which sample a worker holds: the parent
+enforces the hard deadline (kill + replace the worker), and a worker that dies gets its sample retried
+once (`retry_crashed`) or scored 0 with `failure="crash"`. Inside the worker a soft budget of
+`soft_fraction * timeout_s` lets slow Python code return `failure="timeout"` without costing a respawn.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from lit_triune.rewards.result import FAILURES, make_result
+from lit_triune.rewards.scoring import score_sample
+
+_MAX_START_FAILURES = 5
+
+
+def _worker_main(conn: Connection, imports: Sequence[str], budget_s: float) -> None:
+    """Worker loop: receive (task_id, kwargs), send (task_id, result dict); None or EOF ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    for module in ("lit_triune.rewards", *imports):
+        importlib.import_module(module)
+    score_sample(
+        "<answer>\\boxed{1}</answer>", {"verifier": "mathverify", "ground_truth": "1"}, budget_s=budget_s
+    )  # warm up
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        task_id, kwargs = msg
+        try:
+            result = score_sample(**kwargs, budget_s=budget_s)
+        except BaseException as err:  # score_sample never raises; this guards the guard
+            result = make_result(
+                "?", 0.0, 0.0, 0.0, "crash", f"worker raised {type(err).__name__}: {err}"[:500]
+            )
+        conn.send((task_id, result))
+
+
+@dataclass
+class _Task:
+    id: int
+    kwargs: dict[str, Any]
+    future: Future
+    verifier: str
+    attempts: int = 0
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    ready: bool = False
+    task: _Task | None = None
+    deadline: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VerifierPool:
+    """Score completions in `num_workers` processes; `num_workers=0` scores in-process (debugging).
+
+    Args:
+        num_workers: worker processes; 0 runs every sample synchronously in the caller.
+        timeout_s: hard wall-clock limit per sample, counted from dispatch to a ready worker.
+        start_method: "forkserver" (default) or "spawn"; "fork" is refused (see module docstring).
+        retry_crashed: give a sample whose worker died one more try before scoring it 0.
+        imports: extra modules each worker imports, e.g. ones that `@register_verifier` custom verifiers.
+        soft_fraction: the in-worker budget as a fraction of `timeout_s`.
+
+    Example::
+
+        with VerifierPool(num_workers=2, timeout_s=5.0) as pool:
+            handles = [pool.submit(r, rm, image_size=(h, w), iou_threshold=0.85) for r, rm in arrivals]
+            results = [h.result() for h in handles]
+            pool.failure_counts()  # {"mathverify": {"timeout": 0, "crash": 0, "parse": 3, "spec": 0}, ...}
+    """
+
+    def __init__(
+        self,
+        num_workers: int = 2,
+        timeout_s: float = 5.0,
+        *,
+        start_method: str = "forkserver",
+        retry_crashed: bool = True,
+        imports: Sequence[str] = (),
+        soft_fraction: float = 0.8,
+    ) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if start_method not in ("forkserver", "spawn"):
+            raise ValueError(
+                f"start_method must be 'forkserver' or 'spawn' (fork deadlocks with torch threads), got {start_method!r}"
+            )
+        if not 0 < soft_fraction <= 1:
+            raise ValueError(f"soft_fraction must be in (0, 1], got {soft_fraction!r}")
+        self.num_workers, self.timeout_s, self.retry_crashed = num_workers, float(timeout_s), retry_crashed
+        self._imports = tuple(imports)
+        self._budget_s = self.timeout_s * soft_fraction
+        self._counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FAILURES, 0))
+        self._lock = threading.Lock()
+        self._pending: deque[_Task] = deque()
+        self._next_id = 0
+        self._closed = False
+        self._broken: str | None = None
+        self._workers: list[_Worker] = []
+        self._start_failures = 0
+        if num_workers == 0:
+            return
+        self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(["lit_triune.rewards", *self._imports])
+        self._wake_r, self._wake_w = os.pipe()
+        self._workers = [self._spawn() for _ in range(num_workers)]
+        self._thread = threading.Thread(target=self._dispatch, name="verifier-pool", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- public API
+    def submit(
+        self,
+        response: str,
+        reward_model: dict,
+        image_size: tuple[int, int] | None = None,
+        iou_threshold: float | None = None,
+        compat: str | None = None,
+    ) -> Future:
+        """Queue one sample now (e.g. as soon as its completion is decoded); the Future yields `score()`'s dict."""
+        kwargs = {"response": response, "reward_model": reward_model, "image_size": image_size,
+                  "iou_threshold": iou_threshold, "compat": compat}  # fmt: skip
+        verifier = str(reward_model.get("verifier")) if isinstance(reward_model, dict) else "?"
+        future: Future = Future()
+        if self.num_workers == 0:
+            self._finish(_Task(-1, kwargs, future, verifier), score_sample(**kwargs, budget_s=self._budget_s))
+            return future
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"VerifierPool is closed{': ' + self._broken if self._broken else ''}")
+            self._next_id += 1
+            self._pending.append(_Task(self._next_id, kwargs, future, verifier))
+        os.write(self._wake_w, b"x")
+        return future
+
+    def map(
+        self,
+        responses: Sequence[str],
+        reward_models: Sequence[dict],
+        image_sizes: Sequence[tuple[int, int] | None] | None = None,
+        iou_threshold: float | None = None,
+        compat: str | None = None,
+    ) -> list[dict]:
+        """Score a batch; results in input order."""
+        if len(responses) != len(reward_models) or (
+            image_sizes is not None and len(image_sizes) != len(responses)
+        ):
+            raise ValueError(f"got {len(responses)} responses, {len(reward_models)} reward_models and "
+                             f"{'no' if image_sizes is None else len(image_sizes)} image_sizes; lengths must match")  # fmt: skip
+        sizes = image_sizes if image_sizes is not None else [None] * len(responses)
+        futures = [
+            self.submit(r, rm, s, iou_threshold, compat)
+            for r, rm, s in zip(responses, reward_models, sizes, strict=True)
+        ]
+        return [f.result() for f in futures]
+
+    def score_batch(
+        self,
+        responses: Sequence[str],
+        reward_models: Sequence[dict],
+        *,
+        image_sizes: Sequence[tuple[int, int] | None] | None = None,
+        iou_threshold: float | None = None,
+        compat: str | None = None,
+    ) -> list[dict]:
+        """Same signature as `lit_triune.rewards.score_batch`, run through the pool."""
+        return self.map(responses, reward_models, image_sizes, iou_threshold, compat)
+
+    def failure_counts(self) -> dict[str, dict[str, int]]:
+        """{verifier: {"timeout", "crash", "parse", "spec": count}}; a retried crash still counts once."""
+        with self._lock:
+            return {name: dict(c) for name, c in self._counts.items()}
+
+    def worker_pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers if w.proc.is_alive()]
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Block until every worker has started and warmed up (benchmarks and tests want a warm pool)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if all(w.ready for w in self._workers):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        """Stop the workers; samples still queued resolve with failure="crash"."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.num_workers == 0:
+            return
+        os.write(self._wake_w, b"x")
+        self._thread.join(timeout=10)
+        for w in self._workers:
+            self._stop(w, graceful=True)
+        for task in list(self._pending):
+            self._finish(task, self._crash(task, "pool closed before the sample was scored"), count=False)
+        self._pending.clear()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> VerifierPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------------- internals
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(child, self._imports, self._budget_s), daemon=True
+        )
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _stop(self, w: _Worker, graceful: bool = False) -> None:
+        if graceful and w.proc.is_alive():
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                pass
+            w.proc.join(timeout=1.0)
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(timeout=5.0)
+        w.conn.close()
+
+    def _crash(self, task: _Task, detail: str) -> dict[str, Any]:
+        return make_result(task.verifier, 0.0, 0.0, 0.0, "crash", detail)
+
+    def _finish(self, task: _Task, result: dict[str, Any], count: bool = True) -> None:
+        failure = result.get("failure")
+        if count and failure in FAILURES:
+            with self._lock:
+                self._counts[task.verifier][failure] += 1
+        if not task.future.done():
+            task.future.set_result(result)
+
+    def _replace(self, w: _Worker) -> None:
+        self._stop(w)
+        self._workers[self._workers.index(w)] = self._spawn()
+
+    def _lost(self, w: _Worker, why: str) -> None:
+        """The worker died or hung: replace it and retry or fail its sample."""
+        task = w.task
+        self._replace(w)
+        if task is None:
+            return
+        if why == "timeout":
+            self._finish(task, make_result(task.verifier, 0.0, 0.0, 0.0, "timeout",
+                                           f"killed after the {self.timeout_s:g} s hard timeout"))  # fmt: skip
+            return
+        with self._lock:
+            self._counts[task.verifier]["crash"] += 1
+        task.attempts += 1
+        if self.retry_crashed and task.attempts < 2:
+            with self._lock:
+                self._pending.appendleft(task)
+        else:
+            self._finish(
+                task, self._crash(task, f"worker died ({why}) while scoring this sample"), count=False
+            )
+
+    def _dispatch(self) -> None:
+        try:
+            self._loop()
+        except BaseException as err:  # never leave callers waiting on futures forever
+            with self._lock:
+                self._closed = True
+                self._broken = f"dispatcher failed: {type(err).__name__}: {err}"
+                tasks = list(self._pending) + [w.task for w in self._workers if w.task]
+                self._pending.clear()
+            for task in tasks:
+                self._finish(task, self._crash(task, f"pool dispatcher failed: {type(err).__name__}: {err}"))
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                closed = self._closed
+            if closed:
+                return
+            now = time.monotonic()
+            for w in self._workers:
+                if w.ready and w.task is None:
+                    with self._lock:
+                        task = self._pending.popleft() if self._pending else None
+                    if task is None:
+                        break
+                    w.task, w.deadline = task, now + self.timeout_s
+                    try:
+                        w.conn.send((task.id, task.kwargs))
+                    except (OSError, ValueError):
+                        self._lost(w, "pipe closed")
+            busy = [w.deadline for w in self._workers if w.task is not None]
+            timeout = max(0.0, min(busy) - time.monotonic()) if busy else None
+            objs: list[Any] = [self._wake_r]
+            for w in self._workers:
+                objs += [w.conn, w.proc.sentinel]
+            ready = wait(objs, timeout)
+            if self._wake_r in ready:
+                os.read(self._wake_r, 4096)
+            for w in list(self._workers):
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        self._on_death(w)
+                        continue
+                    if msg[0] == "ready":
+                        w.ready, self._start_failures = True, 0
+                    elif w.task is not None and msg[0] == w.task.id:
+                        task, w.task = w.task, None
+                        self._finish(task, msg[1])
+                elif w.proc.sentinel in ready and not w.proc.is_alive():
+                    self._on_death(w)
+            now = time.monotonic()
+            for w in list(self._workers):
+                if w.task is not None and now >= w.deadline:
+                    self._lost(w, "timeout")
+
+    def _on_death(self, w: _Worker) -> None:
+        if not w.ready:
+            self._start_failures += 1
+            if self._start_failures > _MAX_START_FAILURES:
+                raise RuntimeError(f"verifier workers keep dying at start-up (exit code {w.proc.exitcode})")
+        self._lost(w, f"exit code {w.proc.exitcode}")
