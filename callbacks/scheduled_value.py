@@ -13,6 +13,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from callbacks._trainer_steps import is_logging_batch, logger_step
+
 
 class ScheduledValue(Callback):
     """Sets ``pl_module.<attr>`` from a piecewise-constant schedule over training progress.
@@ -26,9 +28,10 @@ class ScheduledValue(Callback):
     and step 10 gets ``values[1]``).
 
     It is applied at ``on_train_start`` (after a checkpoint is restored), at every
-    ``on_train_batch_start`` and at ``on_validation_start`` during fitting, and logged at every
-    training batch under ``log_key`` through ``pl_module.log`` (so it follows
-    ``Trainer(log_every_n_steps)``). Because the value is a function of ``global_step``, a resumed run
+    ``on_train_batch_start`` and at ``on_validation_start`` during fitting. It is written to the
+    loggers under ``log_key`` at Lightning's logger step every ``Trainer(log_every_n_steps)`` batches
+    and, in addition, at the first batch of each stage, so plots can mark the exact step where a
+    stage begins. Because the value is a function of ``global_step``, a resumed run
     gets the value its schedule gives at the restored step; the checkpoint keeps the schedule it ran
     with, and a resume under a different schedule or step budget warns.
 
@@ -89,6 +92,7 @@ class ScheduledValue(Callback):
         self.log_key = f"train/{attr}" if log_key is None else log_key
         self.current: float | None = None
         self._total: float | None = None
+        self._last_logged: float | None = None
         self._loaded: dict[str, Any] = {}
 
     @property
@@ -146,6 +150,7 @@ class ScheduledValue(Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._total = self._total_steps(trainer)
+        self._last_logged = None
         if self._loaded:
             old = self._loaded
             old_total = old["total_steps"] if old["total_steps"] is not None else self._total
@@ -162,9 +167,12 @@ class ScheduledValue(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        previous = self._last_logged
         value = self._apply(trainer, pl_module)
-        if self.log_key:
-            pl_module.log(self.log_key, value, on_step=True, on_epoch=False, batch_size=1)
+        if self.log_key and (value != previous or is_logging_batch(trainer, None)):
+            self._last_logged = value
+            for logger in trainer.loggers:
+                logger.log_metrics({self.log_key: value}, step=logger_step(trainer))
 
     @override
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -101,6 +101,14 @@ def test_threshold_follows_schedule_at_each_step(tmp_path: Any, memory_logger: A
     )
 
 
+def test_logged_at_trainer_cadence_and_at_each_stage_start(tmp_path: Any, memory_logger: Any) -> None:
+    trainer = _trainer(tmp_path, 20, [DynamicIoUThreshold()], logger=memory_logger, log_every_n_steps=5)
+    trainer.fit(ThresholdModel())
+    assert memory_logger.history["train/iou_threshold"] == [
+        (0, 0.85), (2, 0.95), (4, 0.95), (5, 0.99), (9, 0.99), (14, 0.99), (19, 0.99),
+    ]  # fmt: skip
+
+
 def test_dotted_attr_and_custom_log_key(tmp_path: Any, memory_logger: Any) -> None:
     cb = ScheduledValue("reward_ctx.temperature", milestones=[0.5], values=[2.0, 0.5], log_key="train/temp")
     trainer = _trainer(tmp_path, 4, [cb], logger=memory_logger, log_every_n_steps=1)
