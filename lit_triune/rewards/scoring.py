@@ -95,6 +95,8 @@ def score_sample(
     if not isinstance(verdict, Verdict):
         verdict = failed("crash", f"verifier {name!r} returned {type(verdict).__name__}, not Verdict")
     acc = float(verdict.accuracy)
+    if verdict.failure == "spec":  # an unusable sample earns nothing, format included: it is a data bug
+        return make_result(name, 0.0, 0.0, 0.0, "spec", verdict.detail, verdict.scores, verdict.extras)
     return make_result(
         name, a * acc + f * fmt, acc, fmt, verdict.failure, verdict.detail, verdict.scores, verdict.extras
     )

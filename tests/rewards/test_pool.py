@@ -1,0 +1,100 @@
+"""VerifierPool: input order, hard timeouts, a worker SIGKILLed mid-batch, crashes, hostile completions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from lit_triune.rewards import VerifierPool, score
+
+SLEEP = {"verifier": "debug_sleep", "verifier_parm": {"seconds": 0.3}}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with VerifierPool(num_workers=2, timeout_s=2.0) as p:
+        assert p.wait_ready(60)
+        yield p
+
+
+def _sleepy(accuracy: float, seconds: float = 0.05) -> dict:
+    return {"verifier": "debug_sleep", "verifier_parm": {"seconds": seconds, "accuracy": accuracy}}
+
+
+def test_results_come_back_in_input_order(pool):
+    # later samples finish first (shorter sleeps), results must still follow input order
+    rms = [_sleepy(i / 10, seconds=0.25 - 0.04 * i) for i in range(6)]
+    out = pool.map(["x"] * 6, rms)
+    assert [r["accuracy"] for r in out] == [i / 10 for i in range(6)]
+
+
+def test_pool_matches_in_process_scores(pool):
+    rms = [
+        {"verifier": "mathverify", "ground_truth": "\\frac{1}{2}"},
+        {"verifier": "counting", "ground_truth": 2},
+    ]
+    responses = ["<think>a</think><answer>0.5</answer>", "<answer>two</answer>"]
+    via_pool = pool.score_batch(responses, rms)
+    in_process = [score(r, rm) for r, rm in zip(responses, rms, strict=True)]
+    assert [repr(sorted(r.items())) for r in via_pool] == [
+        repr(sorted(r.items())) for r in in_process
+    ]  # NaN-safe
+
+
+def test_hard_timeout_kills_and_replaces_the_worker(pool):
+    before = pool.failure_counts().get("debug_sleep", {}).get("timeout", 0)
+    start = time.monotonic()
+    out = pool.map(["x", "x"], [_sleepy(1.0, seconds=30), _sleepy(1.0)])
+    assert time.monotonic() - start < 4.0
+    assert out[0]["failure"] == "timeout" and out[1]["failure"] is None
+    assert pool.failure_counts()["debug_sleep"]["timeout"] == before + 1
+    assert pool.map(["x"], [_sleepy(0.5)])[0]["accuracy"] == 0.5  # the replacement works
+
+
+def _kill_one_worker_mid_batch(p: VerifierPool, n: int) -> list[dict]:
+    futures = [p.submit("x", SLEEP) for _ in range(n)]
+    time.sleep(0.15)  # both workers are inside a 0.3 s sample
+    os.kill(p.worker_pids()[0], signal.SIGKILL)
+    return [f.result(timeout=30) for f in futures]
+
+
+def test_worker_killed_mid_batch_is_retried_once():
+    with VerifierPool(num_workers=2, timeout_s=5.0) as p:
+        assert p.wait_ready(60)
+        out = _kill_one_worker_mid_batch(p, 6)
+        assert len(out) == 6 and all(r["failure"] is None for r in out)  # the killed sample was retried
+        assert p.failure_counts()["debug_sleep"]["crash"] == 1
+
+
+def test_worker_killed_mid_batch_without_retry_scores_zero():
+    with VerifierPool(num_workers=2, timeout_s=5.0, retry_crashed=False) as p:
+        assert p.wait_ready(60)
+        out = _kill_one_worker_mid_batch(p, 6)
+        assert [r["failure"] for r in out].count("crash") == 1
+        assert sum(r["reward"] == 0.0 for r in out) == 1
+        assert p.failure_counts()["debug_sleep"]["crash"] == 1
+
+
+def test_a_sample_that_always_crashes_its_worker(pool):
+    out = pool.map(["x", "x"], [{"verifier": "debug_crash"}, _sleepy(1.0)])
+    assert out[0]["failure"] == "crash" and out[1]["accuracy"] == 1.0
+    assert pool.failure_counts()["debug_crash"]["crash"] == 2  # first try and the retry
+
+
+def test_zero_workers_scores_in_process():
+    with VerifierPool(num_workers=0) as p:
+        out = p.map(
+            ["<answer>3</answer>", "<answer>?</answer>"], [{"verifier": "counting", "ground_truth": 3}] * 2
+        )
+        assert [r["accuracy"] for r in out] == [1.0, 0.0]
+        assert p.failure_counts() == {"counting": {"timeout": 0, "crash": 0, "parse": 1, "spec": 0}}
+
+
+def test_rejects_fork_and_bad_arguments():
+    with pytest.raises(ValueError, match="fork"):
+        VerifierPool(num_workers=1, start_method="fork")
+    with pytest.raises(ValueError, match="num_workers"):
+        VerifierPool(num_workers=-1)
