@@ -1,0 +1,286 @@
+"""Rollouts with transformers' `generate` on the trained module itself (the CPU default).
+
+It shares the policy's parameters, so `sync_weights` has nothing to copy. Three details decide whether
+its samples are usable for GRPO:
+
+* Sampling is fully explicit. A fresh `GenerationConfig` replaces the checkpoint's during the call, so
+  nothing leaks in silently (HF's global default `top_k=50`; a real Qwen2.5-VL-Instruct ships
+  `top_k=1, top_p=0.001, repetition_penalty=1.05`). `SamplingConfig.top_k == 0` really means off.
+* One logits processor, first in the chain, records log_softmax(raw_logits / temperature) of each
+  sampled token (what `completion_logprobs` recomputes) and then sets the vision/pad tokens to -inf.
+  Holding one step's [N, V] log-probs costs O(N·V) memory where `output_logits=True` costs O(N·T·V).
+* Rows are prompt-major (row i*G + g), cut after the first stop token (kept: the loss trains the stop).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from lit_triune.rl.policy_inputs import encode_prompts
+from lit_triune.rollout.base import Rollout, SamplingConfig
+from lit_triune.rollout.vision_tokens import (
+    assemble_rollout,
+    concat_rollouts,
+    pad_token_id,
+    stop_token_ids,
+    vision_token_ids,
+)
+
+ChunkCallback = Callable[[Tensor, Rollout], None]
+
+
+def check_sampling(sampling: SamplingConfig) -> None:
+    """Rejects settings neither engine can honour, naming the field (user input: no `assert`)."""
+    if sampling.n < 1:
+        raise ValueError(f"SamplingConfig.n (group size) must be >= 1, got {sampling.n}")
+    if sampling.max_new_tokens < 1:
+        raise ValueError(f"SamplingConfig.max_new_tokens must be >= 1, got {sampling.max_new_tokens}")
+    if sampling.temperature < 0:
+        raise ValueError(f"SamplingConfig.temperature must be >= 0 (0 = greedy), got {sampling.temperature}")
+    if not 0.0 < sampling.top_p <= 1.0:
+        raise ValueError(f"SamplingConfig.top_p must be in (0, 1], got {sampling.top_p}")
+    if sampling.top_k < -1:
+        raise ValueError(f"SamplingConfig.top_k must be 0 or -1 (off) or >= 1, got {sampling.top_k}")
+
+
+def check_batch(prompts: list[str], images: list[Any] | None) -> list[Any]:
+    if images is None:
+        return [None] * len(prompts)
+    if len(images) != len(prompts):
+        raise ValueError(
+            f"got {len(prompts)} prompts but {len(images)} images; pass one image (or None) per prompt"
+        )
+    return list(images)
+
+
+class _MaskAndRecord(LogitsProcessor):
+    """Records the sampled token's log-prob under log_softmax(raw / T), then masks vision tokens.
+
+    Called once per decoding step with the raw float32 logits (it runs before HF's temperature/top-k/
+    top-p warpers, and the clean config adds no other processor). At step t, `input_ids[:, -1]` is the
+    token sampled at step t-1, so the previous step's distribution is gathered then.
+    """
+
+    def __init__(self, vision_ids: list[int], temperature: float, record: bool) -> None:
+        self.vision_ids = vision_ids
+        self.temperature = temperature if temperature > 0 else 1.0  # greedy: plain log_softmax
+        self.record = record
+        self._last: Tensor | None = None  # [N, V] log-probs of the latest step
+        self._steps: list[Tensor] = []  # T-1 tensors [N]
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:  # [N, L], [N, V]
+        if self.record:
+            if self._last is not None:
+                self._steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))  # [N]
+            self._last = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # [N, V]
+        if self.vision_ids:
+            scores[:, self.vision_ids] = float("-inf")
+        return scores
+
+    def finish(self, last_tokens: Tensor) -> Tensor | None:  # [N] -> [N, T]
+        if not self.record or self._last is None:
+            return None
+        self._steps.append(self._last.gather(1, last_tokens.unsqueeze(1)).squeeze(1))
+        return torch.stack(self._steps, dim=1)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval for generation (no dropout), then every submodule's own previous mode (frozen parts stay eval)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextmanager
+def _only_generation_config(model: nn.Module, config: GenerationConfig) -> Iterator[None]:
+    """HF fills every field we leave unset from `model.generation_config`; swap it out for the call."""
+    saved = getattr(model, "generation_config", None)
+    model.generation_config = config
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
+class HFGenerateEngine:
+    """`RolloutEngine` backed by `model.generate` on the policy module itself.
+
+    Args:
+        model: The policy (`nn.Module`), or a zero-argument callable returning it (so the engine follows
+            a module that rebuilds its policy), or None to be bound later with `bind`.
+        processor: The HF processor of the policy (tokenizer + image processor); may be bound later.
+        chunk_size: Prompts per `model.generate` call (None: the whole batch). Smaller chunks let a caller
+            score chunk k while chunk k+1 generates (see `generate_chunks`).
+        mask_vision_tokens: Keep vision/pad tokens out of sampling (only tests turn this off).
+        keep_logprobs: Record the sampled tokens' log-probs into `Rollout.sampling_logprobs`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[[], nn.Module] | None = None,
+        processor: Any = None,
+        *,
+        chunk_size: int | None = None,
+        mask_vision_tokens: bool = True,
+        keep_logprobs: bool = True,
+    ) -> None:
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be None or >= 1 prompts, got {chunk_size}")
+        self._model = model
+        self.processor = processor
+        self.chunk_size = chunk_size
+        self.mask_vision_tokens = mask_vision_tokens
+        self.keep_logprobs = keep_logprobs
+
+    def bind(self, model: nn.Module | Callable[[], nn.Module], processor: Any = None) -> None:
+        """Called by RolloutCallback at fit start: the module to generate with and its processor."""
+        self._model = model
+        if processor is not None:
+            self.processor = processor
+
+    @property
+    def model(self) -> nn.Module:
+        model = (
+            self._model() if callable(self._model) and not isinstance(self._model, nn.Module) else self._model
+        )
+        if model is None:
+            raise RuntimeError(
+                "HFGenerateEngine has no model: pass one to the constructor or call bind(model, processor)"
+            )
+        return model
+
+    def sync_weights(self, model: nn.Module) -> None:
+        """No copy: generation runs on the module itself. Adopts `model` if the engine follows none yet."""
+        if self._model is None:
+            self._model = model
+
+    def close(self) -> None:
+        """Nothing to release (RolloutCallback calls this at teardown)."""
+
+    def generate(
+        self,
+        prompts: list[str],
+        images: list[Any] | None,
+        sampling: SamplingConfig,
+        *,
+        on_chunk: ChunkCallback | None = None,
+    ) -> Rollout:
+        """G = `sampling.n` completions per prompt, rows prompt-major. `on_chunk(rows, part)` is called after
+        each chunk with its global row indices ([M] long) while later chunks are still to come."""
+        parts = []
+        for rows, part in self.generate_chunks(prompts, images, sampling):
+            if on_chunk is not None:
+                on_chunk(rows, part)
+            parts.append(part)
+        return concat_rollouts(parts)
+
+    def generate_chunks(
+        self, prompts: list[str], images: list[Any] | None, sampling: SamplingConfig
+    ) -> Iterator[tuple[Tensor, Rollout]]:
+        """Yields `(rows, part)` per chunk of `chunk_size` prompts, lazily: chunk k+1 is generated only when
+        the caller asks for it, so submitting chunk k to a reward pool (other processes) before the next
+        `next()` overlaps scoring with generation. `part.prompt_index` holds global prompt indices;
+        `rows` ([M] long) are the global row indices, i.e. where the part sits in the full rollout.
+        Chunk k samples with seed `sampling.seed + k`."""
+        check_sampling(sampling)
+        images = check_batch(prompts, images)
+        if not prompts:
+            raise ValueError("generate() needs at least one prompt")
+        step = self.chunk_size or len(prompts)
+        g = sampling.n
+        for k, start in enumerate(range(0, len(prompts), step)):
+            stop = min(start + step, len(prompts))
+            seed = None if sampling.seed is None else sampling.seed + k
+            part = self._generate_block(prompts[start:stop], images[start:stop], sampling, start, seed)
+            yield torch.arange(start * g, stop * g), part
+
+    def _generate_block(
+        self,
+        prompts: list[str],
+        images: list[Any],
+        sampling: SamplingConfig,
+        first_prompt: int,
+        seed: int | None,
+    ) -> Rollout:
+        if self.processor is None:
+            raise RuntimeError("HFGenerateEngine has no processor: pass one to the constructor or to bind()")
+        model, tokenizer = self.model, self.processor.tokenizer
+        device = next(model.parameters()).device
+        stops, pad = stop_token_ids(tokenizer), pad_token_id(tokenizer)
+        vision = vision_token_ids(tokenizer) if self.mask_vision_tokens else []
+        t0 = time.perf_counter()
+        enc = encode_prompts(self.processor, prompts, images)
+        b, length = len(enc), max(len(r) for r in enc.input_ids)
+        input_ids = torch.full((b, length), pad, dtype=torch.long)  # [b, L] left-padded
+        attention_mask = torch.zeros((b, length), dtype=torch.long)  # [b, L]
+        for i, row in enumerate(enc.input_ids):
+            input_ids[i, length - len(row) :] = torch.tensor(row)
+            attention_mask[i, length - len(row) :] = 1
+        inputs: dict[str, Any] = {
+            "input_ids": input_ids.to(device),
+            "attention_mask": attention_mask.to(device),
+        }
+        if enc.pixel_values is not None:
+            inputs["pixel_values"] = enc.pixel_values.to(device=device, dtype=model.dtype)  # [P, D]
+            inputs["image_grid_thw"] = enc.image_grid_thw.to(device)  # [b, 3]
+            # Without it transformers silently uses 1-D positions for the whole prompt (not M-RoPE).
+            image_token = getattr(model.config, "image_token_id", None)
+            inputs["mm_token_type_ids"] = (input_ids == image_token).int().to(device)  # [b, L]
+        greedy = sampling.temperature == 0
+        config = GenerationConfig(
+            do_sample=not greedy,
+            temperature=None if greedy else float(sampling.temperature),
+            top_k=None if greedy else max(int(sampling.top_k), 0),  # 0 = off (HF skips TopK when 0)
+            top_p=None if greedy else float(sampling.top_p),
+            num_beams=1,
+            max_new_tokens=int(sampling.max_new_tokens),
+            num_return_sequences=1 if greedy else int(sampling.n),  # greedy: one row, copied G times
+            eos_token_id=stops,
+            pad_token_id=pad,
+            repetition_penalty=1.0,
+            return_dict_in_generate=True,
+            use_cache=True,
+        )
+        recorder = _MaskAndRecord(vision, sampling.temperature, self.keep_logprobs)
+        t1 = time.perf_counter()
+        rng_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=rng_devices), torch.inference_mode(), _eval_mode(model):
+            if seed is not None:
+                torch.manual_seed(seed)
+            with _only_generation_config(model, config):
+                out = model.generate(
+                    **inputs, generation_config=config, logits_processor=LogitsProcessorList([recorder])
+                )
+        new_tokens = out.sequences[:, length:]  # [b*G, T]
+        logprobs = recorder.finish(out.sequences[:, -1])  # [b*G, T] or None
+        if greedy and sampling.n > 1:  # identical by construction; HF refuses num_return_sequences here
+            new_tokens = new_tokens.repeat_interleave(sampling.n, dim=0)  # [b*G, T]
+            logprobs = None if logprobs is None else logprobs.repeat_interleave(sampling.n, dim=0)
+        t2 = time.perf_counter()
+        prompt_index = torch.arange(first_prompt, first_prompt + b).repeat_interleave(sampling.n)  # [b*G]
+        rollout = assemble_rollout(
+            tokenizer,
+            new_tokens.cpu().tolist(),
+            None if logprobs is None else logprobs.cpu().tolist(),
+            prompt_index,
+            stops=stops,
+            vision_ids=vision_token_ids(tokenizer),
+        )
+        rollout.timings = {
+            "engine/encode": t1 - t0,
+            "engine/generate": t2 - t1,
+            "engine/postprocess": time.perf_counter() - t2,
+        }
+        return rollout
