@@ -73,9 +73,8 @@ class _Worker:
     proc: Any
     conn: Connection
     ready: bool = False
-    task: _Task | None = None
-    deadline: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    tasks: deque[_Task] = field(default_factory=deque)  # sent, in the order the worker runs them
+    deadline: float = 0.0  # hard deadline of tasks[0], the one running now
 
 
 class VerifierPool:
@@ -88,6 +87,7 @@ class VerifierPool:
         retry_crashed: give a sample whose worker died one more try before scoring it 0.
         imports: extra modules each worker imports, e.g. ones that `@register_verifier` custom verifiers.
         soft_fraction: the in-worker budget as a fraction of `timeout_s`.
+        prefetch: samples queued per worker, so a worker never idles waiting for the parent's next send.
 
     Example::
 
@@ -106,6 +106,7 @@ class VerifierPool:
         retry_crashed: bool = True,
         imports: Sequence[str] = (),
         soft_fraction: float = 0.8,
+        prefetch: int = 2,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
@@ -117,7 +118,10 @@ class VerifierPool:
             )
         if not 0 < soft_fraction <= 1:
             raise ValueError(f"soft_fraction must be in (0, 1], got {soft_fraction!r}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
         self.num_workers, self.timeout_s, self.retry_crashed = num_workers, float(timeout_s), retry_crashed
+        self._prefetch = prefetch
         self._imports = tuple(imports)
         self._budget_s = self.timeout_s * soft_fraction
         self._counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FAILURES, 0))
@@ -281,24 +285,29 @@ class VerifierPool:
         self._workers[self._workers.index(w)] = self._spawn()
 
     def _lost(self, w: _Worker, why: str) -> None:
-        """The worker died or hung: replace it and retry or fail its sample."""
-        task = w.task
+        """The worker died or hung: replace it; its running sample times out or is retried/failed, queued ones go back."""
+        tasks = list(w.tasks)
         self._replace(w)
-        if task is None:
+        if not tasks:
             return
+        head, queued = tasks[0], tasks[1:]
+        with self._lock:
+            self._pending.extendleft(
+                reversed(queued)
+            )  # not their fault: back to the front, attempts unchanged
         if why == "timeout":
-            self._finish(task, make_result(task.verifier, 0.0, 0.0, 0.0, "timeout",
-                                           f"killed after the {self.timeout_s:g} s hard timeout"))  # fmt: skip
+            detail = f"killed after the {self.timeout_s:g} s hard timeout"
+            self._finish(head, make_result(head.verifier, 0.0, 0.0, 0.0, "timeout", detail))
             return
         with self._lock:
-            self._counts[task.verifier]["crash"] += 1
-        task.attempts += 1
-        if self.retry_crashed and task.attempts < 2:
+            self._counts[head.verifier]["crash"] += 1
+        head.attempts += 1
+        if self.retry_crashed and head.attempts < 2:
             with self._lock:
-                self._pending.appendleft(task)
+                self._pending.appendleft(head)
         else:
             self._finish(
-                task, self._crash(task, f"worker died ({why}) while scoring this sample"), count=False
+                head, self._crash(head, f"worker died ({why}) while scoring this sample"), count=False
             )
 
     def _dispatch(self) -> None:
@@ -308,7 +317,7 @@ class VerifierPool:
             with self._lock:
                 self._closed = True
                 self._broken = f"dispatcher failed: {type(err).__name__}: {err}"
-                tasks = list(self._pending) + [w.task for w in self._workers if w.task]
+                tasks = list(self._pending) + [t for w in self._workers for t in w.tasks]
                 self._pending.clear()
             for task in tasks:
                 self._finish(task, self._crash(task, f"pool dispatcher failed: {type(err).__name__}: {err}"))
@@ -316,22 +325,10 @@ class VerifierPool:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                closed = self._closed
-            if closed:
-                return
-            now = time.monotonic()
-            for w in self._workers:
-                if w.ready and w.task is None:
-                    with self._lock:
-                        task = self._pending.popleft() if self._pending else None
-                    if task is None:
-                        break
-                    w.task, w.deadline = task, now + self.timeout_s
-                    try:
-                        w.conn.send((task.id, task.kwargs))
-                    except (OSError, ValueError):
-                        self._lost(w, "pipe closed")
-            busy = [w.deadline for w in self._workers if w.task is not None]
+                if self._closed:
+                    return
+            self._feed()
+            busy = [w.deadline for w in self._workers if w.tasks]
             timeout = max(0.0, min(busy) - time.monotonic()) if busy else None
             objs: list[Any] = [self._wake_r]
             for w in self._workers:
@@ -341,22 +338,44 @@ class VerifierPool:
                 os.read(self._wake_r, 4096)
             for w in list(self._workers):
                 if w.conn in ready:
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        self._on_death(w)
-                        continue
-                    if msg[0] == "ready":
-                        w.ready, self._start_failures = True, 0
-                    elif w.task is not None and msg[0] == w.task.id:
-                        task, w.task = w.task, None
-                        self._finish(task, msg[1])
+                    self._receive(w)
                 elif w.proc.sentinel in ready and not w.proc.is_alive():
                     self._on_death(w)
             now = time.monotonic()
             for w in list(self._workers):
-                if w.task is not None and now >= w.deadline:
+                if w.tasks and now >= w.deadline:
                     self._lost(w, "timeout")
+
+    def _feed(self) -> None:
+        """Top every ready worker up to `prefetch` sent samples."""
+        for w in list(self._workers):
+            while w.ready and len(w.tasks) < self._prefetch:
+                with self._lock:
+                    task = self._pending.popleft() if self._pending else None
+                if task is None:
+                    return
+                if not w.tasks:
+                    w.deadline = time.monotonic() + self.timeout_s
+                w.tasks.append(task)
+                try:
+                    w.conn.send((task.id, task.kwargs))
+                except (OSError, ValueError):
+                    self._lost(w, "pipe closed")
+                    break
+
+    def _receive(self, w: _Worker) -> None:
+        while w.conn.poll():
+            try:
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                self._on_death(w)
+                return
+            if msg[0] == "ready":
+                w.ready, self._start_failures = True, 0
+            elif w.tasks and msg[0] == w.tasks[0].id:
+                task = w.tasks.popleft()
+                w.deadline = time.monotonic() + self.timeout_s  # the next queued sample starts now
+                self._finish(task, msg[1])
 
     def _on_death(self, w: _Worker) -> None:
         if not w.ready:
