@@ -81,7 +81,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_steps=40,
         log_every_n_steps=2,
         logger=logger,
-        callbacks=[DynamicIoUThreshold(), SourceMetrics(SOURCES, log_every_n_steps=4), LayerGradNorm(log_every_n_steps=4)],
+        callbacks=[
+            DynamicIoUThreshold(),
+            SourceMetrics(SOURCES, log_every_n_steps=4),
+            LayerGradNorm(log_every_n_steps=4),
+        ],
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
@@ -106,7 +110,9 @@ def kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _execute(cwd: Path, kernel_name: str) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, kernel_name=kernel_name, timeout=120, resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        nb, kernel_name=kernel_name, timeout=120, resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     return nb
 
 
@@ -135,7 +141,9 @@ def test_notebook_writes_figures_for_the_log_dir_from_env(
     assert "sources: ['math', 'refcoco', 'all']" in text
 
 
-def test_notebook_defaults_to_the_newest_run(runs: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_defaults_to_the_newest_run(
+    runs: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LIT_TRIUNE_LOG_DIR", raising=False)
     nb = _execute(runs.parent, kernel_name)
     assert f"LOG_DIR = {(runs / 'tiny' / 'version_0').resolve()}" in _stdout(nb)
