@@ -97,3 +97,42 @@ def test_non_string_inputs_do_not_raise():
     assert score("x", None)["failure"] == "spec"  # type: ignore[arg-type]
     assert score("x", MATH, image_size=(0, 5))["failure"] == "spec"
     assert score("x", MATH, iou_threshold=1.5)["failure"] == "spec"
+
+
+LATEX_BITS = [
+    "\\boxed{",
+    "}",
+    "{",
+    "^",
+    "10",
+    "\\frac{",
+    "(",
+    ")",
+    "x",
+    "\\sqrt{",
+    "!",
+    "9" * 30,
+    "\\infty",
+    "\\cdot",
+    "e",
+    "-",
+    "<answer>",
+    "</answer>",
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(LATEX_BITS), max_size=60), st.sampled_from([None, "vtriune"]))
+def test_random_latex_through_the_pool_stays_within_the_timeout(math_pool, bits, compat):
+    response = "".join(bits)
+    start = time.monotonic()
+    out = math_pool.submit(response, MATH, compat=compat).result(timeout=60)
+    assert time.monotonic() - start < TIMEOUT_S + 1.0  # one sample at a time: its latency is its cost
+    assert out["failure"] in (None, "timeout", "parse", "crash")
+
+
+@pytest.fixture(scope="module")
+def math_pool():
+    with VerifierPool(num_workers=1, timeout_s=TIMEOUT_S) as pool:
+        assert pool.wait_ready(60)
+        yield pool

@@ -81,3 +81,25 @@ def test_package_never_evaluates_model_output():
         if forbidden.search(line)
     ]
     assert offenders == []
+
+
+def test_entry_point_verifiers_are_loaded(monkeypatch):
+    import lit_triune.rewards.registry as registry
+
+    class FakeEntryPoint:
+        name = "test_from_entry_point"
+
+        def load(self):
+            return lambda response, reward_model, ctx: 0.75
+
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(
+        registry,
+        "entry_points",
+        lambda group: [FakeEntryPoint()] if group == registry.ENTRY_POINT_GROUP else [],
+    )
+    monkeypatch.setitem(
+    )  # leave the dict restorable
+    assert "test_from_entry_point" in available_verifiers()
+    assert score("x", {"verifier": "test_from_entry_point", "format_ratio": 0.0})["reward"] == 0.75
+    registry._REGISTRY.pop("test_from_entry_point")

@@ -34,18 +34,19 @@ def verify_format(response: str) -> float:
     return tags_newline_format(response)
 
 
-def verify_accuracy(response: str, solution: Any) -> float:
-    """1.0 or 0.0 exactly as the released verifier; raises where it raises (non-string input)."""
+def verify_accuracy(response: str, solution: Any) -> tuple[float, str | None]:
+    """(1.0 or 0.0 exactly as the released verifier, our failure label); raises where it raises."""
     from math_verify import parse, verify
 
     response, solution = response.lower(), solution.lower()
     gold = parse(solution, extraction_mode="first_match", parsing_timeout=None)
     if len(gold) == 0:
-        return 0.0
+        return 0.0, "spec"
     answer = parse(
         response, extraction_config=_response_config(), extraction_mode="first_match", parsing_timeout=None
     )
+    failure = None if answer else "parse"
     try:
-        return float(verify(gold, answer, timeout_seconds=None))
+        return float(verify(gold, answer, timeout_seconds=None)), failure
     except Exception:
-        return 0.0
+        return 0.0, failure

@@ -84,7 +84,7 @@ def score_vtriune(
             fmt = mth.verify_format(response)
             try:
                 with time_budget(budget_s):
-                    acc = mth.verify_accuracy(response, solution)
+                    acc, failure = mth.verify_accuracy(response, solution)
             except VerifierTimeout:
                 acc, failure = 0.0, "timeout"
         else:
@@ -102,6 +102,7 @@ def score_vtriune(
                         select,
                     )
                 acc = res["final_score"]
+                failure = "spec" if not gt else "parse" if not pred else None
                 scores = _flatten(res)
                 extras = {
                     "pred_boxes": [list(p["bbox_2d"]) for p in pred],
@@ -116,7 +117,12 @@ def score_vtriune(
         return make_result(
             name, 0.0, 0.0, 0.0, "crash", f"released server would raise {type(err).__name__}: {err}"[:500]
         )
-    detail = "released verifier exceeded the time budget" if failure else None
+    detail = {
+        None: None,
+        "timeout": "released verifier exceeded the time budget",
+        "parse": "the released parser read no answer from the response (scored as the server does)",
+        "spec": "the released parser read no ground truth (scored as the server does)",
+    }[failure]
     try:
         total = a + f
         reward = acc * (a / total) + fmt * (f / total)
