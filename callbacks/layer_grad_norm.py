@@ -106,8 +106,10 @@ class LayerGradNorm(Callback):
         return layers
 
     @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # indexed here, not in setup: `configure_model` may create the layers after setup
         self._layers = self._index(pl_module)
+        self._last_batch = None
         empty = [g for g, layers in self._layers.items() if not layers]
         if empty:
             names = [n for n, _ in pl_module.named_parameters()][:5]

@@ -45,7 +45,7 @@ class ScheduledValue(Callback):
     Raises:
         MisconfigurationException: If ``attr`` is not a (dotted) identifier, milestones are not
             strictly increasing in ``(0, 1)``, ``values`` has the wrong length or a non-finite entry;
-            at ``setup`` if the attribute does not exist; at train start if the total number of
+            when fitting starts if the attribute does not exist; at train start if the total number of
             steps is unknown.
 
     Example::
@@ -138,7 +138,8 @@ class ScheduledValue(Callback):
         return value
 
     @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # checked here rather than in setup: `configure_model` (after setup) may create the attribute
         target, name = self._resolve(pl_module)
         if not hasattr(target, name):
             raise MisconfigurationException(

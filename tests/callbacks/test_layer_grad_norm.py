@@ -133,3 +133,22 @@ def test_frozen_group_logs_nothing_and_unmatched_group_warns(tmp_path: Any, memo
     with pytest.warns(UserWarning, match=r"no parameter matches group\(s\) \['audio'\]"):
         _fit(tmp_path, TwoTower(freeze_vit=True), [cb], memory_logger, steps=2)
     assert not any(tag.startswith("grad_norm/") for tag in memory_logger.history)
+
+
+def test_layers_created_in_configure_model_are_found(tmp_path: Any, memory_logger: Any) -> None:
+    class Lazy(TwoTower):
+        def __init__(self) -> None:
+            super().__init__()
+            del self.language_model
+
+        def configure_model(self) -> None:
+            self.language_model = nn.Module()
+            self.language_model.layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in [*self.visual.blocks, *self.language_model.layers]:
+                x = torch.tanh(block(x))
+            return self.head(x).pow(2).mean()
+
+    _fit(tmp_path, Lazy(), [LayerGradNorm()], memory_logger, steps=1)
+    assert "grad_norm/llm/layer_01" in memory_logger.history
