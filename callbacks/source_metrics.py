@@ -27,7 +27,7 @@ DEFAULT_REFLECTION_WORDS = (
 _BASE_COLUMNS = (
     "reward", "accuracy", "format", "response_length", "response_length_correct", "response_length_wrong",
     "truncation_ratio", "reflection_ratio", "accuracy_reflection", "accuracy_no_reflection",
-    "iou", "precision", "recall", "map", "verifier_failure_ratio",
+    "iou", "precision", "recall", "map", "verifier_failure_ratio", "samples",
 )  # fmt: skip
 
 
@@ -200,6 +200,7 @@ class SourceMetrics(Callback):
             if value is not None:
                 out[:, self._col[col]] = value
 
+        put("samples", torch.ones(n, device=device))  # logged as a count, not a mean
         reward = self._column(record, "reward", n, device)
         accuracy = self._column(record, "accuracy", n, device)
         length = self._column(record, "response_length", n, device)
@@ -248,13 +249,11 @@ class SourceMetrics(Callback):
         stats.reset()
         mean, count = result["mean"].tolist(), result["count"].tolist()
         metrics: dict[str, float] = {}
-        reward_col = self._col["reward"]
+        samples_col = self._col["samples"]
         for r, row in enumerate(stats.row_names):
             for c, col in enumerate(self.columns):
                 if count[r][c] > 0 and not math.isnan(mean[r][c]):
-                    metrics[f"{prefix}/{col}/{row}"] = mean[r][c]
-            if count[r][reward_col] > 0:
-                metrics[f"{prefix}/samples/{row}"] = count[r][reward_col]
+                    metrics[f"{prefix}/{col}/{row}"] = count[r][c] if c == samples_col else mean[r][c]
         self.last_logged[prefix] = metrics
         return metrics
 
