@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from lit_triune.rewards.result import FAILURES, make_result
-from lit_triune.rewards.scoring import score_sample
+from lit_triune.rewards.scoring import score_sample, warm_up
 
 _MAX_START_FAILURES = 5
 
@@ -38,9 +38,7 @@ def _worker_main(conn: Connection, imports: Sequence[str], budget_s: float) -> N
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     for module in ("lit_triune.rewards", *imports):
         importlib.import_module(module)
-    score_sample(
-        "<answer>\\boxed{1}</answer>", {"verifier": "mathverify", "ground_truth": "1"}, budget_s=budget_s
-    )  # warm up
+    warm_up()  # before 'ready': imports must never be cut by a budget
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -285,30 +283,33 @@ class VerifierPool:
         self._workers[self._workers.index(w)] = self._spawn()
 
     def _lost(self, w: _Worker, why: str) -> None:
-        """The worker died or hung: replace it; its running sample times out or is retried/failed, queued ones go back."""
+        """The worker died or hung: its running sample times out or is retried/failed, queued ones go back,
+        and only then is the worker replaced, so callers never wait on a respawn."""
         tasks = list(w.tasks)
-        self._replace(w)
-        if not tasks:
-            return
-        head, queued = tasks[0], tasks[1:]
-        with self._lock:
-            self._pending.extendleft(
-                reversed(queued)
-            )  # not their fault: back to the front, attempts unchanged
-        if why == "timeout":
-            detail = f"killed after the {self.timeout_s:g} s hard timeout"
-            self._finish(head, make_result(head.verifier, 0.0, 0.0, 0.0, "timeout", detail))
-            return
-        with self._lock:
-            self._counts[head.verifier]["crash"] += 1
-        head.attempts += 1
-        if self.retry_crashed and head.attempts < 2:
+        w.tasks.clear()
+        if w.proc.is_alive():
+            w.proc.kill()
+        if tasks:
+            head, queued = tasks[0], tasks[1:]
             with self._lock:
-                self._pending.appendleft(head)
-        else:
-            self._finish(
-                head, self._crash(head, f"worker died ({why}) while scoring this sample"), count=False
-            )
+                self._pending.extendleft(
+                    reversed(queued)
+                )  # not their fault: back to the front, attempts unchanged
+            if why == "timeout":
+                detail = f"killed after the {self.timeout_s:g} s hard timeout"
+                self._finish(head, make_result(head.verifier, 0.0, 0.0, 0.0, "timeout", detail))
+            else:
+                with self._lock:
+                    self._counts[head.verifier]["crash"] += 1
+                head.attempts += 1
+                if self.retry_crashed and head.attempts < 2:
+                    with self._lock:
+                        self._pending.appendleft(head)
+                else:
+                    self._finish(
+                        head, self._crash(head, f"worker died ({why}) while scoring this sample"), count=False
+                    )
+        self._replace(w)
 
     def _dispatch(self) -> None:
         try:

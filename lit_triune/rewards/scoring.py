@@ -25,6 +25,34 @@ COMPAT_MODES = (None, "vtriune")
 DEFAULT_ACCURACY_RATIO, DEFAULT_FORMAT_RATIO = 1.0, 0.1
 
 
+_WARM_UP = [
+    ("<answer>0.5</answer>", {"verifier": "mathverify", "ground_truth": "\\frac{1}{2}"}, None),
+    ("so \\boxed{2}", {"verifier": "mathverify", "ground_truth": "2"}, "vtriune"),
+    ("<answer>[{'bbox_2d': [1, 1, 5, 5], 'label': 'a'}]</answer>",
+     {"verifier": "detection", "ground_truth": "[{'bbox_2d': [1, 1, 5, 5], 'label': 'a'}]",
+      "verifier_parm": {"det_reward_ratio": {"iou_max_label_first": 1.0, "map": 1.0}}}, None),
+    ("\n<answer>\n[{'bbox_2d': [1, 1, 5, 5], 'label': 'a'}]\n</answer>",
+     {"verifier": "detection", "ground_truth": "<answer>[{'bbox_2d': [1, 1, 5, 5], 'label': 'a'}]</answer>",
+      "verifier_parm": {"det_reward_ratio": {"iou_max_label_first": 1.0, "map": 1.0}}}, "vtriune"),
+]  # fmt: skip
+_warmed = False
+
+
+def warm_up() -> None:
+    """Run the heavy code paths once with no time budget (idempotent).
+
+    First calls import sympy / antlr modules and fill math-verify's regex caches; a budget expiring in
+    the middle of an import leaves half-initialised modules behind and breaks later samples, so the
+    first budgeted call and every pool worker (before it reports ready) warm up first.
+    """
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+    for response, reward_model, compat in _WARM_UP:
+        score_sample(response, reward_model, compat=compat, budget_s=None)
+
+
 def _ratio(reward_model: Mapping[str, Any], key: str, default: float) -> float:
     value = reward_model.get(key)
     if value is None:
@@ -69,6 +97,8 @@ def score_sample(
         return make_result(name, 0.0, 0.0, 0.0, "spec", str(err))
     if not isinstance(response, str):
         response = "" if response is None else str(response)
+    if budget_s:
+        warm_up()
     image_size = tuple(image_size) if image_size is not None else None  # type: ignore[assignment]
     if compat == "vtriune":
         from lit_triune.rewards.vtriune import score_vtriune

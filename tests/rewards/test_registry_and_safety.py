@@ -98,8 +98,6 @@ def test_entry_point_verifiers_are_loaded(monkeypatch):
         "entry_points",
         lambda group: [FakeEntryPoint()] if group == registry.ENTRY_POINT_GROUP else [],
     )
-    monkeypatch.setitem(
-    )  # leave the dict restorable
     assert "test_from_entry_point" in available_verifiers()
     assert score("x", {"verifier": "test_from_entry_point", "format_ratio": 0.0})["reward"] == 0.75
-    registry._REGISTRY.pop("test_from_entry_point")
+    registry._REGISTRY.pop("test_from_entry_point")  # leave the registry as other tests expect it
