@@ -21,7 +21,12 @@ def _math(rng: random.Random) -> tuple[str, dict]:
     gt = f"\\boxed{{\\frac{{{a}}}{{{b}}}}}"
     shown = rng.choice([f"\\frac{{{a}}}{{{b}}}", f"{a / b:.6f}", f"\\frac{{{a + 1}}}{{{b}}}", f"{a}/{b}"])
     response = f"<think>\nWork it out step by step for {a} over {b}.\n</think>\n<answer>\n\\boxed{{{shown}}}\n</answer>"
-    return response, {"verifier": "mathverify", "ground_truth": gt, "accuracy_ratio": 1.0, "format_ratio": 0.1}
+    return response, {
+        "verifier": "mathverify",
+        "ground_truth": gt,
+        "accuracy_ratio": 1.0,
+        "format_ratio": 0.1,
+    }
 
 
 def _detection(rng: random.Random) -> tuple[str, dict]:
@@ -31,10 +36,20 @@ def _detection(rng: random.Random) -> tuple[str, dict]:
         box = [x1, y1, x1 + rng.randint(20, 199), y1 + rng.randint(20, 199)]
         label = rng.choice(LABELS)
         gt.append({"bbox_2d": box, "label": label})
-        px = [round(v * 0.616 + rng.uniform(-8, 8)) if i % 2 == 0 else round(v * 0.42 + rng.uniform(-8, 8)) for i, v in enumerate(box)]
+        px = [
+            round(v * 0.616 + rng.uniform(-8, 8)) if i % 2 == 0 else round(v * 0.42 + rng.uniform(-8, 8))
+            for i, v in enumerate(box)
+        ]
         pred.append({"bbox_2d": px, "label": label})
     response = f"<think>\nI see {len(pred)} objects.\n</think>\n<answer>\n{pred}\n</answer>"
-    ratios = {"iou_max_label_first": 1.0, "iou_max_iou_first": 0.0, "iou_completeness": 0.3, "map": 0.0, "map50": 0.0, "map75": 0.0}
+    ratios = {
+        "iou_max_label_first": 1.0,
+        "iou_max_iou_first": 0.0,
+        "iou_completeness": 0.3,
+        "map": 0.0,
+        "map50": 0.0,
+        "map75": 0.0,
+    }
     rm = {"verifier": "detection", "ground_truth": f"<answer>\n{gt}\n</answer>", "accuracy_ratio": 1.0, "format_ratio": 0.1,
           "verifier_parm": {"det_verifier_normalized": True, "det_reward_ratio": ratios}}  # fmt: skip
     return response, rm
@@ -65,7 +80,9 @@ def main() -> None:
 
     same = all(a["reward"] == b["reward"] for a, b in zip(local, pooled, strict=True))
     mean = sum(r["reward"] for r in pooled) / args.n
-    print(f"batch: {args.n} samples (math + detection), pool workers: {args.workers}, same rewards: {same}, mean reward: {mean:.4f}")
+    print(
+        f"batch: {args.n} samples (math + detection), pool workers: {args.workers}, same rewards: {same}, mean reward: {mean:.4f}"
+    )
     print(f"pool failures: {failures}")
     print(f"{'in-process':>12} {'pool':>12} {'pool/in-process':>16}")
     print(f"{local_rate:12.1f} {pool_rate:12.1f} {pool_rate / local_rate:16.2f}")

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from lit_triune.rewards.result import FAILURES, make_result
@@ -355,11 +356,17 @@ class VerifierPool:
                     task = self._pending.popleft() if self._pending else None
                 if task is None:
                     return
+                try:  # pickle here, so an unpicklable spec fails its own sample, not the worker
+                    payload = ForkingPickler.dumps((task.id, task.kwargs))
+                except Exception as err:
+                    detail = f"sample could not be sent to a worker: {type(err).__name__}: {err}"[:500]
+                    self._finish(task, make_result(task.verifier, 0.0, 0.0, 0.0, "spec", detail))
+                    continue
                 if not w.tasks:
                     w.deadline = time.monotonic() + self.timeout_s
                 w.tasks.append(task)
                 try:
-                    w.conn.send((task.id, task.kwargs))
+                    w.conn.send_bytes(payload)
                 except (OSError, ValueError):
                     self._lost(w, "pipe closed")
                     break

@@ -84,6 +84,15 @@ def test_a_sample_that_always_crashes_its_worker(pool):
     assert pool.failure_counts()["debug_crash"]["crash"] == 2  # first try and the retry
 
 
+def test_unpicklable_spec_fails_its_sample_only(pool):
+    bad = {"verifier": "counting", "ground_truth": 1, "verifier_parm": {"hook": lambda: None}}
+    out = pool.map(
+        ["<answer>1</answer>", "<answer>1</answer>"], [bad, {"verifier": "counting", "ground_truth": 1}]
+    )
+    assert out[0]["failure"] == "spec" and "could not be sent" in out[0]["detail"]
+    assert out[1]["accuracy"] == 1.0
+
+
 def test_zero_workers_scores_in_process():
     with VerifierPool(num_workers=0) as p:
         out = p.map(

@@ -46,6 +46,25 @@ def _parm(reward_model: dict[str, Any], image_size: tuple[int, int] | None) -> d
     return parm
 
 
+def _pixel_boxes(pred: list, gt: list, parm: dict[str, Any]) -> dict[str, list]:
+    """Boxes for image views, in pixels of the model's image when the server worked in the 0-1000 frame."""
+    grid = parm.get("image_grid_thw")
+    scale = None
+    if parm.get("det_verifier_normalized") and grid:
+        try:
+            scale = (float(grid[0][2]) / 1000.0, float(grid[0][1]) / 1000.0)  # (W, H) / 1000
+        except (TypeError, ValueError, IndexError, KeyError):
+            scale = None
+
+    def conv(box: list) -> list:
+        try:
+            return [float(v) * scale[i % 2] for i, v in enumerate(box)] if scale else list(box)
+        except (TypeError, ValueError, OverflowError):
+            return list(box)
+
+    return {"pred_boxes": [conv(p["bbox_2d"]) for p in pred], "gt_boxes": [conv(g["bbox_2d"]) for g in gt]}
+
+
 def _flatten(scores: dict[str, Any]) -> dict[str, float]:
     out = {f"vtriune/{k}": float(v) for k, v in scores.items() if k != "final_score"}
     out.update(
@@ -104,10 +123,7 @@ def score_vtriune(
                 acc = res["final_score"]
                 failure = "spec" if not gt else "parse" if not pred else None
                 scores = _flatten(res)
-                extras = {
-                    "pred_boxes": [list(p["bbox_2d"]) for p in pred],
-                    "gt_boxes": [list(g["bbox_2d"]) for g in gt],
-                }
+                extras = _pixel_boxes(pred, gt, parm)
             except VerifierTimeout:
                 acc, failure = 0.0, "timeout"
         acc, fmt = float(acc), float(fmt)
