@@ -67,14 +67,22 @@ class _MaskAndRecord(LogitsProcessor):
 
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval for generation (no dropout), then every submodule's own previous mode (frozen parts stay eval)."""
+    """Eval for generation (no dropout), then every submodule's own previous mode (frozen parts stay eval).
+
+    Also puts back Qwen-VL's cached `rope_deltas`, which `generate` overwrites with an inference-mode
+    tensor sized for its own batch; the trainer's forward passes must not inherit it.
+    """
     modes = [(m, m.training) for m in model.modules()]
+    holders = [m for m in model.modules() if hasattr(m, "rope_deltas")]
+    deltas = [m.rope_deltas for m in holders]
     model.eval()
     try:
         yield
     finally:
         for m, training in modes:
             m.training = training
+        for m, delta in zip(holders, deltas, strict=True):
+            m.rope_deltas = delta
 
 
 @contextmanager

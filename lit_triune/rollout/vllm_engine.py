@@ -29,7 +29,7 @@ from lit_triune.rollout.chunked import ChunkedEngine, check_batch
 from lit_triune.rollout.vision_tokens import VISION_TOKENS, assemble_rollout, stop_token_ids, vision_token_ids
 
 _LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+_WRAPPER_PARTS = frozenset({"module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
 
 
 def _import_vllm() -> Any:
@@ -48,9 +48,7 @@ def checkpoint_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     which vLLM's Qwen2.5-VL `hf_to_vllm_mapper` translates; DDP/compile/FSDP wrapper prefixes dropped.
     FSDP-sharded modules must be gathered first (full state dict) by the caller."""
     for name, param in model.named_parameters():
-        for prefix in _WRAPPER_PREFIXES:
-            name = name.replace(prefix, "")
-        yield name, param.detach()
+        yield ".".join(part for part in name.split(".") if part not in _WRAPPER_PARTS), param.detach()
 
 
 class VLLMEngine(ChunkedEngine):

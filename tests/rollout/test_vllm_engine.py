@@ -217,3 +217,20 @@ def test_vision_tokens_masked_even_when_policy_prefers_them(
     assert r.spurious_vision_tokens.sum() > 0
     assert not any(t in vision for ids in r.completion_ids for t in ids)
     assert not any(v in t for v in VISION_TOKENS for t in r.texts)
+
+
+def test_chunked_generation_hands_out_chunks_in_order(engine, image_batch):
+    prompts, images = image_batch
+    engine.chunk_size = 1
+    try:
+        seen = []
+        r = engine.generate(
+            prompts,
+            images,
+            SamplingConfig(n=2, max_new_tokens=4, seed=0),
+            on_chunk=lambda rows, part: seen.append((rows.tolist(), part.prompt_index.tolist())),
+        )
+    finally:
+        engine.chunk_size = None
+    assert seen == [([0, 1], [0, 0]), ([2, 3], [1, 1])]
+    assert r.prompt_index.tolist() == [0, 0, 1, 1] and len(r.sampling_logprobs) == 4
