@@ -51,6 +51,10 @@ _NUMBER = re.compile(r"[-+]?\d{1,18}(?:\.\d{1,18})?")
 _WORD = re.compile(r"[a-z]+")
 
 
+def _is_number_word(word: str) -> bool:
+    return word in _UNITS or word in _TENS or word in ("hundred", "thousand")
+
+
 def _words_to_int(words: list[str]) -> int | None:
     """'twenty one' -> 21, 'three hundred' -> 300; None if the words are not one number."""
     total, current, seen = 0, 0, False
@@ -85,7 +89,14 @@ def parse_count(text: str, *, last: bool = False) -> int | None:
     while i < len(tokens):
         j = i
         while j < len(tokens) and (
-            tokens[j][1] in _UNITS or tokens[j][1] in _TENS or tokens[j][1] in ("hundred", "thousand")
+            _is_number_word(tokens[j][1])
+            or (
+                tokens[j][1] == "and"  # "one hundred and five"
+                and j > i
+                and tokens[j - 1][1] in ("hundred", "thousand")
+                and j + 1 < len(tokens)
+                and _is_number_word(tokens[j + 1][1])
+            )
         ):
             j += 1
         if j > i:

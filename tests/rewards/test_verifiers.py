@@ -178,3 +178,22 @@ def test_format_variants():
     assert score(compact, rm)["format"] == 1.0
     assert score(compact, dict(rm, verifier_parm={"format_reward": "tags_newline"}))["format"] == 0.0
     assert score(compact, dict(rm, verifier_parm={"format_reward": "bogus"}))["failure"] == "spec"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("one hundred and five", 105), ("two and three", 2), ("a dozen", 12), ("none", 0)]
+)
+def test_number_words(text, value):
+    from lit_triune.rewards.text import parse_count
+
+    assert parse_count(text) == value
+
+
+def test_module_score_batch_keeps_order_and_checks_lengths():
+    from lit_triune.rewards import score_batch
+
+    rms = [{"verifier": "counting", "ground_truth": n} for n in (1, 2, 3)]
+    out = score_batch(["<answer>1</answer>", "<answer>5</answer>", "<answer>3</answer>"], rms)
+    assert [r["accuracy"] for r in out] == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="same length"):
+        score_batch(["a"], rms)
