@@ -238,11 +238,18 @@ class VLLMEngine(ChunkedEngine):
             max_tokens=int(sampling.max_new_tokens),
             logprobs=0 if self._wants_logprobs(sampling) else None,  # 0: only the sampled token
             stop_token_ids=stop_token_ids(self.tokenizer),
-            bad_words=list(VISION_TOKENS) if self.mask_vision_tokens else None,
+            bad_words=self._bad_words() or None,
             seed=seed,
             detokenize=False,  # texts are decoded once, after the vision-token cleanup
             **extra,
         )
+
+    def _bad_words(self) -> list[str]:
+        """The vision/pad tokens this tokenizer has (vLLM v1 masks single-token bad words to -inf)."""
+        if not self.mask_vision_tokens:
+            return []
+        vocab = self.tokenizer.get_vocab()
+        return [t for t in VISION_TOKENS if t in vocab]
 
     def _wants_logprobs(self, sampling: SamplingConfig) -> bool:
         if not self.keep_logprobs:

@@ -131,8 +131,17 @@ def test_same_prompt_ids_image_tokens_and_prompt_logprobs_as_transformers(
         assert ids == enc.input_ids[i]
         assert ids.count(image_token) == enc.input_ids[i].count(image_token) == [16, 15][i]
         gap = (torch.tensor(lps) - hf[i]).abs().max().item()
-        print(f"\nprompt {i}: {len(ids)} tokens, max |vLLM - HF| prompt log-prob gap {gap:.2e}")
+        print(f"\nimage prompt {i}: {len(ids)} tokens, max |vLLM - HF| prompt log-prob gap {gap:.2e}")
         assert gap <= 1e-5
+
+
+def test_text_prompt_parity(engine, hf_model, tiny_processor, make_prompt):
+    prompts = [make_prompt("What is 12 + 7? Put the answer in <answer> </answer> tags.", image=False)]
+    ids, lps = engine.prompt_logprobs(prompts, None)[0]
+    assert ids == encode_prompts(tiny_processor, prompts, None).input_ids[0]
+    gap = (torch.tensor(lps) - _hf_prompt_logprobs(hf_model, tiny_processor, prompts, [None])[0]).abs().max()
+    print(f"\ntext prompt: {len(ids)} tokens, max |vLLM - HF| prompt log-prob gap {gap:.2e}")
+    assert gap <= 1e-5
 
 
 def test_sampled_logprobs_equal_trainer_recompute(engine, hf_model, tiny_processor, image_batch):
