@@ -127,7 +127,8 @@ class VerifierPool:
         self._lock = threading.Lock()
         self._pending: deque[_Task] = deque()
         self._next_id = 0
-        self._closed = False
+        self._closed = False  # no new submissions (closed by the user or a failed dispatcher)
+        self._shut_down = False  # close() has run
         self._broken: str | None = None
         self._workers: list[_Worker] = []
         self._start_failures = 0
@@ -217,20 +218,21 @@ class VerifierPool:
         return False
 
     def close(self) -> None:
-        """Stop the workers; samples still queued resolve with failure="crash"."""
+        """Stop the workers now; samples not yet scored resolve with failure="crash" (not counted)."""
         with self._lock:
-            if self._closed:
+            if self._shut_down:
                 return
-            self._closed = True
+            self._shut_down = self._closed = True
         if self.num_workers == 0:
             return
         os.write(self._wake_w, b"x")
         self._thread.join(timeout=10)
         for w in self._workers:
-            self._stop(w, graceful=True)
-        for task in list(self._pending):
-            self._finish(task, self._crash(task, "pool closed before the sample was scored"), count=False)
+            self._stop(w, graceful=not w.tasks)
+        leftover = list(self._pending) + [t for w in self._workers for t in w.tasks]
         self._pending.clear()
+        for task in leftover:
+            self._finish(task, self._crash(task, "pool closed before the sample was scored"), count=False)
         os.close(self._wake_r)
         os.close(self._wake_w)
 

@@ -107,3 +107,15 @@ def test_rejects_fork_and_bad_arguments():
         VerifierPool(num_workers=1, start_method="fork")
     with pytest.raises(ValueError, match="num_workers"):
         VerifierPool(num_workers=-1)
+
+
+def test_close_resolves_samples_in_flight():
+    p = VerifierPool(num_workers=1, timeout_s=5.0)
+    assert p.wait_ready(60)
+    futures = [p.submit("x", _sleepy(1.0, seconds=2.0)) for _ in range(3)]
+    time.sleep(0.1)
+    p.close()
+    outs = [f.result(timeout=10) for f in futures]
+    assert all(o["failure"] == "crash" and "pool closed" in o["detail"] for o in outs)
+    with pytest.raises(RuntimeError, match="closed"):
+        p.submit("x", _sleepy(1.0))
