@@ -4,7 +4,7 @@ Why processes: math-verify and sympy hold the GIL and can spin for seconds on ho
 cannot be stopped, a process can be killed. Why "forkserver" (or "spawn"), never "fork": the trainer
 holds torch's OpenMP/intra-op threads (and CUDA state on GPUs); forking a multi-threaded process copies
 locks held by threads that don't exist in the child, which deadlocks. The forkserver is a fresh
-interpreter that preloads `lit_triune.rewards`, so replacing a killed worker costs a fork, not an import.
+interpreter that preloads `lit_triune.rewards`, math-verify and sympy, so a replacement costs a fork, not an import.
 
 Each worker has its own pipe, so the parent always knows which sample a worker holds: the parent
 enforces the hard deadline (kill + replace the worker), and a worker that dies gets its sample retried
@@ -136,7 +136,7 @@ class VerifierPool:
             return
         self._ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["lit_triune.rewards", *self._imports])
+            self._ctx.set_forkserver_preload(["lit_triune.rewards", "math_verify", "sympy", *self._imports])
         self._wake_r, self._wake_w = os.pipe()
         self._workers = [self._spawn() for _ in range(num_workers)]
         self._thread = threading.Thread(target=self._dispatch, name="verifier-pool", daemon=True)
