@@ -52,8 +52,10 @@ def _worker_main(conn: Connection, imports: Sequence[str], budget_s: float) -> N
         try:
             result = score_sample(**kwargs, budget_s=budget_s)
         except BaseException as err:  # score_sample never raises; this guards the guard
+            rm = kwargs.get("reward_model")
+            name = str(rm.get("verifier")) if isinstance(rm, dict) else "?"
             result = make_result(
-                "?", 0.0, 0.0, 0.0, "crash", f"worker raised {type(err).__name__}: {err}"[:500]
+                name, 0.0, 0.0, 0.0, "crash", f"worker raised {type(err).__name__}: {err}"[:500]
             )
         conn.send((task_id, result))
 
