@@ -1,0 +1,45 @@
+"""Synthetic V-Triune tasks rendered with PIL: exact ground truth, deterministic by seed.
+
+`generate("counting", n=100, seed=0, difficulty="easy")` returns Orsta-format samples whose
+`extra_info["sft_target"]` is the supervised target text for a warm-start stage.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lit_triune.data.synthetic import perception, reasoning
+from lit_triune.data.synthetic.common import DIFFICULTIES, Drawn, check_difficulty, to_sample
+
+TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
+    "counting": perception.counting,
+    "detection": perception.detection,
+    "grounding": perception.grounding,
+    "ocr": perception.ocr,
+    "math": reasoning.math,
+    "chart": reasoning.chart,
+    "puzzle": reasoning.puzzle,
+}
+
+__all__ = ["DIFFICULTIES", "TASKS", "generate", "iter_samples"]
+
+
+def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy",
+                 image_size: int = 112) -> Iterator[dict[str, Any]]:
+    """Sample i depends only on (task, seed, difficulty, i, image_size), so any slice regenerates alike."""
+    if task not in TASKS:
+        raise ValueError(f"unknown synthetic task {task!r}; available: {sorted(TASKS)}")
+    check_difficulty(difficulty)
+    if image_size < 56:
+        raise ValueError(f"image_size must be >= 56 px, got {image_size}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    for i in range(n):
+        rng = random.Random(f"{task}/{difficulty}/{seed}/{i}")
+        yield to_sample(task, i, seed, difficulty, TASKS[task](rng, difficulty, image_size))
+
+
+def generate(task: str, n: int, *, seed: int = 0, difficulty: str = "easy", image_size: int = 112) -> list[dict[str, Any]]:
+    return list(iter_samples(task, n, seed=seed, difficulty=difficulty, image_size=image_size))

@@ -1,0 +1,58 @@
+"""What every synthetic sample shares: the prompt wording, the reward spec, the SFT target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+DIFFICULTIES = ("easy", "medium", "hard")
+FORMAT_INSTRUCTION = " Think inside <think> </think>, then give the final answer inside <answer> </answer>."
+
+
+@dataclass
+class Drawn:
+    """One rendered task instance before it becomes an Orsta-format sample."""
+
+    image: Image.Image
+    question: str
+    answer: str  # exactly what goes inside <answer></answer> for full accuracy
+    verifier: str
+    think: str  # the short rationale used in the SFT target
+    ability: str
+    verifier_parm: dict[str, Any] = field(default_factory=dict)
+
+
+def check_difficulty(difficulty: str) -> str:
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    return difficulty
+
+
+def to_sample(task: str, index: int, seed: int, difficulty: str, drawn: Drawn) -> dict[str, Any]:
+    """Orsta-Data-47k fields; `extra_info` keeps the bare question (for the CoT pool) and SFT target."""
+    sid = f"{task}-{difficulty}-s{seed}-{index:07d}"
+    question = drawn.question
+    return {
+        "data_source": f"synthetic_{task}",
+        "images": [drawn.image],
+        "prompt": [{"role": "user", "content": "<image>" + question + FORMAT_INSTRUCTION}],
+        "ability": drawn.ability,
+        "reward_model": {
+            "answer": drawn.answer,
+            "ground_truth": drawn.answer,
+            "accuracy_ratio": 1.0,
+            "format_ratio": 0.1,
+            "verifier": drawn.verifier,
+            "verifier_parm": dict(drawn.verifier_parm),
+        },
+        "extra_info": {
+            "id": sid,
+            "image_path": None,
+            "question": question,
+            "difficulty": difficulty,
+            "think": drawn.think,
+            "sft_target": f"<think>{drawn.think}</think><answer>{drawn.answer}</answer>",
+        },
+    }

@@ -1,0 +1,58 @@
+"""PIL drawing helpers shared by the synthetic tasks: palettes, shapes, grid cells, text."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30),
+           "purple": (140, 60, 180), "orange": (240, 130, 20)}
+SHAPES = ("square", "circle", "triangle", "diamond")
+BACKGROUND = (255, 255, 255)
+
+
+def canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    img = Image.new("RGB", (size, size), BACKGROUND)
+    return img, ImageDraw.Draw(img)
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], colour: str) -> None:
+    """Fill `shape` so that it touches all four sides of `box` (x1, y1, x2, y2), making the box exact."""
+    x1, y1, x2, y2 = box
+    fill = COLOURS[colour]
+    # PIL's rectangle/ellipse include the x2/y2 pixel; draw to x2-1 so the pixel box is [x1, x2).
+    if shape == "square":
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=fill)
+    elif shape == "circle":
+        draw.ellipse((x1, y1, x2 - 1, y2 - 1), fill=fill)
+    elif shape == "triangle":
+        draw.polygon([((x1 + x2 - 1) / 2, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=fill)
+    elif shape == "diamond":
+        cx, cy = (x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2
+        draw.polygon([(cx, y1), (x2 - 1, cy), (cx, y2 - 1), (x1, cy)], fill=fill)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; available: {SHAPES}")
+
+
+def cell_box(cell: int, grid: int, size: int, obj: int) -> tuple[int, int, int, int]:
+    """The box of an `obj`-pixel object centred in cell `cell` of a `grid` x `grid` layout."""
+    step = size // grid
+    r, c = divmod(cell, grid)
+    off = (step - obj) // 2
+    x1, y1 = c * step + off, r * step + off
+    return x1, y1, x1 + obj, y1 + obj
+
+
+@lru_cache(maxsize=16)
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def draw_text_centred(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], size: int,
+                      fill: tuple[int, int, int] = (0, 0, 0)) -> None:
+    f = font(size)
+    l, t, r, b = draw.textbbox((0, 0), text, font=f)
+    x = box[0] + (box[2] - box[0] - (r - l)) / 2 - l
+    y = box[1] + (box[3] - box[1] - (b - t)) / 2 - t
+    draw.text((x, y), text, font=f, fill=fill)
