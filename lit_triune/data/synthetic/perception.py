@@ -75,7 +75,7 @@ def counting(rng: random.Random, difficulty: str, size: int) -> Drawn:
     k = rng.randint(p["min"], p["max"])
     boxes = _place(rng, k, p["grid"], size, p["obj"], jitter=difficulty != "easy")
     items = [(rng.choice(p["shapes"]), rng.choice(p["colours"])) for _ in boxes]
-    for box, (shape, colour) in zip(boxes, items):
+    for box, (shape, colour) in zip(boxes, items, strict=False):
         draw_shape(draw, shape, box, colour)
     if p["query"]:
         colour = rng.choice(p["colours"])
@@ -112,7 +112,7 @@ def grounding(rng: random.Random, difficulty: str, size: int) -> Drawn:
     boxes = _place(rng, p["n"], p["grid"], size, p["obj"], jitter=False)
     combos = [(c, s) for c in p["colours"] for s in p["shapes"]]
     items = rng.sample(combos, p["n"]) if len(combos) >= p["n"] else [rng.choice(combos) for _ in boxes]
-    for box, (colour, shape) in zip(boxes, items):
+    for box, (colour, shape) in zip(boxes, items, strict=False):
         draw_shape(draw, shape, box, colour)
     unique = [i for i, it in enumerate(items) if items.count(it) == 1]
     target = rng.choice(unique) if unique else 0

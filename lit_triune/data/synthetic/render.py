@@ -52,7 +52,7 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def draw_text_centred(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], size: int,
                       fill: tuple[int, int, int] = (0, 0, 0)) -> None:
     f = font(size)
-    l, t, r, b = draw.textbbox((0, 0), text, font=f)
-    x = box[0] + (box[2] - box[0] - (r - l)) / 2 - l
+    left, t, r, b = draw.textbbox((0, 0), text, font=f)
+    x = box[0] + (box[2] - box[0] - (r - left)) / 2 - left
     y = box[1] + (box[3] - box[1] - (b - t)) / 2 - t
     draw.text((x, y), text, font=f, fill=fill)

@@ -1,0 +1,120 @@
+"""`lit-triune-prepare`: build shard sets (synthetic, Orsta parquet, COCO, JSONL) and filter them.
+
+    lit-triune-prepare synthetic --task counting --n 2000 --difficulty easy --out data/counting
+    lit-triune-prepare orsta --parquet orsta/*.parquet --out data/orsta
+    lit-triune-prepare coco --annotations ann.json --images imgs/ --task detection --source coco --out data/coco
+    lit-triune-prepare jsonl --input qa.jsonl --images imgs/ --source geo --out data/geo
+    lit-triune-prepare filter --input data/orsta --out data/orsta_filtered
+
+Invalid input stops the command with the shard, key, field and reason; exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from lit_triune.data.schema import SampleError
+from lit_triune.data.shards import Manifest, ShardWriter, decode_raw, iter_shard, resolve_shards
+
+
+def write_shards(samples: Iterable[dict[str, Any]], out: str | Path, *, prefix: str = "shard",
+                 shard_size: int = 1000) -> Manifest:
+    with ShardWriter(out, prefix=prefix, max_count=shard_size) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return writer.manifest
+
+
+def read_shards(spec: str | list[str]) -> Iterator[dict[str, Any]]:
+    """Every sample of a shard set, validated, images as {"bytes", "path"}; errors name shard and key."""
+    paths, _ = resolve_shards(spec)
+    for path in paths:
+        for raw in iter_shard(path):
+            yield decode_raw(raw, path)
+
+
+def _image_size(sample: dict[str, Any]) -> tuple[int, int] | None:
+    try:
+        with Image.open(io.BytesIO(sample["images"][0]["bytes"])) as im:
+            return im.height, im.width
+    except Exception:  # noqa: BLE001 - an unreadable image only disables the size-based rules
+        return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lit-triune-prepare", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("synthetic", "orsta", "coco", "jsonl", "filter"):
+        s = sub.add_parser(name)
+        s.add_argument("--out", required=True, help="output shard directory")
+        s.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+        if name == "synthetic":
+            from lit_triune.data.synthetic import DIFFICULTIES, TASKS
+
+            s.add_argument("--task", required=True, choices=sorted(TASKS))
+            s.add_argument("--n", type=int, required=True)
+            s.add_argument("--difficulty", default="easy", choices=DIFFICULTIES)
+            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--image-size", type=int, default=112)
+        elif name == "orsta":
+            s.add_argument("--parquet", nargs="+", required=True)
+        elif name == "coco":
+            s.add_argument("--annotations", required=True)
+            s.add_argument("--images", required=True)
+            s.add_argument("--task", default="detection", choices=("detection", "grounding"))
+            s.add_argument("--source", default="coco")
+        elif name == "jsonl":
+            s.add_argument("--input", required=True)
+            s.add_argument("--images", required=True)
+            s.add_argument("--source", default="jsonl")
+            s.add_argument("--verifier", default="mathverify")
+        else:
+            s.add_argument("--input", nargs="+", required=True, help="shard dirs or globs")
+            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--report", default=None, help="also write the report as JSON here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from lit_triune.data import convert
+    from lit_triune.data.filters import filter_samples, format_report
+
+    try:
+        if args.cmd == "synthetic":
+            from lit_triune.data.synthetic import iter_samples
+
+            samples: Iterable[dict[str, Any]] = iter_samples(args.task, args.n, seed=args.seed,
+                                                             difficulty=args.difficulty, image_size=args.image_size)
+        elif args.cmd == "orsta":
+            samples = (s for path in args.parquet for s in convert.convert_orsta_parquet(path))
+        elif args.cmd == "coco":
+            samples = convert.convert_coco(args.annotations, args.images, task=args.task, source=args.source)
+        elif args.cmd == "jsonl":
+            samples = convert.convert_jsonl(args.input, args.images, source=args.source, verifier=args.verifier)
+        else:
+            kept, report = filter_samples(read_shards(args.input), seed=args.seed, image_size=_image_size)
+            print(format_report(report))
+            if args.report:
+                Path(args.report).write_text(json.dumps(report, indent=1))
+            samples = kept
+        manifest = write_shards(samples, args.out, prefix=args.cmd, shard_size=args.shard_size)
+    except (SampleError, ValueError, FileNotFoundError) as err:
+        print(f"lit-triune-prepare {args.cmd}: {err}", file=sys.stderr)
+        return 2
+    info = manifest.to_json()
+    print(f"wrote {info['total']} samples in {len(info['shards'])} shards to {args.out}")
+    print(f"by source: {info['by_source']}  by verifier: {info['by_verifier']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

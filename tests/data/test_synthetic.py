@@ -1,0 +1,43 @@
+import pytest
+
+from lit_triune.data import TASKS, generate, sft_target, validate_sample
+from lit_triune.data.boxes import parse_boxes
+from lit_triune.data.images import encode_png
+from lit_triune.data.synthetic import DIFFICULTIES
+
+
+@pytest.mark.parametrize("difficulty", DIFFICULTIES)
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_valid_and_deterministic(task, difficulty):
+    a = generate(task, 4, seed=3, difficulty=difficulty)
+    b = generate(task, 4, seed=3, difficulty=difficulty)
+    for x, y in zip(a, b, strict=True):
+        validate_sample(x, check_images=True)
+        assert encode_png(x["images"][0]) == encode_png(y["images"][0])
+        assert x["reward_model"] == y["reward_model"]
+        assert "<think>" in x["prompt"][0]["content"] and "<answer>" in x["prompt"][0]["content"]
+        target = x["extra_info"]["sft_target"]
+        assert target == sft_target(x["reward_model"], (112, 112), think=x["extra_info"]["think"])
+        assert target.endswith(f"<answer>{x['reward_model']['ground_truth']}</answer>")
+    assert generate(task, 4, seed=4, difficulty=difficulty) != a or task == "puzzle"
+
+
+def test_easy_levels_are_coarse():
+    counts = {s["reward_model"]["ground_truth"] for s in generate("counting", 60)}
+    assert counts == {"1", "2", "3"}
+    boxes = set()
+    for s in generate("detection", 60):
+        (box,) = parse_boxes(s["reward_model"]["ground_truth"], normalized=False).boxes
+        boxes.add((box.x1, box.y1, box.x2, box.y2))
+        assert box.x2 - box.x1 == 48
+    assert len(boxes) == 4  # one of four fixed cells
+    grounding = {s["reward_model"]["ground_truth"] for s in generate("grounding", 60)}
+    assert len(grounding) == 4
+    assert {len(s["reward_model"]["ground_truth"]) for s in generate("math", 30)} == {1}
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown synthetic task 'nope'"):
+        generate("nope", 1)
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        generate("counting", 1, difficulty="brutal")
