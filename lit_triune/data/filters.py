@@ -69,8 +69,27 @@ def sample_rules(sample: dict[str, Any], size: tuple[int, int] | None) -> str | 
     return None
 
 
+def image_size(sample: dict[str, Any]) -> tuple[int, int] | None:
+    """(height, width) of the first image from its header only; None if unreadable or absent."""
+    import io
+
+    from PIL import Image
+
+    if not sample.get("images"):
+        return None
+    img = sample["images"][0]
+    if isinstance(img, Image.Image):
+        return img.height, img.width
+    try:
+        data = img["bytes"] if isinstance(img, dict) else img
+        with Image.open(io.BytesIO(data)) as im:
+            return im.height, im.width
+    except Exception:  # noqa: BLE001 - an unreadable image only disables the size-based rules
+        return None
+
+
 def filter_samples(samples: Iterable[dict[str, Any]], *, seed: int = 0,
-                   image_size: Callable[[dict[str, Any]], tuple[int, int] | None] = lambda s: None,
+                   image_size: Callable[[dict[str, Any]], tuple[int, int] | None] = image_size,
                    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """(kept samples, report) where report[rule][source] = dropped and report["kept"][source] = kept."""
     report: dict[str, dict[str, int]] = defaultdict(Counter)

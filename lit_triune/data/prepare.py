@@ -12,14 +12,11 @@ Invalid input stops the command with the shard, key, field and reason; exit stat
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from lit_triune.data.schema import SampleError
 from lit_triune.data.shards import Manifest, ShardWriter, decode_raw, iter_shard, resolve_shards
@@ -39,14 +36,6 @@ def read_shards(spec: str | list[str]) -> Iterator[dict[str, Any]]:
     for path in paths:
         for raw in iter_shard(path):
             yield decode_raw(raw, path)
-
-
-def _image_size(sample: dict[str, Any]) -> tuple[int, int] | None:
-    try:
-        with Image.open(io.BytesIO(sample["images"][0]["bytes"])) as im:
-            return im.height, im.width
-    except Exception:  # noqa: BLE001 - an unreadable image only disables the size-based rules
-        return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "jsonl":
             samples = convert.convert_jsonl(args.input, args.images, source=args.source, verifier=args.verifier)
         else:
-            kept, report = filter_samples(read_shards(args.input), seed=args.seed, image_size=_image_size)
+            kept, report = filter_samples(read_shards(args.input), seed=args.seed)
             print(format_report(report))
             if args.report:
                 Path(args.report).write_text(json.dumps(report, indent=1))

@@ -150,4 +150,4 @@ def _validate_reward_model(rm: Any, verifiers: frozenset[str]) -> None:
             parse_boxes(rm["ground_truth"], normalized=is_normalized(parm))
         except BoxError as err:
             raise SampleError("reward_model.ground_truth", str(err)) from err
-    _registry_validate(rm)
+    _registry_validate({**rm, "verifier_parm": parm})  # the registry wants verifier_parm as a dict
