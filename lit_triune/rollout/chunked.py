@@ -63,7 +63,7 @@ class ChunkedEngine:
     def generate(
         self,
         prompts: list[str],
-        images: list[Any] | None,
+        images: list[Any],
         sampling: SamplingConfig,
         *,
         on_chunk: ChunkCallback | None = None,
@@ -78,7 +78,7 @@ class ChunkedEngine:
         return concat_rollouts(parts)
 
     def generate_chunks(
-        self, prompts: list[str], images: list[Any] | None, sampling: SamplingConfig
+        self, prompts: list[str], images: list[Any], sampling: SamplingConfig
     ) -> Iterator[tuple[Tensor, Rollout]]:
         """Yields `(rows, part)` per chunk of `chunk_size` prompts, lazily: chunk k+1 is generated only when
         the caller asks for it, so submitting chunk k to a reward pool (other processes) before the next

