@@ -2,7 +2,6 @@
 
 from lit_triune.data.batch import SKIP_REASONS, PromptBatch, PromptBuilder, SkipSample, collate
 from lit_triune.data.cot import DEFAULT_TEMPLATES, CoTPool
-from lit_triune.data.datamodule import TriuneDataModule
 from lit_triune.data.schema import SampleError, known_verifiers, validate_sample
 from lit_triune.data.sft import sft_target
 from lit_triune.data.shards import Manifest, ShardWriter, iter_shard, resolve_shards
@@ -14,3 +13,12 @@ __all__ = [
     "SampleError", "ShardStream", "ShardWriter", "SkipSample", "Source", "TriuneDataModule", "collate",
     "generate", "iter_shard", "known_verifiers", "resolve_shards", "sft_target", "validate_sample",
 ]
+
+
+def __getattr__(name: str):
+    """TriuneDataModule imports Lightning; load it only when asked, so readers and tools stay light."""
+    if name == "TriuneDataModule":
+        from lit_triune.data.datamodule import TriuneDataModule
+
+        return TriuneDataModule
+    raise AttributeError(f"module 'lit_triune.data' has no attribute {name!r}")

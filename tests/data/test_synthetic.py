@@ -41,3 +41,13 @@ def test_bad_arguments():
         generate("nope", 1)
     with pytest.raises(ValueError, match="difficulty must be one of"):
         generate("counting", 1, difficulty="brutal")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_sft_target_is_what_the_verifier_scores_correct(task):
+    from lit_triune.rewards import score
+
+    for difficulty in DIFFICULTIES:
+        for s in generate(task, 3, seed=2, difficulty=difficulty):
+            r = score(s["extra_info"]["sft_target"], s["reward_model"], image_size=(112, 112), iou_threshold=0.99)
+            assert (r["accuracy"], r["format"], r["failure"]) == (1.0, 1.0, None), (difficulty, r)
