@@ -19,6 +19,7 @@ def policy_loss(
     num_tokens: Tensor | float | None = None,  # "token": the normaliser, e.g. tokens of the whole batch
     ref_logprobs: Tensor | None = None,  # [N, T] reference policy, for the optional KL term
     kl_coef: float = 0.0,
+    dual_clip: float | None = None,  # c > 1: bound the loss of A < 0 tokens at -c·A (dual-clip PPO)
 ) -> tuple[Tensor, dict[str, Tensor]]:  # () loss, detached diagnostics
     """Clipped surrogate with clip-higher (DAPO, Yu et al. 2025, arXiv:2503.14476), as V-Triune trains.
 
@@ -28,7 +29,8 @@ def policy_loss(
     of the whole rollout batch so the minibatch gradients add up to the full-batch one;
     "sequence" averages per sequence, then over sequences (original GRPO); "fixed" divides by
     N·max_completion_length (Dr. GRPO). Equals TRL's `dapo`/`grpo`/`dr_grpo` losses on the same
-    tensors (tests/rl/test_loss.py). KL: k3 estimator `exp(ref-logπ) - (ref-logπ) - 1`, off by default.
+    tensors (tests/rl/test_loss.py) when `dual_clip` is None. KL: k3 estimator
+    `exp(ref-logπ) - (ref-logπ) - 1`, off by default.
     """
     maskf = mask.to(logprobs.dtype)  # [N, T]
     log_ratio = logprobs - old_logprobs  # [N, T]
@@ -37,6 +39,12 @@ def policy_loss(
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
     per_token = -torch.min(unclipped, clipped)  # [N, T]
+    if dual_clip is not None:
+        if dual_clip <= 1.0:
+            raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+        # Ye et al. 2020 (arXiv:1912.09729): a huge ratio on a negative-advantage token cannot blow up
+        # the loss. The released V-Triune script enables it (verl's clip_ratio_c = 3).
+        per_token = torch.where(adv < 0, torch.min(per_token, -dual_clip * adv), per_token)
     kl = None
     if kl_coef != 0.0:
         if ref_logprobs is None:

@@ -112,3 +112,18 @@ def test_group_advantages_match_trl():
 def test_informative_groups():
     acc = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
     assert informative_groups(acc, 4).tolist() == [False, True]
+
+
+def test_dual_clip_bounds_negative_advantage_tokens():
+    # A = -1, ratio e^2 ≈ 7.39: the plain surrogate gives -min(-7.39, -1.28) = 7.39; dual clip c=3 caps it at 3.
+    logps, old = torch.tensor([[2.0, 0.0]]), torch.zeros(1, 2)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    plain, _ = policy_loss(logps, old, torch.tensor([-1.0]), mask)
+    capped, _ = policy_loss(logps, old, torch.tensor([-1.0]), mask, dual_clip=3.0)
+    assert_close(plain, torch.tensor((math.exp(2.0) + 1.0) / 2))
+    assert_close(capped, torch.tensor((3.0 + 1.0) / 2))
+    # Positive advantages are untouched.
+    pos, _ = policy_loss(logps, old, torch.tensor([1.0]), mask, dual_clip=3.0)
+    assert_close(pos, policy_loss(logps, old, torch.tensor([1.0]), mask)[0])
+    with pytest.raises(ValueError, match="dual_clip must be > 1"):
+        policy_loss(logps, old, torch.tensor([1.0]), mask, dual_clip=0.5)
