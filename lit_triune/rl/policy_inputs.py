@@ -56,6 +56,28 @@ class PolicyInputs:
     prompt_lengths: Tensor  # [N] long
     prompt_index: Tensor  # [N] long, which prompt each row came from
 
+    def select(self, rows: Tensor) -> PolicyInputs:
+        """The sub-batch of `rows` ([M] long), trimmed to its own longest row (minimal padding)."""
+        pixel_values = None
+        if self.pixel_values is not None:
+            per_row = self.image_grid_thw.prod(-1)  # [N] patches of each row
+            starts = torch.cumsum(per_row, 0) - per_row
+            pixel_values = torch.cat([self.pixel_values[s : s + c] for s, c in zip(starts[rows].tolist(), per_row[rows].tolist())])
+        mask = self.attention_mask[rows]
+        length = int(mask.sum(-1).max())
+        t = int(self.completion_mask[rows].sum(-1).max().clamp(min=1))
+        return PolicyInputs(
+            input_ids=self.input_ids[rows, :length],
+            attention_mask=mask[:, :length],
+            position_ids=self.position_ids[:, rows, :length],
+            pixel_values=pixel_values,
+            image_grid_thw=None if self.image_grid_thw is None else self.image_grid_thw[rows],
+            completion_ids=self.completion_ids[rows, :t],
+            completion_mask=self.completion_mask[rows, :t],
+            prompt_lengths=self.prompt_lengths[rows],
+            prompt_index=self.prompt_index[rows],
+        )
+
     def to(self, device: torch.device | str) -> PolicyInputs:
         moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
         return PolicyInputs(**moved)
