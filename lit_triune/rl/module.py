@@ -1,0 +1,269 @@
+"""TriuneModule: the V-Triune GRPO/DAPO recipe as a LightningModule under manual optimization.
+
+One training batch = B prompts. The rollout engine (HF generate by default; vLLM through the
+RolloutCallback) samples G completions per prompt, the verifier pool scores them with the current
+IoU threshold, and the policy takes `updates_per_rollout` clipped-surrogate steps. An optional
+supervised warm-start stage (`warm_start_steps`) stands in for the instruct model the paper starts
+from; it is the CPU default's first stage and off in the paper recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from lit_triune.rl import policy as policy_lib
+from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
+from lit_triune.rl.stage_report import StageReporter
+from lit_triune.rl.training import GRPOTrainerMixin
+from lit_triune.rl.update import UpdateSettings
+from lit_triune.rl.warm_start import warm_start_loss
+
+
+class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
+    """GRPO/DAPO for image-text-to-text policies, with the V-Triune defaults.
+
+    Args:
+        model_path: HF checkpoint directory (e.g. a Qwen2.5-VL-7B-Instruct) or a built-in preset
+            name (`tiny`, `small`) built offline by `lit_triune.models.tiny`.
+        freeze: "vision" (paper default), "language" or "none" during RL. Frozen parts are in eval
+            mode and outside the optimizer.
+        lr: RL learning rate (paper: 1e-6, constant after `warmup_steps` of linear warm-up).
+        group_size: G completions per prompt.
+        clip_low, clip_high: ε_low / ε_high of the clip-higher surrogate (0.2 / 0.28).
+        loss_aggregation: "token" (DAPO, paper), "sequence" (GRPO), "fixed" (Dr. GRPO).
+        scale_rewards: "group" (divide advantages by the group std), "batch" or "none".
+        kl_coef: weight of a k3 KL to the initial policy; 0 (paper) loads no reference model.
+        dual_clip: dual-clip constant c for negative-advantage tokens (released V-Triune script: 3);
+            None turns it off (TRL's loss).
+        updates_per_rollout: 1 = on-policy; k > 1 = k minibatch optimizer steps per rollout batch.
+        dynamic_sampling: DAPO's filter: drop groups whose accuracy has zero std and refill from
+            up to `max_refill_batches` further batches before updating.
+        overlong_filter: exclude truncated completions from the loss (DAPO overlong filtering).
+        cache_vision_features: with a frozen ViT, compute image features once per rollout batch.
+        reward_workers, reward_timeout_s, compat: the verifier pool (`compat="vtriune"` scores as
+            the released V-Triune reward server does).
+        iou_threshold: current IoU threshold ε for box rewards; a DynamicIoUThreshold callback
+            overwrites it on schedule.
+        warm_start_steps: supervised steps before RL (0 = none); `warm_start_lr`,
+            `warm_start_freeze` ("none": the whole model trains, ViT included) apply to them.
+        stage_reports: print and log per-source validation figures at the start, at the end of the
+            warm-start and at the end of training.
+    """
+
+    def __init__(
+        self,
+        model_path: str = "tiny",
+        freeze: str = "vision",
+        dtype: str = "float32",
+        attn_implementation: str | None = None,
+        lr: float = 1e-6,
+        warmup_steps: int = 0,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
+        max_grad_norm: float = 1.0,
+        group_size: int = 8,
+        max_new_tokens: int = 2048,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        val_max_new_tokens: int | None = None,
+        clip_low: float = 0.2,
+        clip_high: float = 0.28,
+        loss_aggregation: str = "token",
+        scale_rewards: str = "group",
+        kl_coef: float = 0.0,
+        dual_clip: float | None = None,
+        updates_per_rollout: int = 1,
+        micro_batch_size: int | None = None,
+        dynamic_sampling: bool = False,
+        max_refill_batches: int = 0,
+        overlong_filter: bool = False,
+        cache_vision_features: bool = True,
+        reward_workers: int = 2,
+        reward_timeout_s: float = 10.0,
+        compat: str | None = None,
+        iou_threshold: float = 0.85,
+        warm_start_steps: int = 0,
+        warm_start_lr: float = 2e-3,
+        warm_start_freeze: str = "none",
+        stage_reports: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("freeze", freeze), ("warm_start_freeze", warm_start_freeze)):
+            if value not in policy_lib.FREEZE_CHOICES:
+                raise ValueError(f"{name} must be one of {policy_lib.FREEZE_CHOICES}, got {value!r}")
+        if group_size < 1 or (group_size < 2 and scale_rewards != "none"):
+            raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
+        if updates_per_rollout < 1:
+            raise ValueError(f"updates_per_rollout must be >= 1, got {updates_per_rollout}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.iou_threshold = float(iou_threshold)
+        self.policy: torch.nn.Module | None = None
+        self.ref_policy: torch.nn.Module | None = None
+        self.processor: Any = None
+        self.rollout_engine: Any = None  # set by RolloutCallback, else an HF engine on first use
+        self.update_settings = UpdateSettings(
+            clip_low=clip_low, clip_high=clip_high, aggregation=loss_aggregation, kl_coef=kl_coef, dual_clip=dual_clip,
+            temperature=temperature, updates_per_rollout=updates_per_rollout,
+            micro_batch_size=micro_batch_size, max_completion_length=max_new_tokens,
+        )
+        self.rollout_settings = RolloutSettings(
+            group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, seed=seed,
+        )
+        self._runner: RolloutRunner | None = None
+        self._reporter = StageReporter(enabled=stage_reports)
+        self._counters: dict[str, float] = {}
+        self._pending: list[Any] = []  # dynamic sampling: informative groups waiting for a full batch
+        self._refills = 0
+
+    # ----- model -------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.policy is not None:
+            return
+        path = policy_lib.resolve_model_path(self.hparams.model_path)
+        dtype = getattr(torch, self.hparams.dtype)
+        self.policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation)
+        self.processor = policy_lib.load_processor(path)
+        self.model_dir = path
+        if self.hparams.kl_coef:
+            self.ref_policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation).eval()
+            self.ref_policy.requires_grad_(False)
+        self._apply_stage_freeze()
+
+    @property
+    def in_warm_start(self) -> bool:
+        return self.global_step < self.hparams.warm_start_steps
+
+    def _apply_stage_freeze(self) -> None:
+        freeze = self.hparams.warm_start_freeze if self.in_warm_start else self.hparams.freeze
+        self._frozen = policy_lib.apply_freeze(self.policy, freeze)
+        self._frozen_name = freeze
+
+    def _keep_frozen_in_eval(self) -> None:
+        for part in self._frozen:
+            part.eval()
+
+    @property
+    def vision_frozen(self) -> bool:
+        return self._frozen_name == "vision"
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        rl_params = self._trainable_under(hp.freeze)
+        rl_opt = torch.optim.AdamW(rl_params, lr=hp.lr, betas=tuple(hp.adam_betas), weight_decay=hp.weight_decay)
+        warm = max(1, hp.warmup_steps)
+        start = hp.warm_start_steps
+        rl_sched = torch.optim.lr_scheduler.LambdaLR(
+            rl_opt, lambda step: min(1.0, (max(0, step - start) + 1) / warm) if hp.warmup_steps else 1.0
+        )
+        if not hp.warm_start_steps:
+            return [rl_opt], [rl_sched]
+        sft_params = self._trainable_under(hp.warm_start_freeze)
+        sft_opt = torch.optim.AdamW(sft_params, lr=hp.warm_start_lr, weight_decay=0.0)
+        return [rl_opt, sft_opt], [rl_sched]
+
+    def _trainable_under(self, freeze: str) -> list[torch.nn.Parameter]:
+        """Parameters an optimizer owns under a freeze choice: frozen parts never enter it."""
+        frozen = {id(p) for m in policy_lib.frozen_modules(self.policy, freeze) for p in m.parameters()}
+        return [p for p in self.policy.parameters() if id(p) not in frozen]
+
+    # ----- steps -------------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        self._count_skips(batch)
+        if self.in_warm_start:
+            return self._warm_start_step(batch)
+        return self.grpo_step(batch)
+
+    def _warm_start_step(self, batch: Any) -> dict[str, Any]:
+        opt = self.optimizers()[1]
+        loss, tokens = warm_start_loss(self.policy, self.processor, batch)
+        self.manual_backward(loss)
+        stepped, grad_norm = self._clip_and_step(opt, finite=bool(torch.isfinite(loss)))
+        self.log_dict({"warm_start/loss": loss.detach(), "warm_start/grad_norm": grad_norm,
+                       "warm_start/tokens": float(tokens)}, prog_bar=False, batch_size=len(batch.prompts))
+        if self.global_step >= self.hparams.warm_start_steps:
+            self._end_warm_start()
+        return {"loss": loss.detach()}
+
+    def _end_warm_start(self) -> None:
+        self._apply_stage_freeze()
+        self._reporter.report(self, "after_warm_start")
+
+    def _clip_and_step(self, opt: Any, finite: bool) -> tuple[bool, float]:
+        """Clips, checks the norm, then steps — or drops the gradients of a non-finite step and counts it."""
+        params = [p for g in opt.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grad_norm = math.nan
+        if finite and params:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
+            finite = math.isfinite(grad_norm)
+        if not finite:
+            opt.zero_grad(set_to_none=True)
+            self._counters["nonfinite_steps_skipped"] = self._counters.get("nonfinite_steps_skipped", 0) + 1
+            return False, grad_norm
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return True, grad_norm
+
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        return {"rollout": self.runner.evaluate(batch)}
+
+    def test_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        return self.validation_step(batch, batch_idx)
+
+    def _count_skips(self, batch: Any) -> None:
+        for reason, count in (getattr(batch, "skips", None) or {}).items():
+            key = f"data_skipped/{reason}"
+            self._counters[key] = self._counters.get(key, 0) + count
+
+    # ----- hooks -------------------------------------------------------------------------------
+    @property
+    def runner(self) -> RolloutRunner:
+        if self._runner is None:
+            self._runner = RolloutRunner(self)
+        return self._runner
+
+    def on_fit_start(self) -> None:
+        self.runner.start()
+
+    def on_train_start(self) -> None:
+        self._apply_stage_freeze()
+        if self.global_step == 0:
+            self._reporter.report(self, "init")
+
+    def on_train_epoch_start(self) -> None:
+        self._keep_frozen_in_eval()
+
+    def on_train_end(self) -> None:
+        self._reporter.report(self, "final")
+
+    def on_validation_start(self) -> None:
+        self.runner.start()
+
+    def teardown(self, stage: str) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, "counters": dict(self._counters)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("lit_triune", {})
+        self.iou_threshold = float(state.get("iou_threshold", self.iou_threshold))
+        self._counters = dict(state.get("counters", {}))
+
+    def export_pretrained(self, out_dir: str) -> None:
+        """Writes the current policy and its processor with `save_pretrained`: transformers and vLLM load it."""
+        self.policy.save_pretrained(out_dir)
+        self.processor.save_pretrained(out_dir)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self.policy(*args, **kwargs)

@@ -1,0 +1,167 @@
+"""Rollout + scoring for one batch of prompts: the engine samples, the verifier pool scores."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lit_triune.rl.records import build_records
+from lit_triune.rl.scoring import RewardScorer
+from lit_triune.rollout.base import Rollout, SamplingConfig
+
+
+@dataclass
+class RolloutSettings:
+    group_size: int = 8
+    max_new_tokens: int = 2048
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    val_max_new_tokens: int = 2048
+    seed: int = 0
+
+
+@dataclass
+class ScoredRollout:
+    """B prompts × G scored completions, prompt-major. Prompt-level lists have length B, row-level N."""
+
+    group_size: int
+    prompts: list[str]
+    images: list[Any]
+    image_sizes: list[tuple[int, int]]
+    reward_models: list[dict[str, Any]]
+    data_sources: list[str]
+    completion_ids: list[list[int]]  # N
+    texts: list[str]  # N
+    truncated: Tensor  # [N] bool
+    results: list[dict[str, Any]]  # N
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def prompt_index(self) -> Tensor:  # [N]
+        return torch.arange(self.num_groups).repeat_interleave(self.group_size)
+
+    def row_tensor(self, key: str) -> Tensor:  # [N] float
+        return torch.tensor([float(r.get(key) or 0.0) for r in self.results], dtype=torch.float32)
+
+    def select_groups(self, keep: list[int]) -> ScoredRollout:
+        g = self.group_size
+        rows = [i * g + j for i in keep for j in range(g)]
+        return ScoredRollout(
+            group_size=g,
+            prompts=[self.prompts[i] for i in keep],
+            images=[self.images[i] for i in keep],
+            image_sizes=[self.image_sizes[i] for i in keep],
+            reward_models=[self.reward_models[i] for i in keep],
+            data_sources=[self.data_sources[i] for i in keep],
+            completion_ids=[self.completion_ids[r] for r in rows],
+            texts=[self.texts[r] for r in rows],
+            truncated=self.truncated[rows] if rows else torch.zeros(0, dtype=torch.bool),
+            results=[self.results[r] for r in rows],
+            timings=dict(self.timings),
+        )
+
+    @staticmethod
+    def concat(parts: list[ScoredRollout]) -> ScoredRollout:
+        first = parts[0]
+        return ScoredRollout(
+            group_size=first.group_size,
+            prompts=[x for p in parts for x in p.prompts],
+            images=[x for p in parts for x in p.images],
+            image_sizes=[x for p in parts for x in p.image_sizes],
+            reward_models=[x for p in parts for x in p.reward_models],
+            data_sources=[x for p in parts for x in p.data_sources],
+            completion_ids=[x for p in parts for x in p.completion_ids],
+            texts=[x for p in parts for x in p.texts],
+            truncated=torch.cat([p.truncated for p in parts]),
+            results=[x for p in parts for x in p.results],
+        )
+
+    def records(self, lengths: Tensor | None = None) -> dict[str, Any]:
+        g = self.group_size
+        if lengths is None:
+            lengths = torch.tensor([len(c) for c in self.completion_ids], dtype=torch.long)
+        return build_records(
+            data_sources=[s for s in self.data_sources for _ in range(g)],
+            prompts=[p for p in self.prompts for _ in range(g)],
+            responses=self.texts,
+            results=self.results,
+            response_lengths=lengths,
+            truncated=self.truncated,
+            images=[im for im in self.images for _ in range(g)],
+        )
+
+
+class RolloutRunner:
+    """Owns the engine handle and the verifier pool for a module; one instance per fit/validate."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.scorer: RewardScorer | None = None
+        self.spurious_vision_tokens = 0
+
+    @property
+    def settings(self) -> RolloutSettings:
+        return self.module.rollout_settings
+
+    def start(self) -> None:
+        m = self.module
+        if m.rollout_engine is None:
+            from lit_triune.rollout.hf_engine import HFGenerateEngine  # noqa: I001
+
+            m.rollout_engine = HFGenerateEngine(m.policy, m.processor)
+        if self.scorer is None:
+            hp = m.hparams
+            self.scorer = RewardScorer(num_workers=hp.reward_workers, timeout_s=hp.reward_timeout_s, compat=hp.compat)
+
+    def close(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+            self.scorer = None
+
+    def _sampling(self, *, greedy: bool, salt: int = 0) -> SamplingConfig:
+        s = self.settings
+        rank = getattr(self.module, "global_rank", 0)
+        # Derived from the step, so a resumed run samples exactly what the uninterrupted one did.
+        seed = (s.seed * 1_000_003 + self.module.global_step * 7919 + rank * 104_729 + salt) % (2**31 - 1)
+        if greedy:
+            return SamplingConfig(n=1, max_new_tokens=s.val_max_new_tokens, temperature=0.0, seed=seed)
+        return SamplingConfig(n=s.group_size, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                              top_p=s.top_p, top_k=s.top_k, seed=seed)
+
+    def _run(self, batch: Any, sampling: SamplingConfig) -> ScoredRollout:
+        self.start()
+        t0 = time.perf_counter()
+        rollout: Rollout = self.module.rollout_engine.generate(list(batch.prompts), list(batch.images), sampling)
+        t1 = time.perf_counter()
+        g = sampling.n
+        rows = rollout.prompt_index.tolist()
+        results = self.scorer.score(
+            rollout.texts,
+            [batch.reward_models[i] for i in rows],
+            [tuple(batch.image_sizes[i]) for i in rows],
+            iou_threshold=self.module.iou_threshold,
+        )
+        t2 = time.perf_counter()
+        self.spurious_vision_tokens += int(rollout.spurious_vision_tokens.sum())
+        return ScoredRollout(
+            group_size=g, prompts=list(batch.prompts), images=list(batch.images),
+            image_sizes=[tuple(s) for s in batch.image_sizes], reward_models=list(batch.reward_models),
+            data_sources=list(batch.data_sources), completion_ids=rollout.completion_ids, texts=rollout.texts,
+            truncated=rollout.truncated.bool().cpu(), results=results,
+            timings={"generate": t1 - t0, "reward": t2 - t1, **rollout.timings},
+        )
+
+    def rollout(self, batch: Any, salt: int = 0) -> ScoredRollout:
+        return self._run(batch, self._sampling(greedy=False, salt=salt))
+
+    def evaluate(self, batch: Any) -> dict[str, Any]:
+        return self._run(batch, self._sampling(greedy=True)).records()

@@ -1,0 +1,106 @@
+"""One policy update from a scored rollout batch: old log-probs, minibatches, clipping, non-finite guard."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lit_triune.rl.logprobs import completion_logprobs
+from lit_triune.rl.loss import policy_loss
+from lit_triune.rl.policy_inputs import PolicyInputs
+
+
+@dataclass
+class UpdateSettings:
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    aggregation: str = "token"
+    kl_coef: float = 0.0
+    dual_clip: float | None = None
+    temperature: float = 1.0
+    updates_per_rollout: int = 1  # 1: on-policy; k: k minibatch optimizer steps (off-policy after the first)
+    micro_batch_size: int | None = None  # rows per forward; gradients accumulate within a minibatch
+    max_completion_length: int | None = None
+
+
+def _chunks(rows: Tensor, size: int | None) -> list[Tensor]:
+    if not size or size >= rows.numel():
+        return [rows]
+    return list(torch.split(rows, size))
+
+
+@torch.no_grad()
+def batched_logprobs(model: Any, inputs: PolicyInputs, rows: Tensor, settings: UpdateSettings,
+                     features: tuple[Tensor, ...] | None) -> Tensor:  # [N, T]
+    out = torch.zeros(inputs.completion_ids.shape, dtype=torch.float32, device=inputs.input_ids.device)
+    for chunk in _chunks(rows, settings.micro_batch_size):
+        sub = inputs.select(chunk)
+        lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features)  # [M, t]
+        out[chunk, : lp.shape[1]] = lp
+    return out
+
+
+def run_update(
+    *,
+    model: Any,
+    inputs: PolicyInputs,  # N rows
+    advantages: Tensor,  # [N]
+    loss_mask: Tensor,  # [N, T] bool: completion tokens that count (overlong-filtered rows all False)
+    settings: UpdateSettings,
+    features: tuple[Tensor, ...] | None,
+    backward: Callable[[Tensor], None],
+    step: Callable[[bool], tuple[bool, float]],  # step(finite): clip and step, or drop the grads; (stepped, norm)
+    global_token_count: Callable[[Tensor], Tensor],  # local count -> count over all ranks / world size
+    ref_model: Any | None = None,
+) -> dict[str, float]:
+    """Runs `updates_per_rollout` optimizer steps over disjoint minibatches of the N rows.
+
+    On-policy with one update, π_old = π_θ (detached): no extra forward pass (the ratio is 1 and
+    only the clip-free gradient remains, as in TRL). Otherwise π_old is recomputed once, before the
+    first step, with the same code — so the ratio measures drift from updates, not engine mismatch.
+    """
+    n = inputs.input_ids.shape[0]
+    all_rows = torch.arange(n)
+    k = max(1, settings.updates_per_rollout)
+    old = None if k == 1 else batched_logprobs(model, inputs, all_rows, settings, features)
+    ref = batched_logprobs(ref_model, inputs, all_rows, settings, None) if ref_model is not None else None
+    stats: dict[str, float] = {"loss": 0.0, "grad_norm": 0.0, "skipped_nonfinite": 0.0, "steps": 0.0}
+    diag_sums: dict[str, float] = {}
+    minibatches = [m for m in torch.chunk(all_rows, k) if m.numel()]
+    for rows in minibatches:
+        tokens = global_token_count(loss_mask[rows].sum().float())
+        loss_total = 0.0
+        finite = True
+        for chunk in _chunks(rows, settings.micro_batch_size):
+            sub = inputs.select(chunk)
+            lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features)  # [M, t]
+            t = lp.shape[1]
+            old_lp = lp.detach() if old is None else old[chunk, :t]
+            loss, diag = policy_loss(
+                lp, old_lp, advantages[chunk], loss_mask[chunk, :t],
+                clip_low=settings.clip_low, clip_high=settings.clip_high, aggregation=settings.aggregation,
+                num_tokens=tokens, max_completion_length=settings.max_completion_length,
+                ref_logprobs=None if ref is None else ref[chunk, :t], kl_coef=settings.kl_coef,
+                dual_clip=settings.dual_clip,
+            )
+            if settings.aggregation != "token":  # per-row means: weight micro-batches by their share of rows
+                loss = loss * chunk.numel() / rows.numel()
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            backward(loss)
+            loss_total += float(loss.detach())
+            for key, value in diag.items():
+                diag_sums[key] = diag_sums.get(key, 0.0) + float(value) / len(minibatches)
+        stepped, grad_norm = step(finite)
+        stats["steps"] += float(stepped)
+        stats["skipped_nonfinite"] += float(not stepped)
+        stats["loss"] += loss_total / len(minibatches)
+        stats["grad_norm"] += (grad_norm if math.isfinite(grad_norm) else 0.0) / len(minibatches)
+    stats.update(diag_sums)
+    return stats
