@@ -3,6 +3,7 @@
 from callbacks.dynamic_iou_threshold import DynamicIoUThreshold
 from callbacks.layer_grad_norm import LayerGradNorm
 from callbacks.metrics import SourceStats
+from callbacks.rollout_callback import RolloutCallback
 from callbacks.rollout_samples_logger import RolloutSamplesLogger
 from callbacks.scheduled_value import ScheduledValue
 from callbacks.source_metrics import SourceMetrics
@@ -10,6 +11,7 @@ from callbacks.source_metrics import SourceMetrics
 __all__ = [
     "DynamicIoUThreshold",
     "LayerGradNorm",
+    "RolloutCallback",
     "RolloutSamplesLogger",
     "ScheduledValue",
     "SourceMetrics",

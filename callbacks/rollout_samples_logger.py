@@ -118,6 +118,8 @@ class RolloutSamplesLogger(Callback):
         step = logger_step(trainer)
         if self._tb is None or not trainer.is_global_zero or step % self.every_n_steps != 0:
             return
+        if isinstance(outputs, Mapping) and self.output_key in outputs and outputs[self.output_key] is None:
+            return  # the step ran no rollout (e.g. a supervised warm-start step)
         record = outputs.get(self.output_key) if isinstance(outputs, Mapping) else None
         if not isinstance(record, Mapping) or "response" not in record or "data_source" not in record:
             got = sorted(record) if isinstance(record, Mapping) else type(outputs).__name__

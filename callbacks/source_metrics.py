@@ -86,7 +86,8 @@ class SourceMetrics(Callback):
         MisconfigurationException: On an empty or duplicate source list, a reserved or ``/``-containing
             source name, an empty ``output_key`` or prefix, ``log_every_n_steps < 1``, an empty
             reflection word, or thresholds out of range; during training if a step output lacks the
-            record or a record key has the wrong length.
+            record or a record key has the wrong length. A step whose output maps ``output_key`` to
+            ``None`` ran no rollout (e.g. a supervised step) and is skipped.
 
     Example::
 
@@ -166,7 +167,9 @@ class SourceMetrics(Callback):
         )
 
     # ---------------------------------------------------------------- record -> [N, C] tensor
-    def _record(self, outputs: Any, stage: str) -> Mapping[str, Any]:
+    def _record(self, outputs: Any, stage: str) -> Mapping[str, Any] | None:
+        if isinstance(outputs, Mapping) and self.output_key in outputs and outputs[self.output_key] is None:
+            return None  # the step ran no rollout (e.g. a supervised warm-start step): nothing to count
         record = outputs.get(self.output_key) if isinstance(outputs, Mapping) else None
         if not isinstance(record, Mapping):
             got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
@@ -239,6 +242,8 @@ class SourceMetrics(Callback):
         if stats.device != pl_module.device:
             stats.to(pl_module.device)
         record = self._record(outputs, stage)
+        if record is None:
+            return
         stats.update(self.values_from_record(record, stats.device), stats.source_index(record["data_source"]))
 
     def _compute(self, stats: SourceStats, prefix: str) -> dict[str, float]:

@@ -130,7 +130,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             return
         path = policy_lib.resolve_model_path(self.hparams.model_path)
         dtype = getattr(torch, self.hparams.dtype)
-        self.policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation)
+        self.policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation).train()
         self.processor = policy_lib.load_processor(path)
         self.model_dir = path
         if self.hparams.kl_coef:
@@ -191,7 +191,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
                        "warm_start/tokens": float(tokens)}, prog_bar=False, batch_size=len(batch.prompts))
         if self.global_step >= self.hparams.warm_start_steps:
             self._end_warm_start()
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), "rollout": None}  # no rollout: the metric callbacks skip this step
 
     def _end_warm_start(self) -> None:
         self._apply_stage_freeze()

@@ -34,9 +34,13 @@ class StageReporter:
         if not self.enabled or dm is None or stage in self.reports:
             return None
         loader = dm.val_dataloader()
-        if not loader:
+        if loader is None or (isinstance(loader, list) and not loader):
             return None
         was_training = module.policy.training
+        module.runner.start()
+        engine = module.rollout_engine
+        if hasattr(engine, "sync_weights"):  # engines with their own weight copy (vLLM) see this step's policy
+            engine.sync_weights(module.policy)
         sums: dict[str, dict[str, float]] = {}
         with torch.no_grad():
             for batch in loader:
