@@ -148,3 +148,31 @@ def test_notebook_defaults_to_the_newest_run(
     nb = _execute(runs.parent, kernel_name)
     assert f"LOG_DIR = {(runs / 'tiny' / 'version_0').resolve()}" in _stdout(nb)
     assert (runs / "tiny" / "version_0" / "figures" / "reward_accuracy.png").exists()
+
+
+def test_notebook_on_a_real_tiny_lit_triune_run(kernel_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook reads the logs the CPU default writes (`conf/tiny.yaml`, shortened), not only scripted ones."""
+    import subprocess
+
+    repo = Path(__file__).parents[2]
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(repo / "lit_triune" / "main.py"), "fit", "-c", str(repo / "conf" / "tiny.yaml"),
+           "--trainer.max_steps=12", "--model.warm_start_steps=4", "--trainer.log_every_n_steps=2",
+           f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
+           "--data.synthetic.counting=64", "--data.synthetic.grounding=64", "--data.synthetic.ocr=64",
+           "--data.synthetic.chart=64", "--data.val_synthetic.counting=4", "--data.val_synthetic.grounding=4",
+           "--data.val_synthetic.ocr=4", "--data.val_synthetic.chart=4", "--data.num_workers=0",
+           f"--data.cache_dir={tmp_path / 'data'}"]  # fmt: skip
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for stage in ("init", "after_warm_start", "final"):
+        assert f"== validation: {stage}" in done.stdout
+    log_dir = out / "tiny"
+    monkeypatch.setenv("LIT_TRIUNE_LOG_DIR", str(log_dir))
+    nb = _execute(tmp_path, kernel_name)
+    for name in ("reward_accuracy.png", "response_length.png", "reflection.png", "samples_per_source.png",
+                 "grad_norm.png"):  # fmt: skip
+        assert (log_dir / "figures" / name).stat().st_size > 5000, name
+    text = _stdout(nb)
+    assert "synthetic_counting" in text and "synthetic_chart" in text
