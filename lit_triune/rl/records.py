@@ -45,8 +45,8 @@ def build_records(
         records[key] = _floats(results, key)
     if images is not None:
         records["images"] = list(images)
-        records["pred_boxes"] = [r.get("pred_boxes_px") or [] for r in results]
-        records["gt_boxes"] = [r.get("gt_boxes_px") or [] for r in results]
+        records["pred_boxes"] = [r.get("pred_boxes") or [] for r in results]
+        records["gt_boxes"] = [r.get("gt_boxes") or [] for r in results]
     return records
 
 
