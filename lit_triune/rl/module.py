@@ -123,6 +123,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self._counters: dict[str, float] = {}
         self._pending: list[Any] = []  # dynamic sampling: informative groups waiting for a full batch
         self._refills = 0
+        self._last_grad_norm, self._skip_this_step = math.nan, False
 
     # ----- model -------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -198,19 +199,28 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self._reporter.report(self, "after_warm_start")
 
     def _clip_and_step(self, opt: Any, finite: bool) -> tuple[bool, float]:
-        """Clips, checks the norm, then steps — or drops the gradients of a non-finite step and counts it."""
-        params = [p for g in opt.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        grad_norm = math.nan
-        if finite and params:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
-            finite = math.isfinite(grad_norm)
+        """Steps — or drops the gradients of a non-finite step and counts it. Clipping happens inside
+        `opt.step()` (`on_before_optimizer_step`, after the callbacks' hook), so gradient-norm callbacks
+        see the raw gradients and the module still clips before the update."""
+        self._last_grad_norm, self._skip_this_step = math.nan, False
+        if finite:
+            opt.step()
+            finite = not self._skip_this_step
         if not finite:
-            opt.zero_grad(set_to_none=True)
             self._counters["nonfinite_steps_skipped"] = self._counters.get("nonfinite_steps_skipped", 0) + 1
-            return False, grad_norm
-        opt.step()
         opt.zero_grad(set_to_none=True)
-        return True, grad_norm
+        return finite, self._last_grad_norm
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
+        self._last_grad_norm = norm
+        if not math.isfinite(norm):  # the optimizer skips parameters without a gradient: no update at all
+            self._skip_this_step = True
+            for p in params:
+                p.grad = None
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         return {"rollout": self.runner.evaluate(batch)}
