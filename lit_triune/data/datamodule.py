@@ -207,6 +207,11 @@ class TriuneDataModule(pl.LightningDataModule):
         return TrackingLoader(stream, batch_size=None, num_workers=self.num_workers,
                               tracker=StreamTracker(self.num_workers, self.world_size), collate_fn=_identity)
 
+    def test_dataloader(self) -> TrackingLoader | list:
+        """`test` evaluates on the validation sets (`val`, `val_synthetic`): V-Triune reports held-out
+        validation sources, in-domain and out-of-domain, rather than a separate test split."""
+        return self.val_dataloader()
+
     def state_dict(self) -> dict[str, Any]:
         """Per-rank stream cursors; under DDP gathered from every rank so rank 0's checkpoint holds all."""
         local = self._tracker.state(self._consumed()) if self._tracker is not None else self._resume
