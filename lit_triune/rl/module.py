@@ -14,9 +14,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from lit_triune.rl import policy as policy_lib
+from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
@@ -203,6 +205,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         `opt.step()` (`on_before_optimizer_step`, after the callbacks' hook), so gradient-norm callbacks
         see the raw gradients and the module still clips before the update."""
         self._last_grad_norm, self._skip_this_step = math.nan, False
+        finite = on_all_ranks(finite, self.device)  # DDP: every rank steps (and counts global_step) alike
         if finite:
             opt.step()
             finite = not self._skip_this_step
@@ -240,6 +243,18 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self._runner = RolloutRunner(self)
         return self._runner
 
+    def setup(self, stage: str) -> None:
+        # The warm-start and RL stages train different parameter sets (e.g. the ViT only in the warm-start),
+        # but DDP fixes the set it reduces when it wraps the model: without unused-parameter detection the
+        # first RL step fails on the frozen part. Set before the strategy wraps the model.
+        ddp_kwargs = getattr(self.trainer.strategy, "_ddp_kwargs", None)
+        hp = self.hparams
+        if (stage == "fit" and isinstance(ddp_kwargs, dict) and hp.warm_start_steps and hp.warm_start_freeze != hp.freeze
+                and "find_unused_parameters" not in ddp_kwargs and not ddp_kwargs.get("static_graph")):
+            ddp_kwargs["find_unused_parameters"] = True
+            rank_zero_info(f"DDP: find_unused_parameters=True (warm-start freeze {hp.warm_start_freeze!r}, "
+                           f"RL freeze {hp.freeze!r})")
+
     def on_fit_start(self) -> None:
         self.runner.start()
 
@@ -263,12 +278,20 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self._runner = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, "counters": dict(self._counters)}
+        # Called on every rank; counters are per rank (data skips, ...), so rank 0's file keeps all of them.
+        per_rank = gather_objects(dict(self._counters))
+        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, "counters": dict(self._counters),
+                                    "counters_per_rank": per_rank}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lit_triune", {})
         self.iou_threshold = float(state.get("iou_threshold", self.iou_threshold))
-        self._counters = dict(state.get("counters", {}))
+        per_rank = state.get("counters_per_rank")
+        world_size = self._trainer.world_size if self._trainer is not None else 1
+        if per_rank and len(per_rank) == world_size:
+            self._counters = dict(per_rank[self.global_rank])
+        else:
+            self._counters = dict(state.get("counters", {}))
 
     def export_pretrained(self, out_dir: str) -> None:
         """Writes the current policy and its processor with `save_pretrained`: transformers and vLLM load it."""

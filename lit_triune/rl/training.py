@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lit_triune.rl.advantages import group_advantages, informative_groups
+from lit_triune.rl.distributed import gather_objects
 from lit_triune.rl.logprobs import image_features
 from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.rollout_step import ScoredRollout
@@ -44,7 +45,9 @@ class GRPOTrainerMixin:
         else:
             merged = scored
         stats = self._update(merged)
-        self.log_dict({f"train/{k}": v for k, v in stats.items()}, batch_size=len(batch.prompts))
+        # logged values are global: each rank's figures averaged over the ranks
+        self.log_dict(_mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()}),
+                      batch_size=len(batch.prompts))
         out["loss"] = torch.tensor(stats["loss"])
         return out
 
@@ -100,15 +103,33 @@ class GRPOTrainerMixin:
             "train/groups_zero_std": std_zero,
             "time/generate": scored.timings.get("generate", 0.0),
             "time/reward": scored.timings.get("reward", 0.0),
-            "train/spurious_vision_tokens": float(self.runner.spurious_vision_tokens),
         }
-        for key, value in self._counters.items():
-            metrics[key] = float(value)
-        self.log_dict({k: float(v) for k, v in metrics.items()}, batch_size=max(1, n // scored.group_size),
-                      sync_dist=False)
+        counts = {"train/spurious_vision_tokens": float(self.runner.spurious_vision_tokens),
+                  **{key: float(value) for key, value in self._counters.items()}}
+        # Global figures under DDP (one gather): every rank rolls out as many groups, so the global mean is
+        # the mean of the ranks' means; counts add up, except steps skipped, which every rank skips alike.
+        parts = gather_objects(({k: float(v) for k, v in metrics.items()}, counts))
+        logged = _mean_over_parts([p[0] for p in parts])
+        for key in sorted({k for _, c in parts for k in c}):
+            values = [c.get(key, 0.0) for _, c in parts]
+            logged[key] = max(values) if key in _SAME_ON_ALL_RANKS else sum(values)
+        self.log_dict(logged, batch_size=max(1, n // scored.group_size))
 
     def _bump(self, key: str) -> None:
         self._counters[key] = self._counters.get(key, 0) + 1
+
+
+_SAME_ON_ALL_RANKS = frozenset({"nonfinite_steps_skipped"})  # optimizer-step events: ranks agree (on_all_ranks)
+
+
+def _mean_over_parts(parts: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for p in parts for k in p})
+    return {k: sum(p[k] for p in parts if k in p) / sum(1 for p in parts if k in p) for k in keys}
+
+
+def _mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Each key's mean over the ranks that have it (one all_gather_object); `values` in one process."""
+    return _mean_over_parts(gather_objects(values))
 
 
 def _global_mean_count(local: Tensor) -> Tensor:

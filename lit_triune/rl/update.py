@@ -91,8 +91,9 @@ def run_update(
             if settings.aggregation != "token":  # per-row means: weight micro-batches by their share of rows
                 loss = loss * chunk.numel() / rows.numel()
             if not torch.isfinite(loss):
+                # No early exit: under DDP every backward is a collective, so each rank runs all of its
+                # micro-batches; the step is then skipped on every rank (the caller agrees across ranks).
                 finite = False
-                break
             backward(loss)
             loss_total += float(loss.detach())
             for key, value in diag.items():
