@@ -74,6 +74,7 @@ def run_update(
     minibatches = [m for m in torch.chunk(all_rows, k) if m.numel()]
     for rows in minibatches:
         tokens = global_token_count(loss_mask[rows].sum().float())
+        local_tokens = float(loss_mask[rows].sum())
         loss_total = 0.0
         finite = True
         for chunk in _chunks(rows, settings.micro_batch_size):
@@ -96,8 +97,10 @@ def run_update(
                 finite = False
             backward(loss)
             loss_total += float(loss.detach())
+            # diagnostics are per-token means of the micro-batch: weight by its share of the minibatch's tokens
+            share = float(loss_mask[chunk].sum()) / local_tokens if local_tokens else chunk.numel() / rows.numel()
             for key, value in diag.items():
-                diag_sums[key] = diag_sums.get(key, 0.0) + float(value) / len(minibatches)
+                diag_sums[key] = diag_sums.get(key, 0.0) + float(value) * share / len(minibatches)
         stepped, grad_norm = step(finite)
         stats["steps"] += float(stepped)
         stats["skipped_nonfinite"] += float(not stepped)

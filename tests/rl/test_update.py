@@ -1,0 +1,171 @@
+"""run_update on the tiny Qwen2.5-VL: minibatches, the off-policy old-log-prob path, micro-batch
+gradient accumulation and the non-finite guard, with a `step` that records instead of stepping
+(or steps a plain SGD optimizer)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from PIL import Image
+from torch.testing import assert_close
+
+import lit_triune.rl.update as update_mod
+from lit_triune.rl.logprobs import completion_logprobs
+from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
+from lit_triune.rl.update import UpdateSettings, run_update
+
+N_PROMPTS, G = 2, 4
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    m = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32)
+    return m.train()
+
+
+@pytest.fixture(scope="module")
+def inputs(model, tiny_processor):
+    """2 image prompts x 4 completions of different lengths (1..9 tokens)."""
+    content = [{"type": "image"}, {"type": "text", "text": "How many squares?"}]
+    prompt = tiny_processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                                tokenize=False)
+    images = [Image.new("RGB", (112, 112), (200, 40, 40)), Image.new("RGB", (84, 140), (40, 40, 200))]
+    enc = encode_prompts(tiny_processor, [prompt, prompt], images)
+    gen = torch.Generator().manual_seed(1)
+    vocab = [i for i in range(200, 400)]
+    lengths = [1, 5, 9, 3, 7, 2, 9, 4]
+    completions = [[vocab[int(j)] for j in torch.randint(len(vocab), (n,), generator=gen)] for n in lengths]
+    prompt_index = torch.arange(N_PROMPTS).repeat_interleave(G)
+    return build_policy_inputs(model, enc, completions, prompt_index, tiny_processor.tokenizer.pad_token_id,
+                               model.config.image_token_id)
+
+
+ADVANTAGES = torch.tensor([1.0, -0.5, 0.25, -0.75, -1.0, 0.5, 1.5, -1.25])
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _run(model, inputs, settings, *, advantages=ADVANTAGES, step=None, backward=None):
+    calls: list[dict] = []
+
+    def record_step(finite: bool) -> tuple[bool, float]:
+        calls.append({"finite": finite, "grads": _grads(model)})
+        model.zero_grad(set_to_none=True)
+        return finite, 1.0 if finite else math.nan
+
+    stats = run_update(model=model, inputs=inputs, advantages=advantages,
+                       loss_mask=inputs.completion_mask.clone(), settings=settings, features=None,
+                       backward=backward or (lambda loss: loss.backward()), step=step or record_step,
+                       global_token_count=lambda c: c.detach())
+    return stats, calls
+
+
+@pytest.mark.parametrize("aggregation", ["token", "sequence"])
+def test_micro_batch_gradient_equals_full_batch_gradient(model, inputs, aggregation):
+    model.zero_grad(set_to_none=True)
+    full_stats, (full,) = _run(model, inputs, UpdateSettings(aggregation=aggregation))
+    micro_stats, (micro,) = _run(model, inputs, UpdateSettings(aggregation=aggregation, micro_batch_size=3))
+    assert full["finite"] and micro["finite"]
+    assert full["grads"].keys() == micro["grads"].keys() and len(full["grads"]) > 10
+    for name, g in full["grads"].items():
+        assert_close(micro["grads"][name], g, atol=1e-6, rtol=1e-5, msg=name)
+    assert sum(g.abs().sum() for g in full["grads"].values()) > 0
+    assert micro_stats["loss"] == pytest.approx(full_stats["loss"], abs=1e-6)
+    for key in ("ratio_mean", "clip_ratio/low", "clip_ratio/high", "approx_kl_old"):  # token means, not sums
+        assert micro_stats[key] == pytest.approx(full_stats[key], abs=1e-6), key
+    assert micro_stats["ratio_mean"] == pytest.approx(1.0)
+
+
+def test_minibatches_split_rows_and_token_counts_add_up(model, inputs, monkeypatch):
+    """updates_per_rollout=k: k optimizer steps over disjoint minibatches covering every row, each
+    normalised by its own token count (as DAPO's per-minibatch mean)."""
+    seen: list[tuple[list[int], float]] = []
+    real = update_mod.policy_loss
+
+    def spy(lp, old, adv, mask, **kw):
+        seen.append((adv.tolist(), float(kw["num_tokens"])))
+        return real(lp, old, adv, mask, **kw)
+
+    monkeypatch.setattr(update_mod, "policy_loss", spy)
+    stats, calls = _run(model, inputs, UpdateSettings(updates_per_rollout=2))
+    assert len(calls) == 2 and stats["steps"] == 2.0 and stats["skipped_nonfinite"] == 0.0
+    assert [a for a, _ in seen] == [ADVANTAGES[:4].tolist(), ADVANTAGES[4:].tolist()]
+    mask = inputs.completion_mask
+    assert [n for _, n in seen] == [float(mask[:4].sum()), float(mask[4:].sum())]
+
+
+def test_off_policy_old_logprobs_are_the_pre_update_policy(model, inputs, monkeypatch):
+    """With k > 1 minibatches π_old is computed once, before the first step: the first minibatch has
+    ratio 1, later ones compare the updated policy with the policy that generated the rollout."""
+    policy = copy.deepcopy(model)
+    before = copy.deepcopy(model)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    real = update_mod.policy_loss
+
+    def spy(lp, old, adv, mask, **kw):
+        seen.append((lp.detach().clone(), old.detach().clone(), mask.clone()))
+        return real(lp, old, adv, mask, **kw)
+
+    def sgd_step(finite: bool) -> tuple[bool, float]:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return True, 0.0
+
+    monkeypatch.setattr(update_mod, "policy_loss", spy)
+    stats, _ = _run(policy, inputs, UpdateSettings(updates_per_rollout=2), step=sgd_step)
+    assert stats["steps"] == 2.0
+    with torch.no_grad():
+        reference = completion_logprobs(before, inputs)  # [N, T] the rollout policy
+    (lp1, old1, m1), (lp2, old2, m2) = seen
+    assert_close(old1, reference[:4, : old1.shape[1]], atol=1e-5, rtol=0)
+    assert_close(old2, reference[4:, : old2.shape[1]], atol=1e-5, rtol=0)
+    assert_close(lp1 * m1, old1 * m1, atol=1e-5, rtol=0)  # first minibatch: still the rollout policy
+    assert (lp2 - old2)[m2].abs().max() > 1e-3  # second: the policy moved, the ratio is not 1
+    assert stats["approx_kl_old"] != 0.0
+
+
+def test_on_policy_uses_detached_current_logprobs(model, inputs, monkeypatch):
+    """updates_per_rollout=1: no separate π_old pass; old = current log-probs, detached (ratio exactly 1)."""
+    forwards = []
+    real_lp, real_loss = update_mod.completion_logprobs, update_mod.policy_loss
+
+    def count_lp(*a, **kw):
+        forwards.append(1)
+        return real_lp(*a, **kw)
+
+    def check(lp, old, adv, mask, **kw):
+        assert lp.requires_grad and not old.requires_grad
+        assert torch.equal(lp.detach(), old)
+        return real_loss(lp, old, adv, mask, **kw)
+
+    monkeypatch.setattr(update_mod, "completion_logprobs", count_lp)
+    monkeypatch.setattr(update_mod, "policy_loss", check)
+    stats, _ = _run(model, inputs, UpdateSettings(micro_batch_size=4))
+    assert len(forwards) == 2  # the two micro-batches, nothing else
+    assert stats["ratio_mean"] == pytest.approx(1.0) and stats["clip_ratio/high"] == 0.0
+
+
+def test_non_finite_loss_skips_the_step_but_runs_every_backward(model, inputs):
+    """A NaN advantage in the first micro-batch: the step is reported non-finite, and the other
+    micro-batches still run their backward (under DDP each backward is a collective)."""
+    adv = ADVANTAGES.clone()
+    adv[1] = math.nan
+    backwards: list[float] = []
+
+    def backward(loss):
+        backwards.append(float(loss))
+        loss.backward()
+
+    stats, calls = _run(model, inputs, UpdateSettings(micro_batch_size=4), advantages=adv, backward=backward)
+    assert [c["finite"] for c in calls] == [False]
+    assert len(backwards) == 2 and math.isnan(backwards[0]) and math.isfinite(backwards[1])
+    assert stats["skipped_nonfinite"] == 1.0 and stats["steps"] == 0.0 and stats["grad_norm"] == 0.0
