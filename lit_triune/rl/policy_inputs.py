@@ -23,9 +23,44 @@ class EncodedPrompts:
     pixel_values: Tensor | None  # [P, C*t*p*p] patches of all B images, prompt-major
     image_grid_thw: Tensor | None  # [B, 3] (t, h, w) patch grid per image
     patches_per_prompt: list[int]  # B counts summing to P
+    # B tensors [tokens_i, H]: the frozen vision tower's output for each image, when computed once per
+    # rollout batch (`logprobs.image_features`) and shared by generation and every update forward pass.
+    image_features: tuple[Tensor, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    def select(self, rows: list[int]) -> EncodedPrompts:
+        """The prompts `rows` (indices into the B prompts), in that order."""
+        rows = [int(r) for r in rows]
+        pixel_values = grid = None
+        if self.pixel_values is not None:
+            starts = [0]
+            for count in self.patches_per_prompt:
+                starts.append(starts[-1] + count)
+            parts = [self.pixel_values[starts[r] : starts[r + 1]] for r in rows]
+            pixel_values = torch.cat(parts) if parts else self.pixel_values[:0]
+            grid = self.image_grid_thw[rows]
+        features = None if self.image_features is None else tuple(self.image_features[r] for r in rows)
+        return EncodedPrompts([self.input_ids[r] for r in rows], pixel_values, grid,
+                              [self.patches_per_prompt[r] for r in rows], features)
+
+    @staticmethod
+    def concat(parts: list[EncodedPrompts]) -> EncodedPrompts:
+        """Prompts of several batches, in order (vision fields must be present in all parts or none)."""
+        has_pixels = [p.pixel_values is not None for p in parts]
+        if any(has_pixels) and not all(has_pixels):
+            raise ValueError("cannot concatenate encoded prompts with and without images")
+        features = None
+        if all(p.image_features is not None for p in parts):
+            features = tuple(f for p in parts for f in p.image_features)
+        return EncodedPrompts(
+            input_ids=[ids for p in parts for ids in p.input_ids],
+            pixel_values=torch.cat([p.pixel_values for p in parts]) if all(has_pixels) else None,
+            image_grid_thw=torch.cat([p.image_grid_thw for p in parts]) if all(has_pixels) else None,
+            patches_per_prompt=[c for p in parts for c in p.patches_per_prompt],
+            image_features=features,
+        )
 
 
 def encode_prompts(processor: Any, prompts: list[str], images: list[Any] | None) -> EncodedPrompts:
@@ -97,8 +132,14 @@ def build_policy_inputs(
     prompt_index: Tensor,  # [N] long
     pad_id: int,
     image_token_id: int | None,
+    *,
+    pixels: bool = True,
 ) -> PolicyInputs:
-    """Concatenates each row's prompt and completion and computes its 3-D positions with the model's rule."""
+    """Concatenates each row's prompt and completion and computes its 3-D positions with the model's rule.
+
+    `pixels=False` leaves `pixel_values` out (None): for forward passes that are given precomputed
+    image features, where copying each prompt's patches once per row would be wasted work.
+    """
     n = len(completion_ids)
     rows = [prompts.input_ids[p] + list(c) for p, c in zip(prompt_index.tolist(), completion_ids)]
     length = max(len(r) for r in rows)
@@ -120,7 +161,7 @@ def build_policy_inputs(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        pixel_values=_rows_of_patches(prompts, prompt_index),
+        pixel_values=_rows_of_patches(prompts, prompt_index) if pixels else None,
         image_grid_thw=grid,
         completion_ids=completions,
         completion_mask=completion_mask,

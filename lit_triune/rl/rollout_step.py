@@ -9,9 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lit_triune.rl.logprobs import image_features
+from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
 from lit_triune.rl.records import build_records
 from lit_triune.rl.scoring import RewardScorer
 from lit_triune.rollout.base import Rollout, SamplingConfig
+from lit_triune.rollout.chunked import ChunkedEngine
 
 
 @dataclass
@@ -40,6 +43,9 @@ class ScoredRollout:
     truncated: Tensor  # [N] bool
     results: list[dict[str, Any]]  # N
     timings: dict[str, float] = field(default_factory=dict)
+    # The B prompts through the processor (and, with a frozen ViT, their image features), as the engine
+    # used them: the update reuses them instead of running the processor and the vision tower again.
+    encoded: EncodedPrompts | None = None
 
     @property
     def num_groups(self) -> int:
@@ -67,6 +73,7 @@ class ScoredRollout:
             truncated=self.truncated[rows] if rows else torch.zeros(0, dtype=torch.bool),
             results=[self.results[r] for r in rows],
             timings=dict(self.timings),
+            encoded=None if self.encoded is None else self.encoded.select(keep),
         )
 
     @staticmethod
@@ -83,6 +90,8 @@ class ScoredRollout:
             texts=[x for p in parts for x in p.texts],
             truncated=torch.cat([p.truncated for p in parts]),
             results=[x for p in parts for x in p.results],
+            encoded=EncodedPrompts.concat([p.encoded for p in parts])
+            if all(p.encoded is not None for p in parts) else None,
         )
 
     def records(self, lengths: Tensor | None = None) -> dict[str, Any]:
@@ -102,6 +111,8 @@ class ScoredRollout:
 
 class RolloutRunner:
     """Owns the engine handle and the verifier pool for a module; one instance per fit/validate."""
+
+    share_prompt_encoding = True  # encode prompts (+ frozen-ViT features) once for engine and update
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -137,27 +148,65 @@ class RolloutRunner:
         return SamplingConfig(n=s.group_size, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=seed)
 
+    def image_features(self, enc: EncodedPrompts) -> tuple[Tensor, ...] | None:
+        """The vision tower's output for each prompt's image, without gradients (the ViT is frozen)."""
+        if enc.pixel_values is None:
+            return None
+        m = self.module
+        with torch.no_grad():
+            on_device = EncodedPrompts(enc.input_ids, enc.pixel_values.to(m.device), enc.image_grid_thw.to(m.device),
+                                       enc.patches_per_prompt)
+            return image_features(m.policy, on_device)
+
+    def _encode(self, batch: Any) -> EncodedPrompts | None:
+        """Prompts through the processor once per rollout batch, for the engine and the update alike; with a
+        frozen ViT (and `cache_vision_features`) its features too, so it runs once per batch in all."""
+        engine = self.module.rollout_engine
+        if not (self.share_prompt_encoding and getattr(engine, "accepts_encoded", False)):
+            return None
+        m = self.module
+        enc = encode_prompts(m.processor, list(batch.prompts), list(batch.images))
+        if getattr(m, "vision_frozen", False) and m.hparams.cache_vision_features:
+            enc.image_features = self.image_features(enc)
+        return enc
+
     def _run(self, batch: Any, sampling: SamplingConfig) -> ScoredRollout:
         self.start()
         t0 = time.perf_counter()
-        rollout: Rollout = self.module.rollout_engine.generate(list(batch.prompts), list(batch.images), sampling)
+        engine = self.module.rollout_engine
+        encoded = self._encode(batch)
+        reward_models = list(batch.reward_models)
+        sizes = [tuple(s) for s in batch.image_sizes]
+        iou = self.module.iou_threshold
+        pending: list[Any] = []
+
+        def score_chunk(rows: Tensor, part: Rollout) -> None:
+            # Each finished chunk goes to the verifier pool's processes right away, so with a chunked
+            # engine its scoring overlaps the generation of the next chunk.
+            idx = part.prompt_index.tolist()
+            pending.append(self.scorer.submit(part.texts, [reward_models[i] for i in idx], [sizes[i] for i in idx],
+                                              iou_threshold=iou))
+
+        kwargs: dict[str, Any] = {} if encoded is None else {"encoded": encoded}
+        if isinstance(engine, ChunkedEngine):
+            rollout: Rollout = engine.generate(list(batch.prompts), list(batch.images), sampling,
+                                               on_chunk=score_chunk, **kwargs)
+        else:  # any engine with the plain protocol: score after the whole batch
+            rollout = engine.generate(list(batch.prompts), list(batch.images), sampling)
+            score_chunk(torch.arange(len(rollout.texts)), rollout)
         t1 = time.perf_counter()
         g = sampling.n
-        rows = rollout.prompt_index.tolist()
-        results = self.scorer.score(
-            rollout.texts,
-            [batch.reward_models[i] for i in rows],
-            [tuple(batch.image_sizes[i]) for i in rows],
-            iou_threshold=self.module.iou_threshold,
-        )
+        results = [r for wait in pending for r in wait()]
         t2 = time.perf_counter()
         self.spurious_vision_tokens += int(rollout.spurious_vision_tokens.sum())
         return ScoredRollout(
             group_size=g, prompts=list(batch.prompts), images=list(batch.images),
-            image_sizes=[tuple(s) for s in batch.image_sizes], reward_models=list(batch.reward_models),
+            image_sizes=sizes, reward_models=reward_models,
             data_sources=list(batch.data_sources), completion_ids=rollout.completion_ids, texts=rollout.texts,
             truncated=rollout.truncated.bool().cpu(), results=results,
+            # "reward": scoring time not hidden behind generation (waiting for the pool after the last chunk)
             timings={"generate": t1 - t0, "reward": t2 - t1, **rollout.timings},
+            encoded=encoded,
         )
 
     def rollout(self, batch: Any, salt: int = 0) -> ScoredRollout:

@@ -11,7 +11,6 @@ from torch import Tensor
 
 from lit_triune.rl.advantages import group_advantages, informative_groups
 from lit_triune.rl.distributed import gather_objects
-from lit_triune.rl.logprobs import image_features
 from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.rollout_step import ScoredRollout
 from lit_triune.rl.update import run_update
@@ -54,17 +53,17 @@ class GRPOTrainerMixin:
     def _update(self, scored: ScoredRollout) -> dict[str, float]:
         hp = self.hparams
         t0 = time.perf_counter()
-        enc = encode_prompts(self.processor, scored.prompts, scored.images)
+        # The rollout's own encoding (and frozen-ViT features) when the engine took them; else encode here.
+        enc = scored.encoded if scored.encoded is not None else encode_prompts(self.processor, scored.prompts,
+                                                                                scored.images)
         tok = self.processor.tokenizer
         image_token_id = getattr(self.policy.config, "image_token_id", None)
-        inputs = build_policy_inputs(self.policy, enc, scored.completion_ids, scored.prompt_index,
-                                     tok.pad_token_id, image_token_id).to(self.device)
         features = None
         if self.vision_frozen and hp.cache_vision_features and enc.pixel_values is not None:
-            with torch.no_grad():
-                enc.pixel_values = enc.pixel_values.to(self.device)
-                enc.image_grid_thw = enc.image_grid_thw.to(self.device)
-                features = image_features(self.policy, enc)
+            features = enc.image_features if enc.image_features is not None else self.runner.image_features(enc)
+        # With features, no forward pass needs pixels: skip copying each prompt's patches once per row.
+        inputs = build_policy_inputs(self.policy, enc, scored.completion_ids, scored.prompt_index,
+                                     tok.pad_token_id, image_token_id, pixels=features is None).to(self.device)
         rewards = scored.row_tensor("reward").to(self.device)  # [N]
         advantages = group_advantages(rewards, scored.group_size, hp.scale_rewards)  # [N]
         loss_mask = inputs.completion_mask.clone()  # [N, T]

@@ -50,6 +50,10 @@ class ChunkedEngine:
 
     chunk_size: int | None = None
 
+    # True for engines whose `_generate_block` takes `encoded=` (prompts already through the processor,
+    # optionally with precomputed image features), which `generate(..., encoded=...)` hands down per chunk.
+    accepts_encoded: bool = False
+
     def _generate_block(
         self,
         prompts: list[str],
@@ -67,18 +71,21 @@ class ChunkedEngine:
         sampling: SamplingConfig,
         *,
         on_chunk: ChunkCallback | None = None,
+        encoded: Any = None,
     ) -> Rollout:
         """G = `sampling.n` completions per prompt, rows prompt-major (row i*G + g). `on_chunk(rows, part)`
-        is called after each chunk with its global row indices ([M] long) before the next one starts."""
+        is called after each chunk with its global row indices ([M] long) before the next one starts.
+        `encoded` (engines with `accepts_encoded`): `encode_prompts(processor, prompts, images)`, possibly
+        with `image_features` set, so the engine neither re-runs the processor nor the vision tower."""
         parts = []
-        for rows, part in self.generate_chunks(prompts, images, sampling):
+        for rows, part in self.generate_chunks(prompts, images, sampling, encoded=encoded):
             if on_chunk is not None:
                 on_chunk(rows, part)
             parts.append(part)
         return concat_rollouts(parts)
 
     def generate_chunks(
-        self, prompts: list[str], images: list[Any], sampling: SamplingConfig
+        self, prompts: list[str], images: list[Any], sampling: SamplingConfig, *, encoded: Any = None
     ) -> Iterator[tuple[Tensor, Rollout]]:
         """Yields `(rows, part)` per chunk of `chunk_size` prompts, lazily: chunk k+1 is generated only when
         the caller asks for it, so submitting chunk k to a reward pool (other processes) before the next
@@ -87,10 +94,16 @@ class ChunkedEngine:
         (chunked and unchunked runs sample differently; each is reproducible)."""
         check_sampling(sampling)
         images = check_batch(prompts, images)
+        if encoded is not None:
+            if not self.accepts_encoded:
+                raise TypeError(f"{type(self).__name__} does not take pre-encoded prompts (encoded=...)")
+            if len(encoded) != len(prompts):
+                raise ValueError(f"encoded holds {len(encoded)} prompts but {len(prompts)} prompts were given")
         step = self.chunk_size or len(prompts)
         g = sampling.n
         for k, start in enumerate(range(0, len(prompts), step)):
             stop = min(start + step, len(prompts))
             seed = None if sampling.seed is None else sampling.seed + k
-            part = self._generate_block(prompts[start:stop], images[start:stop], sampling, start, seed)
+            extra = {} if encoded is None else {"encoded": encoded.select(list(range(start, stop)))}
+            part = self._generate_block(prompts[start:stop], images[start:stop], sampling, start, seed, **extra)
             yield torch.arange(start * g, stop * g), part

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from lit_triune.rl.policy_inputs import encode_prompts
+from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
 from lit_triune.rollout.vision_tokens import (
@@ -96,6 +97,31 @@ def _only_generation_config(model: nn.Module, config: GenerationConfig) -> Itera
         model.generation_config = saved
 
 
+def _shared_prefill(model: nn.Module, inputs: dict[str, Any], n: int) -> dict[str, Any]:
+    """Prefills the b prompts (all but their last token) once and returns `generate` inputs for the b*n
+    rows that continue from that cache: KV tensors and Qwen-VL's M-RoPE `rope_deltas` repeated n times
+    per prompt (prompt-major, as `num_return_sequences` orders rows). HF would prefill all b*n rows;
+    the sampled tokens are the same (the prefill draws no random numbers). Runs in the caller's
+    inference mode; `_eval_mode` restores `rope_deltas` afterwards."""
+    from transformers import DynamicCache
+
+    input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]  # [b, L] left-padded
+    prefix = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    if "mm_token_type_ids" in inputs:
+        prefix["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, :-1]
+    cache = DynamicCache(config=model.config.get_text_config())
+    inner = model.model
+    inner.rope_deltas = None
+    inner(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], past_key_values=cache, use_cache=True,
+          **prefix)
+    rows = DynamicCache(config=model.config.get_text_config())
+    for layer_idx, layer in enumerate(cache.layers):
+        rows.update(layer.keys.repeat_interleave(n, dim=0), layer.values.repeat_interleave(n, dim=0), layer_idx)
+    inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, dim=0)  # [b*n, 1]
+    return {"input_ids": input_ids.repeat_interleave(n, dim=0), "attention_mask": attention_mask.repeat_interleave(n, dim=0),
+            "past_key_values": rows}
+
+
 class HFGenerateEngine(ChunkedEngine):
     """`RolloutEngine` backed by `model.generate` on the policy module itself.
 
@@ -107,7 +133,16 @@ class HFGenerateEngine(ChunkedEngine):
             score chunk k while chunk k+1 generates (see `generate_chunks`).
         mask_vision_tokens: Keep vision/pad tokens out of sampling (only tests turn this off).
         keep_logprobs: Record the sampled tokens' log-probs into `Rollout.sampling_logprobs`.
+        share_prompt_prefill: Sampling G > 1 rows of image prompts: prefill each prompt once and copy its
+            KV cache to its G rows (`_shared_prefill`), instead of HF's prefill of every row. Same tokens
+            and log-probs (a test checks); False gives HF's own path.
+
+    `generate(..., encoded=enc)` takes the prompts already through `encode_prompts`; with
+    `enc.image_features` set (a frozen vision tower's output, computed once by the trainer) the vision
+    tower is skipped and the features go to `model.generate` as `mm_encoder_outputs`.
     """
+
+    accepts_encoded = True
 
     def __init__(
         self,
@@ -117,6 +152,7 @@ class HFGenerateEngine(ChunkedEngine):
         chunk_size: int | None = None,
         mask_vision_tokens: bool = True,
         keep_logprobs: bool = True,
+        share_prompt_prefill: bool = True,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be None or >= 1 prompts, got {chunk_size}")
@@ -125,6 +161,7 @@ class HFGenerateEngine(ChunkedEngine):
         self.chunk_size = chunk_size
         self.mask_vision_tokens = mask_vision_tokens
         self.keep_logprobs = keep_logprobs
+        self.share_prompt_prefill = share_prompt_prefill
 
     def bind(self, model: nn.Module | Callable[[], nn.Module], processor: Any = None) -> None:
         """Called by RolloutCallback at fit start: the module to generate with and its processor."""
@@ -158,6 +195,7 @@ class HFGenerateEngine(ChunkedEngine):
         sampling: SamplingConfig,
         first_prompt: int,
         seed: int | None,
+        encoded: EncodedPrompts | None = None,
     ) -> Rollout:
         if self.processor is None:
             raise RuntimeError("HFGenerateEngine has no processor: pass one to the constructor or to bind()")
@@ -166,7 +204,7 @@ class HFGenerateEngine(ChunkedEngine):
         stops, pad = stop_token_ids(tokenizer), pad_token_id(tokenizer)
         vision = vision_token_ids(tokenizer) if self.mask_vision_tokens else []
         t0 = time.perf_counter()
-        enc = encode_prompts(self.processor, prompts, images)
+        enc = encoded if encoded is not None else encode_prompts(self.processor, prompts, images)
         b, length = len(enc), max(len(r) for r in enc.input_ids)
         input_ids = torch.full((b, length), pad, dtype=torch.long)  # [b, L] left-padded
         attention_mask = torch.zeros((b, length), dtype=torch.long)  # [b, L]
@@ -177,9 +215,14 @@ class HFGenerateEngine(ChunkedEngine):
             "input_ids": input_ids.to(device),
             "attention_mask": attention_mask.to(device),
         }
-        if enc.pixel_values is not None:
+        if enc.image_features is not None:  # the vision tower already ran on these images: skip it
+            features = tuple(f.to(device) for f in enc.image_features)
+            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+            inputs["image_grid_thw"] = enc.image_grid_thw.to(device)  # [b, 3]
+        elif enc.pixel_values is not None:
             inputs["pixel_values"] = enc.pixel_values.to(device=device, dtype=model.dtype)  # [P, D]
             inputs["image_grid_thw"] = enc.image_grid_thw.to(device)  # [b, 3]
+        if enc.image_grid_thw is not None:
             # Without it transformers silently uses 1-D positions for the whole prompt (not M-RoPE).
             image_token = getattr(model.config, "image_token_id", None)
             inputs["mm_token_type_ids"] = (input_ids == image_token).int().to(device)  # [b, L]
@@ -199,11 +242,17 @@ class HFGenerateEngine(ChunkedEngine):
             use_cache=True,
         )
         recorder = _MaskAndRecord(vision, sampling.temperature, self.keep_logprobs)
+        # G samples of a prompt share its prefill: run it once per prompt, not once per row.
+        share = (self.share_prompt_prefill and not greedy and sampling.n > 1 and length > 1
+                 and enc.image_grid_thw is not None and hasattr(getattr(model, "model", None), "rope_deltas"))
         t1 = time.perf_counter()
         rng_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=rng_devices), torch.inference_mode(), _eval_mode(model):
             if seed is not None:
                 torch.manual_seed(seed)
+            if share:
+                inputs = _shared_prefill(model, inputs, int(sampling.n))
+                config.num_return_sequences = 1
             with _only_generation_config(model, config):
                 out = model.generate(
                     **inputs, generation_config=config, logits_processor=LogitsProcessorList([recorder])
