@@ -26,6 +26,7 @@ class UpdateSettings:
     updates_per_rollout: int = 1  # 1: on-policy; k: k minibatch optimizer steps (off-policy after the first)
     micro_batch_size: int | None = None  # rows per forward; gradients accumulate within a minibatch
     max_completion_length: int | None = None
+    shared_prefix: bool = True  # run each group's prompt once, completions per row (logprobs.completion_logprobs)
 
 
 def _chunks(rows: Tensor, size: int | None) -> list[Tensor]:
@@ -40,7 +41,8 @@ def batched_logprobs(model: Any, inputs: PolicyInputs, rows: Tensor, settings: U
     out = torch.zeros(inputs.completion_ids.shape, dtype=torch.float32, device=inputs.input_ids.device)
     for chunk in _chunks(rows, settings.micro_batch_size):
         sub = inputs.select(chunk)
-        lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features)  # [M, t]
+        lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features,
+                                 shared_prefix=settings.shared_prefix)  # [M, t]
         out[chunk, : lp.shape[1]] = lp
     return out
 
@@ -79,7 +81,8 @@ def run_update(
         finite = True
         for chunk in _chunks(rows, settings.micro_batch_size):
             sub = inputs.select(chunk)
-            lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features)  # [M, t]
+            lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features,
+                                     shared_prefix=settings.shared_prefix)  # [M, t]
             t = lp.shape[1]
             old_lp = lp.detach() if old is None else old[chunk, :t]
             loss, diag = policy_loss(

@@ -1,0 +1,122 @@
+"""The speed paths of issue 7 compute exactly what the plain paths compute.
+
+- `completion_logprobs(shared_prefix=True)`: each prompt once, completions per row -> same log-probs and
+  gradients as full rows (frozen ViT with cached features, and a trainable ViT).
+- `HFGenerateEngine(share_prompt_prefill=True)`: one prefill per prompt -> same tokens and log-probs.
+- `generate(..., encoded=...)` with precomputed frozen-ViT features -> same tokens as pixels.
+- `EncodedPrompts.select` / `concat` keep prompts, patches and features together.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from lit_triune.rl import policy as policy_lib
+from lit_triune.rl.logprobs import completion_logprobs, image_features
+from lit_triune.rl.policy_inputs import EncodedPrompts, build_policy_inputs, encode_prompts
+from lit_triune.rollout.base import SamplingConfig
+from lit_triune.rollout.hf_engine import HFGenerateEngine
+
+
+def _prompt(processor, text: str) -> str:
+    return processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+        add_generation_prompt=True, tokenize=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_path, tiny_processor):
+    model = policy_lib.load_policy(str(tiny_model_path))
+    prompts = [_prompt(tiny_processor, "How many squares are in the image?"), _prompt(tiny_processor, "Colour?"),
+               _prompt(tiny_processor, "Read the text in the image, please.")]
+    images = [Image.new("RGB", (112, 112), (220, 30, 30)), Image.new("RGB", (84, 140), (30, 30, 220)),
+              Image.new("RGB", (56, 112), (30, 200, 30))]
+    return model, tiny_processor, prompts, images
+
+
+def _inputs(model, processor, enc, g: int, pixels: bool = True):
+    # completions of different lengths (1..9 tokens), some ending with the stop token
+    gen = torch.Generator().manual_seed(0)
+    stop = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    completions = []
+    for i in range(len(enc) * g):
+        ids = torch.randint(10, 900, (1 + (i * 5) % 9,), generator=gen).tolist()
+        completions.append(ids + [stop] if i % 3 == 0 else ids)
+    index = torch.arange(len(enc)).repeat_interleave(g)
+    return build_policy_inputs(model, enc, completions, index, processor.tokenizer.pad_token_id,
+                               model.config.image_token_id, pixels=pixels)
+
+
+@pytest.mark.parametrize("freeze", ["vision", "none"])
+def test_shared_prefix_logprobs_and_gradients_match_full_rows(setup, freeze):
+    model, processor, prompts, images = setup
+    policy_lib.apply_freeze(model, freeze)
+    model.train()
+    if freeze == "vision":
+        model.model.visual.eval()
+    enc = encode_prompts(processor, prompts, images)
+    assert len({len(r) for r in enc.input_ids}) > 1  # prompts of different lengths (different image grids)
+    with torch.no_grad():
+        features = image_features(model, enc) if freeze == "vision" else None
+    inputs = _inputs(model, processor, enc, g=4)
+    weights = torch.randn(inputs.completion_ids.shape, generator=torch.Generator().manual_seed(1))
+    out = {}
+    for shared in (False, True):
+        model.zero_grad(set_to_none=True)
+        lp = completion_logprobs(model, inputs, features=features, shared_prefix=shared)
+        (lp * weights).sum().backward()
+        out[shared] = lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    (lp_full, g_full), (lp_shared, g_shared) = out[False], out[True]
+    assert torch.allclose(lp_full, lp_shared, atol=1e-5), (lp_full - lp_shared).abs().max()
+    assert g_full.keys() == g_shared.keys()
+    assert any(n.startswith("model.visual") for n in g_full) == (freeze == "none")
+    for name in g_full:
+        scale = g_full[name].abs().max().clamp(min=1e-6)
+        assert ((g_full[name] - g_shared[name]).abs().max() / scale) < 1e-4, name
+    sub = inputs.select(torch.tensor([1, 2, 5, 9, 10]))  # a micro-batch cutting across groups
+    with torch.no_grad():
+        a = completion_logprobs(model, sub, features=features, shared_prefix=False)
+        b = completion_logprobs(model, sub, features=features, shared_prefix=True)
+    assert torch.allclose(a, b, atol=1e-5)
+    policy_lib.apply_freeze(model, "none")
+
+
+def test_shared_prefill_and_precomputed_features_sample_the_same(setup):
+    model, processor, prompts, images = setup
+    model.eval()
+    sampling = SamplingConfig(n=4, max_new_tokens=10, temperature=1.0, seed=3)
+    plain = HFGenerateEngine(model, processor, share_prompt_prefill=False).generate(prompts, images, sampling)
+    engine = HFGenerateEngine(model, processor)
+    shared = engine.generate(prompts, images, sampling)
+    enc = encode_prompts(processor, prompts, images)
+    with torch.no_grad():
+        enc.image_features = image_features(model, enc)
+    cached = engine.generate(prompts, images, sampling, encoded=enc)
+    for other in (shared, cached):
+        assert other.completion_ids == plain.completion_ids
+        for a, b in zip(plain.sampling_logprobs, other.sampling_logprobs, strict=True):
+            assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5)
+
+
+def test_encoded_prompts_select_and_concat(setup):
+    model, processor, prompts, images = setup
+    enc = encode_prompts(processor, prompts, images)
+    with torch.no_grad():
+        enc.image_features = image_features(model, enc)
+    part = enc.select([2, 0])
+    again = encode_prompts(processor, [prompts[2], prompts[0]], [images[2], images[0]])
+    assert part.input_ids == again.input_ids
+    assert torch.equal(part.pixel_values, again.pixel_values)
+    assert torch.equal(part.image_grid_thw, again.image_grid_thw)
+    assert part.patches_per_prompt == again.patches_per_prompt
+    assert part.image_features[0] is enc.image_features[2]
+    joined = EncodedPrompts.concat([enc.select([0]), enc.select([1, 2])])
+    assert joined.input_ids == enc.input_ids and torch.equal(joined.pixel_values, enc.pixel_values)
+    assert len(joined.image_features) == 3
+    with pytest.raises(TypeError):  # engines without `accepts_encoded` refuse it by name
+        from lit_triune.rollout.chunked import ChunkedEngine
+
+        list(ChunkedEngine().generate_chunks(prompts, images, SamplingConfig(n=2), encoded=enc))
