@@ -2,7 +2,9 @@
 
 LightningCLI builds TriuneModule, TriuneDataModule, the Trainer and its callbacks from YAML; configs
 use omegaconf interpolation (`${model.group_size}`), resolved after command-line overrides are
-merged, and the resolved config is saved with the run (`config.yaml` in the log dir).
+merged, and the resolved config is saved with the run (`config.yaml` in the log dir). Integer
+arithmetic resolvers `${add:a,b}`, `${mul:a,b}` and `${div:a,b}` (exact division) let a config derive
+one value from another, e.g. the per-rank batch from the global one (conf/orsta.yaml).
 """
 
 from __future__ import annotations
@@ -17,10 +19,39 @@ if __name__ == "__main__":  # run as a script: keep lit_triune/'s subfolders fro
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import math  # noqa: E402
+
+import omegaconf  # noqa: E402
+from jsonargparse import set_parsing_settings  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from lit_triune.data import TriuneDataModule  # noqa: E402
 from lit_triune.rl.module import TriuneModule  # noqa: E402
+
+
+def _ints(xs: tuple) -> list[int]:
+    return [int(x) for x in xs]  # a command-line `--trainer.devices=8` arrives as the string "8"
+
+
+def _div(a: int | str, b: int | str) -> int:
+    a, b = _ints((a, b))
+    if b == 0 or a % b:
+        raise ValueError(f"${{div:{a},{b}}}: {a} is not a multiple of {b}")
+    return a // b
+
+
+_RESOLVERS = {"add": lambda *xs: sum(_ints(xs)), "mul": lambda *xs: math.prod(_ints(xs)), "div": _div}
+
+
+def register_resolvers() -> None:
+    """Integer arithmetic for configs (omegaconf has none built in); idempotent."""
+    # omegaconf 2.4 renamed register_new_resolver back to register_resolver (2.3's is the legacy string-only one)
+    new_api = tuple(int(v) for v in omegaconf.__version__.split(".")[:2]) >= (2, 4)
+    register = OmegaConf.register_resolver if new_api else OmegaConf.register_new_resolver
+    for name, fn in _RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            register(name, fn)
 
 
 class TriuneCLI(LightningCLI):
@@ -31,6 +62,11 @@ class TriuneCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
+    register_resolvers()
+    # Under a subcommand (`fit -c ...`) jsonargparse resolves interpolations on the whole namespace, where
+    # `${model.lr}` would have to be `${fit.model.lr}`; this rewrites absolute paths as relative ones at load
+    # time, so the same config works with and without a subcommand (run=False).
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return TriuneCLI(
         TriuneModule,
         TriuneDataModule,
