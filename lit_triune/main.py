@@ -66,7 +66,10 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
     # Under a subcommand (`fit -c ...`) jsonargparse resolves interpolations on the whole namespace, where
     # `${model.lr}` would have to be `${fit.model.lr}`; this rewrites absolute paths as relative ones at load
     # time, so the same config works with and without a subcommand (run=False).
-    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    try:
+        set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    except TypeError:  # jsonargparse too old for the setting: only configs without such interpolation work
+        pass
     return TriuneCLI(
         TriuneModule,
         TriuneDataModule,
