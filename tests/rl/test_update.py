@@ -68,11 +68,13 @@ def _run(model, inputs, settings, *, advantages=ADVANTAGES, step=None, backward=
     return stats, calls
 
 
+@pytest.mark.parametrize("shared_prefix", [True, False])
 @pytest.mark.parametrize("aggregation", ["token", "sequence"])
-def test_micro_batch_gradient_equals_full_batch_gradient(model, inputs, aggregation):
+def test_micro_batch_gradient_equals_full_batch_gradient(model, inputs, aggregation, shared_prefix):
     model.zero_grad(set_to_none=True)
-    full_stats, (full,) = _run(model, inputs, UpdateSettings(aggregation=aggregation))
-    micro_stats, (micro,) = _run(model, inputs, UpdateSettings(aggregation=aggregation, micro_batch_size=3))
+    full_stats, (full,) = _run(model, inputs, UpdateSettings(aggregation=aggregation, shared_prefix=shared_prefix))
+    micro_stats, (micro,) = _run(model, inputs, UpdateSettings(aggregation=aggregation, micro_batch_size=3,
+                                                               shared_prefix=shared_prefix))
     assert full["finite"] and micro["finite"]
     assert full["grads"].keys() == micro["grads"].keys() and len(full["grads"]) > 10
     for name, g in full["grads"].items():
