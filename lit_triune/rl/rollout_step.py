@@ -210,7 +210,11 @@ class RolloutRunner:
         )
 
     def rollout(self, batch: Any, salt: int = 0) -> ScoredRollout:
-        return self._run(batch, self._sampling(greedy=False, salt=salt))
+        scored = self._run(batch, self._sampling(greedy=False, salt=salt))
+        sleep = getattr(self.module.rollout_engine, "sleep", None)
+        if callable(sleep):  # vLLM with sleep mode frees its GPU memory for the update; generate() wakes it
+            sleep()
+        return scored
 
     def evaluate(self, batch: Any) -> dict[str, Any]:
         return self._run(batch, self._sampling(greedy=True)).records()
