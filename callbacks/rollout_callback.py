@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,6 +19,19 @@ class GenerationEngine(Protocol):
     def generate(self, prompts: list[str], images: list[Any], sampling: Any) -> Any: ...
 
     def sync_weights(self, model: Any) -> None: ...
+
+
+def full_parameters(trainer: pl.Trainer) -> contextlib.AbstractContextManager:
+    """Under FSDP, a context in which every rank sees the whole (unsharded) parameters, read-only —
+    an engine on each rank needs all weights, not its shard. Elsewhere a no-op."""
+    model = getattr(trainer.strategy, "model", None)
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - torch builds without distributed
+        return contextlib.nullcontext()
+    if isinstance(model, FullyShardedDataParallel):
+        return FullyShardedDataParallel.summon_full_params(model, writeback=False, recurse=True)
+    return contextlib.nullcontext()
 
 
 class RolloutCallback(Callback):
@@ -96,7 +110,8 @@ class RolloutCallback(Callback):
 
     def _sync(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         start = time.perf_counter()
-        self.engine.sync_weights(self._policy(pl_module))
+        with full_parameters(trainer):
+            self.engine.sync_weights(self._policy(pl_module))
         self.last_sync_seconds = time.perf_counter() - start
         self.num_syncs += 1
         self._synced_step = trainer.global_step

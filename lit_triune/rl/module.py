@@ -235,9 +235,13 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if not params:
+        fsdp_root = _fsdp_root(self.trainer)
+        if fsdp_root is not None:  # sharded gradients: the norm must be all-reduced (a collective on every rank)
+            norm = float(fsdp_root.clip_grad_norm_(self.hparams.max_grad_norm))
+        elif params:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
+        else:
             return
-        norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
         self._last_grad_norm = norm
         if not math.isfinite(norm):  # the optimizer skips parameters without a gradient: no update at all
             self._skip_this_step = True
@@ -319,3 +323,13 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.policy(*args, **kwargs)
+
+
+def _fsdp_root(trainer: Any) -> Any:
+    """The FSDP-wrapped root module when training under FSDP (conf/orsta.yaml), else None."""
+    model = getattr(getattr(trainer, "strategy", None), "model", None)
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - torch builds without distributed
+        return None
+    return model if isinstance(model, FullyShardedDataParallel) else None

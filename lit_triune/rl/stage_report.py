@@ -40,7 +40,10 @@ class StageReporter:
         module.runner.start()
         engine = module.rollout_engine
         if hasattr(engine, "sync_weights"):  # engines with their own weight copy (vLLM) see this step's policy
-            engine.sync_weights(module.policy)
+            from callbacks.rollout_callback import full_parameters
+
+            with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
+                engine.sync_weights(module.policy)
         sums: dict[str, dict[str, float]] = {}
         with torch.no_grad():
             for batch in loader:
