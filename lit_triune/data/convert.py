@@ -17,12 +17,23 @@ from lit_triune.data.synthetic.common import FORMAT_INSTRUCTION
 
 
 def convert_orsta_parquet(path: str | Path, batch_rows: int = 256) -> Iterator[dict[str, Any]]:
-    """Orsta-Data-47k parquet rows as they are: the field names already match the schema."""
+    """Orsta-Data-47k parquet rows as they are: the field names already match the schema.
+
+    A row without `extra_info.id` (some released files leave it null) gets `<file stem>-<row index>`,
+    so ids stay unique and stable across runs."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
+    stem, index = Path(path).stem, 0
     for batch in pf.iter_batches(batch_size=batch_rows):
-        yield from batch.to_pylist()
+        for row in batch.to_pylist():
+            extra = row.get("extra_info")
+            if isinstance(extra, dict) and extra.get("id") in (None, ""):
+                row["extra_info"] = {**extra, "id": f"{stem}-{index}"}
+            elif extra is None:
+                row["extra_info"] = {"id": f"{stem}-{index}"}
+            index += 1
+            yield row
 
 
 def _read(path: Path) -> bytes:

@@ -56,6 +56,16 @@ def test_orsta_parquet_converts_and_loads_intact(tmp_path):
     assert sft_target(det, size).endswith("<answer>[{'bbox_2d': [14, 11, 70, 34], 'label': 'dog'}]</answer>")
 
 
+def test_orsta_rows_without_ids_get_stable_unique_ones(tmp_path):
+    rows = _orsta_rows()
+    for row in rows:
+        row["extra_info"]["id"] = None  # as in some released files
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "part-0.parquet")
+    assert main(["orsta", "--parquet", str(tmp_path / "part-0.parquet"), "--out", str(tmp_path / "shards")]) == 0
+    ids = sorted(s["extra_info"]["id"] for s in read_shards(str(tmp_path / "shards")))
+    assert ids == ["part-0-0", "part-0-1"]
+
+
 def test_coco_detection_and_grounding(tmp_path):
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.png").write_bytes(_png(280, 140))
