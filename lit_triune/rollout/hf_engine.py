@@ -43,21 +43,41 @@ class _MaskAndRecord(LogitsProcessor):
     token sampled at step t-1, so the previous step's distribution is gathered then.
     """
 
-    def __init__(self, vision_ids: list[int], temperature: float, record: bool) -> None:
+    def __init__(self, vision_ids: list[int], temperature: float, record: bool, sample: bool = False) -> None:
         self.vision_ids = vision_ids
         self.temperature = temperature if temperature > 0 else 1.0  # greedy: plain log_softmax
         self.record = record
+        self.sample = sample
         self._last: Tensor | None = None  # [N, V] log-probs of the latest step
         self._steps: list[Tensor] = []  # T-1 tensors [N]
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:  # [N, L], [N, V]
+        logps = None
+        if self.record or self.sample:
+            logps = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # [N, V]
         if self.record:
             if self._last is not None:
                 self._steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))  # [N]
-            self._last = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # [N, V]
+            self._last = logps
+        if self.sample:
+            return self._draw(logps, scores)
         if self.vision_ids:
             scores[:, self.vision_ids] = float("-inf")
         return scores
+
+    def _draw(self, logps: Tensor, scores: Tensor) -> Tensor:
+        """One token per row from softmax(raw / T) without the vision tokens, by inverse CDF: N uniforms
+        and a search per step. HF's sampler (multinomial) draws an exponential for every vocabulary
+        entry of every row, the most expensive op of a small model's decoding step on CPU. Returns
+        scores that are 0 at the drawn token and -inf elsewhere, so HF's greedy step picks it."""
+        probs = logps.exp()  # [N, V]
+        if self.vision_ids:
+            probs[:, self.vision_ids] = 0.0
+        cdf = probs.cumsum(-1)  # [N, V]
+        u = torch.rand((probs.shape[0], 1), device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]  # [N, 1]
+        token = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[1] - 1)  # [N, 1]
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, token, 0.0)
 
     def finish(self, last_tokens: Tensor) -> Tensor | None:  # [N] -> [N, T]
         if not self.record or self._last is None:
@@ -136,6 +156,9 @@ class HFGenerateEngine(ChunkedEngine):
         share_prompt_prefill: Sampling G > 1 rows of image prompts: prefill each prompt once and copy its
             KV cache to its G rows (`_shared_prefill`), instead of HF's prefill of every row. Same tokens
             and log-probs (a test checks); False gives HF's own path.
+        fast_sampler: Draw tokens by inverse CDF in the logits processor (N uniforms per step) instead of
+            HF's multinomial (an exponential per vocabulary entry); used when top_k is off and top_p = 1.
+            Same distribution, different random stream: False gives HF's sampler.
 
     `generate(..., encoded=enc)` takes the prompts already through `encode_prompts`; with
     `enc.image_features` set (a frozen vision tower's output, computed once by the trainer) the vision
@@ -153,6 +176,7 @@ class HFGenerateEngine(ChunkedEngine):
         mask_vision_tokens: bool = True,
         keep_logprobs: bool = True,
         share_prompt_prefill: bool = True,
+        fast_sampler: bool = True,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be None or >= 1 prompts, got {chunk_size}")
@@ -162,6 +186,7 @@ class HFGenerateEngine(ChunkedEngine):
         self.mask_vision_tokens = mask_vision_tokens
         self.keep_logprobs = keep_logprobs
         self.share_prompt_prefill = share_prompt_prefill
+        self.fast_sampler = fast_sampler
 
     def bind(self, model: nn.Module | Callable[[], nn.Module], processor: Any = None) -> None:
         """Called by RolloutCallback at fit start: the module to generate with and its processor."""
@@ -227,24 +252,31 @@ class HFGenerateEngine(ChunkedEngine):
             image_token = getattr(model.config, "image_token_id", None)
             inputs["mm_token_type_ids"] = (input_ids == image_token).int().to(device)  # [b, L]
         greedy = sampling.temperature == 0
+        # G samples of a prompt share its prefill: run it once per prompt, not once per row.
+        share = (self.share_prompt_prefill and not greedy and sampling.n > 1 and length > 1
+                 and enc.image_grid_thw is not None and hasattr(getattr(model, "model", None), "rope_deltas"))
+        # Our own inverse-CDF draw (see _MaskAndRecord._draw) when no top-k/top-p filtering is asked for;
+        # HF then runs its greedy loop over the one-hot scores the processor returns. It needs the rows
+        # expanded before `generate` (HF's greedy loop takes no num_return_sequences): done by the shared
+        # prefill, or for text-only prompts here.
+        fast = (self.fast_sampler and not greedy and int(sampling.top_k) in (0, -1) and float(sampling.top_p) >= 1.0
+                and (share or sampling.n == 1 or enc.image_grid_thw is None))
         config = GenerationConfig(
-            do_sample=not greedy,
-            temperature=None if greedy else float(sampling.temperature),
-            top_k=None if greedy else max(int(sampling.top_k), 0),  # 0 = off (HF skips TopK when 0)
-            top_p=None if greedy else float(sampling.top_p),
+            do_sample=not greedy and not fast,
+            temperature=None if greedy or fast else float(sampling.temperature),
+            top_k=None if greedy or fast else max(int(sampling.top_k), 0),  # 0 = off (HF skips TopK when 0)
+            top_p=None if greedy or fast else float(sampling.top_p),
             num_beams=1,
             max_new_tokens=int(sampling.max_new_tokens),
-            num_return_sequences=1 if greedy else int(sampling.n),  # greedy: one row, copied G times
+            # greedy: one row, copied G times; fast: rows expanded before generate
+            num_return_sequences=1 if greedy or fast else int(sampling.n),
             eos_token_id=stops,
             pad_token_id=pad,
             repetition_penalty=1.0,
             return_dict_in_generate=True,
             use_cache=True,
         )
-        recorder = _MaskAndRecord(vision, sampling.temperature, self.keep_logprobs)
-        # G samples of a prompt share its prefill: run it once per prompt, not once per row.
-        share = (self.share_prompt_prefill and not greedy and sampling.n > 1 and length > 1
-                 and enc.image_grid_thw is not None and hasattr(getattr(model, "model", None), "rope_deltas"))
+        recorder = _MaskAndRecord(vision, sampling.temperature, self.keep_logprobs, sample=fast)
         t1 = time.perf_counter()
         rng_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=rng_devices), torch.inference_mode(), _eval_mode(model):
@@ -252,6 +284,9 @@ class HFGenerateEngine(ChunkedEngine):
                 torch.manual_seed(seed)
             if share:
                 inputs = _shared_prefill(model, inputs, int(sampling.n))
+                config.num_return_sequences = 1
+            elif fast and sampling.n > 1:  # text-only rows: HF's greedy loop refuses num_return_sequences
+                inputs = {k: v.repeat_interleave(int(sampling.n), dim=0) for k, v in inputs.items()}
                 config.num_return_sequences = 1
             with _only_generation_config(model, config):
                 out = model.generate(

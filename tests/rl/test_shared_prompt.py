@@ -3,6 +3,8 @@
 - `completion_logprobs(shared_prefix=True)`: each prompt once, completions per row -> same log-probs and
   gradients as full rows (frozen ViT with cached features, and a trainable ViT).
 - `HFGenerateEngine(share_prompt_prefill=True)`: one prefill per prompt -> same tokens and log-probs.
+- `HFGenerateEngine(fast_sampler=True)`: inverse-CDF draws follow softmax(logits / T) without the vision
+  tokens (frequencies of a peaked first-token distribution).
 - `generate(..., encoded=...)` with precomputed frozen-ViT features -> same tokens as pixels.
 - `EncodedPrompts.select` / `concat` keep prompts, patches and features together.
 """
@@ -88,8 +90,9 @@ def test_shared_prefill_and_precomputed_features_sample_the_same(setup):
     model, processor, prompts, images = setup
     model.eval()
     sampling = SamplingConfig(n=4, max_new_tokens=10, temperature=1.0, seed=3)
-    plain = HFGenerateEngine(model, processor, share_prompt_prefill=False).generate(prompts, images, sampling)
-    engine = HFGenerateEngine(model, processor)
+    plain = HFGenerateEngine(model, processor, share_prompt_prefill=False, fast_sampler=False).generate(
+        prompts, images, sampling)
+    engine = HFGenerateEngine(model, processor, fast_sampler=False)  # HF's sampler: the same random stream
     shared = engine.generate(prompts, images, sampling)
     enc = encode_prompts(processor, prompts, images)
     with torch.no_grad():
@@ -120,3 +123,42 @@ def test_encoded_prompts_select_and_concat(setup):
         from lit_triune.rollout.chunked import ChunkedEngine
 
         list(ChunkedEngine().generate_chunks(prompts, images, SamplingConfig(n=2), encoded=enc))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_fast_sampler_draws_from_the_masked_softmax(setup, temperature):
+    model, processor, prompts, images = setup
+    model.eval()
+    tok = processor.tokenizer
+    favoured = torch.tensor([17, 300, 301, 900])
+    vision = torch.tensor([tok.convert_tokens_to_ids("<|image_pad|>")])
+    boost = torch.zeros(model.config.get_text_config().vocab_size)
+    boost[favoured] = torch.tensor([9.0, 8.0, 7.5, 6.0])
+    boost[vision] = 12.0  # would dominate if the mask were not applied
+
+    def hook(_module, _inputs, logits):
+        return logits + boost
+
+    handle = model.lm_head.register_forward_hook(hook)
+    try:
+        n = 4000
+        r = HFGenerateEngine(model, processor).generate(
+            prompts[:1], images[:1], SamplingConfig(n=n, max_new_tokens=1, temperature=temperature, seed=0))
+        enc = encode_prompts(processor, prompts[:1], images[:1])
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor(enc.input_ids), pixel_values=enc.pixel_values,
+                           image_grid_thw=enc.image_grid_thw,
+                           mm_token_type_ids=(torch.tensor(enc.input_ids) == model.config.image_token_id).int()
+                           ).logits[0, -1]
+    finally:
+        handle.remove()
+    raw = torch.log_softmax(logits / temperature, -1)  # what is recorded: unmasked, as the trainer recomputes
+    logits[vision] = float("-inf")
+    probs = torch.softmax(logits / temperature, -1)
+    first = torch.tensor([ids[0] for ids in r.completion_ids])
+    assert not (first == vision).any()
+    for t in favoured.tolist():
+        p = float(probs[t])
+        freq = float((first == t).float().mean())
+        assert abs(freq - p) < 4 * (p * (1 - p) / n) ** 0.5 + 1e-3, (t, freq, p)
+    assert abs(r.sampling_logprobs[0][0] - float(raw[r.completion_ids[0][0]])) < 1e-3
