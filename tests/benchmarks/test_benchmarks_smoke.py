@@ -1,0 +1,36 @@
+"""The performance benchmarks run end to end and end with their `ratio:` line (tiny sizes, ~1 min in all).
+
+They check that the scripts work, not the figures: those come from full runs (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RATIO = re.compile(r"^ratio: [0-9.]+$")
+
+
+def _last_line(script: str, *args: str) -> str:
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"{script} printed nothing:\n{proc.stderr[-3000:]}"
+    return lines[-1]
+
+
+def test_vs_trl_quick() -> None:
+    pytest.importorskip("trl", reason="TRL is the benchmark-only extra (pip install -e .[bench])")
+    assert RATIO.match(_last_line("vs_trl.py", "--quick"))
+
+
+def test_frozen_vit_quick() -> None:
+    assert RATIO.match(_last_line("frozen_vit.py", "--quick"))
