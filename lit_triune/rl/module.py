@@ -225,9 +225,10 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         see the raw gradients and the module still clips before the update."""
         self._last_grad_norm, self._skip_this_step = math.nan, False
         finite = on_all_ranks(finite, self.device)  # DDP: every rank steps (and counts global_step) alike
-        if finite:
-            opt.step()
-            finite = not self._skip_this_step
+        if not finite:
+            opt.zero_grad(set_to_none=True)  # a non-finite loss: the step below updates no parameter
+        opt.step()  # always called, so global_step counts attempted steps whatever went wrong
+        finite = finite and not self._skip_this_step
         if not finite:
             self._counters["nonfinite_steps_skipped"] = self._counters.get("nonfinite_steps_skipped", 0) + 1
         opt.zero_grad(set_to_none=True)
@@ -272,6 +273,11 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         # first RL step fails on the frozen part. Set before the strategy wraps the model.
         ddp_kwargs = getattr(self.trainer.strategy, "_ddp_kwargs", None)
         hp = self.hparams
+        if stage == "fit" and hp.dynamic_sampling and self.trainer.world_size > 1:
+            # Each rank would decide alone whether to refill or update, and DDP needs every rank in every
+            # backward: a run could hang. Not supported until the decision is made globally.
+            raise ValueError("dynamic_sampling is not supported with more than one process yet; "
+                             "turn it off or train on one device")
         if (stage == "fit" and isinstance(ddp_kwargs, dict) and hp.warm_start_steps and hp.warm_start_freeze != hp.freeze
                 and "find_unused_parameters" not in ddp_kwargs and not ddp_kwargs.get("static_graph")):
             ddp_kwargs["find_unused_parameters"] = True

@@ -55,7 +55,7 @@ def test_nonfinite_loss_and_gradient_skip_the_step(tmp_path, monkeypatch):
     trainer = fit(module, tiny_data(tmp_path / "data"), tmp_path, max_steps=4, callbacks=[watch])
 
     rows = {r["batch"]: r for r in watch.rows}
-    assert sorted(rows) == [0, 1, 2, 3, 4]  # the run went on after both bad steps
+    assert sorted(rows) == [0, 1, 2, 3]  # the run went on after both bad steps
     assert trainer.global_step == 4
     skipped = {NAN_LOSS_BATCH, INF_GRAD_BATCH}
     for b, r in rows.items():
@@ -66,16 +66,16 @@ def test_nonfinite_loss_and_gradient_skip_the_step(tmp_path, monkeypatch):
             assert r["changed"] > 10, r
             assert r["skipped_logged"] == 0.0, r
     assert math.isnan(rows[NAN_LOSS_BATCH]["loss"])
-    assert [rows[b]["counter"] for b in range(5)] == [0, 1, 1, 2, 2]
+    assert [rows[b]["counter"] for b in range(4)] == [0, 1, 1, 2]
     assert module._counters["nonfinite_steps_skipped"] == 2
-    # A NaN loss takes no optimizer step at all (global_step stays); a non-finite gradient norm is found
-    # inside opt.step(), which then updates nothing.
-    assert rows[NAN_LOSS_BATCH]["step_after"] == rows[NAN_LOSS_BATCH]["step_before"]
-    # The optimizer and the LR schedule saw only the 3 real updates.
+    # Every batch is one attempted step (global_step counts it, on every rank alike); a skipped one updates
+    # nothing: a NaN loss drops its gradients before opt.step(), a non-finite norm is found inside it.
+    assert all(r["step_after"] == r["step_before"] + 1 for r in rows.values())
+    # The optimizer and the LR schedule saw only the 2 real updates.
     opt = module.optimizers().optimizer
     steps = {float(s["step"]) for s in opt.state.values() if "step" in s}
-    assert steps == {3.0}
-    assert module.lr_schedulers().last_epoch == 3
+    assert steps == {2.0}
+    assert module.lr_schedulers().last_epoch == 2
     # ... and the counter is in the checkpoint.
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     ckpt = torch.load(tmp_path / "last.ckpt", weights_only=False)
