@@ -117,7 +117,7 @@ class RolloutRunner:
     def __init__(self, module: Any) -> None:
         self.module = module
         self.scorer: RewardScorer | None = None
-        self.spurious_vision_tokens = 0
+        self.last_spurious_vision_tokens = 0  # of the last rollout: engines strip them before scoring
 
     @property
     def settings(self) -> RolloutSettings:
@@ -198,7 +198,7 @@ class RolloutRunner:
         g = sampling.n
         results = [r for wait in pending for r in wait()]
         t2 = time.perf_counter()
-        self.spurious_vision_tokens += int(rollout.spurious_vision_tokens.sum())
+        self.last_spurious_vision_tokens = int(rollout.spurious_vision_tokens.sum())
         return ScoredRollout(
             group_size=g, prompts=list(batch.prompts), images=list(batch.images),
             image_sizes=sizes, reward_models=reward_models,
@@ -211,6 +211,9 @@ class RolloutRunner:
 
     def rollout(self, batch: Any, salt: int = 0) -> ScoredRollout:
         scored = self._run(batch, self._sampling(greedy=False, salt=salt))
+        counters = self.module._counters  # training rollouts only; checkpointed with the module's counters
+        key = "train/spurious_vision_tokens"
+        counters[key] = counters.get(key, 0) + self.last_spurious_vision_tokens
         sleep = getattr(self.module.rollout_engine, "sleep", None)
         if callable(sleep):  # vLLM with sleep mode frees its GPU memory for the update; generate() wakes it
             sleep()

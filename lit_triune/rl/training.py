@@ -103,8 +103,7 @@ class GRPOTrainerMixin:
             "time/generate": scored.timings.get("generate", 0.0),
             "time/reward": scored.timings.get("reward", 0.0),
         }
-        counts = {"train/spurious_vision_tokens": float(self.runner.spurious_vision_tokens),
-                  **{key: float(value) for key, value in self._counters.items()}}
+        counts = {key: float(value) for key, value in self._counters.items()}
         # Global figures under DDP (one gather): every rank rolls out as many groups, so the global mean is
         # the mean of the ranks' means; counts add up, except steps skipped, which every rank skips alike.
         parts = gather_objects(({k: float(v) for k, v in metrics.items()}, counts))
