@@ -247,7 +247,7 @@ def steady(result: dict, warmup: int) -> dict:
 
 def _fmt_side(name: str, r: dict) -> str:
     split = " ".join(f"{k} {r[k]:.3f}" for k in ("generate", "reward", "update") if k in r)
-    return (f"{name:>6}: {r['completions_per_s']:7.1f} completions/s {r['tokens_per_s']:8.1f} tokens/s "
+    return (f"{name:>15}: {r['completions_per_s']:7.1f} completions/s {r['tokens_per_s']:8.1f} tokens/s "
             f"{r['step_s']:6.3f} s/step ({r['tokens_per_completion']:.1f} tokens/completion) | s/step: {split}")
 
 
@@ -262,7 +262,7 @@ def _ablations(args: argparse.Namespace) -> None:
             if "error" in out:
                 raise SystemExit(f"{v}: {out['error']}")
             rates[v].append(steady(out, args.warmup))
-            print(f"round {r + 1} " + _fmt_side(v[:12], rates[v][-1]), flush=True)
+            print(f"round {r + 1} " + _fmt_side(v, rates[v][-1]), flush=True)
     med = {v: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for v, rs in rates.items()}
     print(f"preset {args.preset}, engine {args.engine}, {args.warmup} warm-up + {args.steps} measured steps x "
           f"{args.rounds} rounds; on/off = completions/s with everything on / with the optimisation off")
@@ -288,7 +288,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads in each trainer (1: robust on a shared machine, where two "
                         "threads stall on each other's barriers under outside load; 0: torch's default)")
-    p.add_argument("--ablate", nargs="*", default=[], choices=OPTIMISATIONS,
+    p.add_argument("--ablate", nargs="+", action="extend", default=[], choices=OPTIMISATIONS,
                    help="switch some of our optimisations off (in the comparison with TRL)")
     p.add_argument("--ablations", action="store_true",
                    help="no TRL: ours with everything on vs ours with each optimisation off (and all off), "
