@@ -9,6 +9,8 @@ weights, must equal the uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -40,17 +42,20 @@ def _per_source_window(key: str) -> bool:
 
 
 def _kill_mid_training(root: Path, args: list[str]) -> int:
+    # Its own process group, so the kill takes the run's DataLoader and verifier workers with it (as a
+    # crashed node would) instead of leaving orphans behind.
     proc = subprocess.Popen(command(args), cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     try:
         while not any(s >= KILL_AFTER for s in step_checkpoints(root)):
             assert proc.poll() is None, f"run ended before step {KILL_AFTER}:\n{proc.stderr.read()[-4000:]}"
             assert time.monotonic() < deadline, "no mid-training checkpoint within 240 s"
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.returncode
     return max(step_checkpoints(root))
