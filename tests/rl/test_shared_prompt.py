@@ -162,3 +162,21 @@ def test_fast_sampler_draws_from_the_masked_softmax(setup, temperature):
         freq = float((first == t).float().mean())
         assert abs(freq - p) < 4 * (p * (1 - p) / n) ** 0.5 + 1e-3, (t, freq, p)
     assert abs(r.sampling_logprobs[0][0] - float(raw[r.completion_ids[0][0]])) < 1e-3
+
+
+def test_encoded_prompts_through_chunks_and_greedy(setup):
+    """`encoded` is split per chunk with the prompts; greedy decoding (validation) takes it too."""
+    model, processor, prompts, images = setup
+    model.eval()
+    enc = encode_prompts(processor, prompts, images)
+    with torch.no_grad():
+        enc.image_features = image_features(model, enc)
+    engine = HFGenerateEngine(model, processor, chunk_size=2)
+    for sampling in (SamplingConfig(n=3, max_new_tokens=8, seed=5), SamplingConfig(n=2, max_new_tokens=8, temperature=0.0)):
+        plain = engine.generate(prompts, images, sampling)
+        seen: list[torch.Tensor] = []
+        cached = engine.generate(prompts, images, sampling, encoded=enc,
+                                 on_chunk=lambda rows, part, seen=seen: seen.append(rows))
+        assert [r.tolist() for r in seen] == [list(range(0, 2 * sampling.n)), list(range(2 * sampling.n, 3 * sampling.n))]
+        assert cached.completion_ids == plain.completion_ids
+        assert cached.prompt_index.tolist() == plain.prompt_index.tolist()
