@@ -97,7 +97,7 @@ class PolicyInputs:
         if self.pixel_values is not None:
             per_row = self.image_grid_thw.prod(-1)  # [N] patches of each row
             starts = torch.cumsum(per_row, 0) - per_row
-            pixel_values = torch.cat([self.pixel_values[s : s + c] for s, c in zip(starts[rows].tolist(), per_row[rows].tolist())])
+            pixel_values = torch.cat([self.pixel_values[s : s + c] for s, c in zip(starts[rows].tolist(), per_row[rows].tolist(), strict=True)])
         mask = self.attention_mask[rows]
         length = int(mask.sum(-1).max())
         t = int(self.completion_mask[rows].sum(-1).max().clamp(min=1))
@@ -141,7 +141,7 @@ def build_policy_inputs(
     image features, where copying each prompt's patches once per row would be wasted work.
     """
     n = len(completion_ids)
-    rows = [prompts.input_ids[p] + list(c) for p, c in zip(prompt_index.tolist(), completion_ids)]
+    rows = [prompts.input_ids[p] + list(c) for p, c in zip(prompt_index.tolist(), completion_ids, strict=True)]
     length = max(len(r) for r in rows)
     t_max = max(1, max((len(c) for c in completion_ids), default=1))
     input_ids = torch.full((n, length), pad_id, dtype=torch.long)  # [N, L]
@@ -149,7 +149,7 @@ def build_policy_inputs(
     completions = torch.full((n, t_max), pad_id, dtype=torch.long)  # [N, T]
     completion_mask = torch.zeros((n, t_max), dtype=torch.bool)  # [N, T]
     prompt_lengths = torch.tensor([len(prompts.input_ids[p]) for p in prompt_index.tolist()])  # [N]
-    for i, (row, comp) in enumerate(zip(rows, completion_ids)):
+    for i, (row, comp) in enumerate(zip(rows, completion_ids, strict=True)):
         input_ids[i, : len(row)] = torch.tensor(row)
         attention_mask[i, : len(row)] = 1
         if comp:
