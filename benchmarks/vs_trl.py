@@ -86,12 +86,13 @@ def _ours(args: argparse.Namespace) -> dict:
         from lit_triune.rollout import VLLMEngine
 
         callbacks.append(RolloutCallback(VLLMEngine(max_model_len=1024, max_num_seqs=64)))
-    elif ablate & {"shared_prefill", "fast_sampler"}:  # the default HF engine with an option switched off
+    elif ablate & {"shared_prefill", "fast_sampler"} or args.chunk_size:  # the HF engine with other options
         from callbacks.rollout_callback import RolloutCallback
         from lit_triune.rollout import HFGenerateEngine
 
         callbacks.append(RolloutCallback(HFGenerateEngine(share_prompt_prefill="shared_prefill" not in ablate,
-                                                          fast_sampler="fast_sampler" not in ablate)))
+                                                          fast_sampler="fast_sampler" not in ablate,
+                                                          chunk_size=args.chunk_size or None)))
     module = TriuneModule(
         model_path=args.preset, freeze="vision", lr=LR, group_size=GROUP, max_new_tokens=MAX_NEW,
         temperature=1.0, clip_low=0.2, clip_high=0.28, kl_coef=0.0, updates_per_rollout=1,
@@ -215,7 +216,8 @@ def _child(args: argparse.Namespace) -> None:
 def _run(side: str, args: argparse.Namespace, extra: list[str], engine: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", side, "--preset", args.preset, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--engine", engine or args.engine, "--image-size", str(args.image_size),
-           "--reward-workers", str(args.reward_workers), "--threads", str(args.threads), *extra]
+           "--reward-workers", str(args.reward_workers), "--threads", str(args.threads),
+           "--chunk-size", str(args.chunk_size), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if not lines:
@@ -285,6 +287,9 @@ def main() -> None:
     p.add_argument("--engine", default="hf", choices=("hf", "vllm"))
     p.add_argument("--image-size", type=int, default=112, help="synthetic image side (px) before the preset's resize")
     p.add_argument("--reward-workers", type=int, default=1, help="our verifier-pool processes")
+    p.add_argument("--chunk-size", type=int, default=0,
+                   help="ours: prompts per HF generate call (0: the whole batch); each chunk is scored by the "
+                        "verifier pool while the next one generates")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads in each trainer (1: robust on a shared machine, where two "
                         "threads stall on each other's barriers under outside load; 0: torch's default)")
