@@ -42,8 +42,15 @@ def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ..
 
 
 def _shared_prefix_supported(model: Any) -> bool:
+    """Qwen-VL-style layout, and no activation checkpointing: a recomputed layer would append to the
+    shared KV cache a second time (HF turns caching off under gradient checkpointing for this reason),
+    so checkpointed models (HF's or FSDP's `CheckpointWrapper`, conf/orsta.yaml) take the full-row path."""
     inner = getattr(model, "model", None)
-    return inner is not None and hasattr(inner, "language_model") and hasattr(inner, "get_image_features")
+    if inner is None or not hasattr(inner, "language_model") or not hasattr(inner, "get_image_features"):
+        return False
+    if getattr(model, "is_gradient_checkpointing", False):
+        return False
+    return not any(type(m).__name__ == "CheckpointWrapper" for m in model.modules())
 
 
 def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,

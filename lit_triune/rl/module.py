@@ -47,6 +47,9 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             up to `max_refill_batches` further batches before updating.
         overlong_filter: exclude truncated completions from the loss (DAPO overlong filtering).
         cache_vision_features: with a frozen ViT, compute image features once per rollout batch.
+        shared_prefix_update: in the update, run each group's prompt through the language model once
+            and only the completions per row (same log-probs and gradients; checkpointed models fall
+            back to full rows by themselves).
         reward_workers, reward_timeout_s, compat: the verifier pool (`compat="vtriune"` scores as
             the released V-Triune reward server does).
         iou_threshold: current IoU threshold ε for box rewards; a DynamicIoUThreshold callback
@@ -86,6 +89,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         max_refill_batches: int = 0,
         overlong_filter: bool = False,
         cache_vision_features: bool = True,
+        shared_prefix_update: bool = True,
         reward_workers: int = 2,
         reward_timeout_s: float = 10.0,
         compat: str | None = None,
@@ -115,6 +119,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             clip_low=clip_low, clip_high=clip_high, aggregation=loss_aggregation, kl_coef=kl_coef, dual_clip=dual_clip,
             temperature=temperature, updates_per_rollout=updates_per_rollout,
             micro_batch_size=micro_batch_size, max_completion_length=max_new_tokens,
+            shared_prefix=shared_prefix_update,
         )
         self.rollout_settings = RolloutSettings(
             group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,

@@ -180,3 +180,33 @@ def test_encoded_prompts_through_chunks_and_greedy(setup):
         assert [r.tolist() for r in seen] == [list(range(0, 2 * sampling.n)), list(range(2 * sampling.n, 3 * sampling.n))]
         assert cached.completion_ids == plain.completion_ids
         assert cached.prompt_index.tolist() == plain.prompt_index.tolist()
+
+
+def test_checkpointed_models_take_the_full_row_path(setup, monkeypatch):
+    """A recomputed (checkpointed) layer would append to the shared KV cache twice: such models fall back."""
+    import lit_triune.rl.logprobs as logprobs_mod
+
+    model, processor, prompts, images = setup
+    calls = {"n": 0}
+    original = logprobs_mod._completion_hidden_shared_prefix
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(logprobs_mod, "_completion_hidden_shared_prefix", counting)
+    enc = encode_prompts(processor, prompts, images)
+    inputs = _inputs(model, processor, enc, g=2)
+    with torch.no_grad():
+        plain = completion_logprobs(model, inputs, shared_prefix=True)
+    assert calls["n"] == 1  # the shared path when nothing is checkpointed
+    model.gradient_checkpointing_enable()
+    try:
+        model.train()
+        lp = completion_logprobs(model, inputs, shared_prefix=True)
+        lp.sum().backward()  # the recomputation runs without a cache error
+    finally:
+        model.gradient_checkpointing_disable()
+        model.zero_grad(set_to_none=True)
+    assert calls["n"] == 1  # ... and the full rows when checkpointed
+    assert torch.allclose(lp.detach(), plain, atol=1e-5)
