@@ -69,7 +69,7 @@ def _fingerprint(preset: TinyPreset) -> str:
     return hashlib.sha256(blob).hexdigest()[:10]
 
 
-def _qwen_config(p: TinyPreset, tok) -> "Qwen2_5_VLConfig":  # noqa: F821
+def _qwen_config(p: TinyPreset, tok) -> Qwen2_5_VLConfig:  # noqa: F821
     from transformers import Qwen2_5_VLConfig
 
     ids = tok.convert_tokens_to_ids
