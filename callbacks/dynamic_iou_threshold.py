@@ -23,6 +23,8 @@ class DynamicIoUThreshold(ScheduledValue):
         milestones: Strictly increasing fractions of training in ``(0, 1)``.
         values: ``len(milestones) + 1`` thresholds in ``(0, 1]``.
         log_key: Logged name; ``""`` turns logging off.
+        start_step: Steps before the schedule starts (e.g. a supervised warm-start): fractions count the
+            remaining steps.
 
     Raises:
         MisconfigurationException: On the conditions of :class:`~callbacks.ScheduledValue`, or if a
@@ -44,7 +46,8 @@ class DynamicIoUThreshold(ScheduledValue):
         milestones: Sequence[float] = (0.1, 0.25),
         values: Sequence[float] = (0.85, 0.95, 0.99),
         log_key: str | None = "train/iou_threshold",
+        start_step: int = 0,
     ) -> None:
-        super().__init__(attr=attr, milestones=milestones, values=values, log_key=log_key)
+        super().__init__(attr=attr, milestones=milestones, values=values, log_key=log_key, start_step=start_step)
         if not all(0.0 < v <= 1.0 for v in self.values):
             raise MisconfigurationException(f"IoU thresholds must lie in (0, 1], got values={self.values}.")

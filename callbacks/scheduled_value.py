@@ -41,6 +41,9 @@ class ScheduledValue(Callback):
         milestones: Strictly increasing fractions of training in ``(0, 1)`` where the value changes.
         values: ``len(milestones) + 1`` finite values, one per stage.
         log_key: Logged name; ``None`` means ``"train/<attr>"``, ``""`` turns logging off.
+        start_step: Optimizer steps before the schedule starts (e.g. a supervised warm-up stage): progress
+            is ``max(0, global_step - start_step) / (total - start_step)``, so the first stage's value
+            holds until then.
 
     Raises:
         MisconfigurationException: If ``attr`` is not a (dotted) identifier, milestones are not
@@ -64,6 +67,7 @@ class ScheduledValue(Callback):
         milestones: Sequence[float],
         values: Sequence[float],
         log_key: str | None = None,
+        start_step: int = 0,
     ) -> None:
         if not isinstance(attr, str) or not attr or not all(p.isidentifier() for p in attr.split(".")):
             raise MisconfigurationException(
@@ -86,7 +90,10 @@ class ScheduledValue(Callback):
             )
         if not all(math.isfinite(v) for v in values):
             raise MisconfigurationException(f"`values` must all be finite numbers, got {values}.")
+        if not isinstance(start_step, int) or start_step < 0:
+            raise MisconfigurationException(f"`start_step` must be a non-negative integer, got {start_step!r}.")
         self.attr = attr
+        self.start_step = start_step
         self.milestones = milestones
         self.values = values
         self.log_key = f"train/{attr}" if log_key is None else log_key
@@ -116,7 +123,13 @@ class ScheduledValue(Callback):
                 f"{type(self).__name__}({self.attr!r}) schedules over training progress, but the total number"
                 f" of steps is unknown (estimated_stepping_batches={total}). Set `Trainer(max_steps=...)`."
             )
-        return trainer.global_step / total
+        span = total - self.start_step
+        if span <= 0:
+            raise MisconfigurationException(
+                f"{type(self).__name__}({self.attr!r}): start_step={self.start_step} leaves no steps to schedule"
+                f" over (total {total:g})."
+            )
+        return max(0, trainer.global_step - self.start_step) / span
 
     def _resolve(self, pl_module: pl.LightningModule) -> tuple[Any, str]:
         *parents, name = self.attr.split(".")
@@ -155,11 +168,14 @@ class ScheduledValue(Callback):
         if self._loaded:
             old = self._loaded
             old_total = old["total_steps"] if old["total_steps"] is not None else self._total
-            if (old["milestones"], old["values"], old_total) != (self.milestones, self.values, self._total):
+            if (old["milestones"], old["values"], old_total, old["start_step"]) != (
+                self.milestones, self.values, self._total, self.start_step
+            ):
                 rank_zero_warn(
                     f"{type(self).__name__}({self.attr!r}): the checkpoint ran with milestones={old['milestones']},"
-                    f" values={old['values']}, total_steps={old_total}; resuming with milestones={self.milestones},"
-                    f" values={self.values}, total_steps={self._total}. The new schedule applies."
+                    f" values={old['values']}, total_steps={old_total}, start_step={old['start_step']}; resuming"
+                    f" with milestones={self.milestones}, values={self.values}, total_steps={self._total},"
+                    f" start_step={self.start_step}. The new schedule applies."
                 )
             self._loaded = {}
         self._apply(trainer, pl_module)
@@ -188,6 +204,7 @@ class ScheduledValue(Callback):
             "values": list(self.values),
             "current": self.current,
             "total_steps": self._total,
+            "start_step": self.start_step,
         }
 
     @override
@@ -196,5 +213,6 @@ class ScheduledValue(Callback):
             "milestones": [float(m) for m in state_dict.get("milestones", self.milestones)],
             "values": [float(v) for v in state_dict.get("values", self.values)],
             "total_steps": state_dict.get("total_steps"),
+            "start_step": int(state_dict.get("start_step", 0)),
         }
         self.current = state_dict.get("current", self.current)

@@ -151,7 +151,7 @@ def test_resume_at_20_percent_gives_the_scheduled_threshold(tmp_path: Any) -> No
 
     spy = Spy()
     model = ThresholdModel()  # fresh: iou_threshold == 0.0 until the callback sets it
-    with pytest.warns(UserWarning, match="total_steps=12.0; resuming with .*total_steps=50.0"):
+    with pytest.warns(UserWarning, match="total_steps=12.0, start_step=0; resuming with .*total_steps=50.0"):
         _trainer(tmp_path, 50, [DynamicIoUThreshold(), spy]).fit(model, ckpt_path=path)
     assert spy.at_train_start == (10, 0.95)
     assert spy.seen[0] == (10, 0.95)
@@ -172,3 +172,19 @@ def test_resume_under_the_same_schedule_is_silent(tmp_path: Any, recwarn: Any) -
     )
     assert spy.at_train_start == (4, 0.95)
     assert not [w for w in recwarn if "schedule applies" in str(w.message)]
+
+
+def test_start_step_schedules_over_the_steps_after_it(tmp_path: Any) -> None:
+    # 40 steps, the first 20 a warm-up stage: 10 % / 25 % of the remaining 20 are steps 22 and 25.
+    spy = Spy()
+    iou = DynamicIoUThreshold(start_step=20)
+    _trainer(tmp_path, 40, [iou, spy]).fit(ThresholdModel())
+    by_step = dict(spy.seen)
+    assert {by_step[s] for s in range(0, 22)} == {0.85}
+    assert by_step[22] == by_step[24] == 0.95
+    assert by_step[25] == by_step[39] == 0.99
+    assert iou.state_dict()["start_step"] == 20
+    with pytest.raises(MisconfigurationException, match="start_step"):
+        DynamicIoUThreshold(start_step=-1)
+    with pytest.raises(MisconfigurationException, match="leaves no steps"):
+        _trainer(tmp_path, 10, [DynamicIoUThreshold(start_step=10)]).fit(ThresholdModel())
