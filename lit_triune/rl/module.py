@@ -10,6 +10,7 @@ from; it is the CPU default's first stage and off in the paper recipe.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -273,6 +274,9 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         return self._runner
 
     def setup(self, stage: str) -> None:
+        # Every optimizer step happens inside training_step by design (rollout, then update), so a checkpoint
+        # holds the state after the step, which is what resuming needs; Lightning warns about it each save.
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         # The warm-start and RL stages train different parameter sets (e.g. the ViT only in the warm-start),
         # but DDP fixes the set it reduces when it wraps the model: without unused-parameter detection the
         # first RL step fails on the frozen part. Set before the strategy wraps the model.
