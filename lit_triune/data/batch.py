@@ -23,7 +23,7 @@ from lit_triune.data.boxes import (
     smart_resize,
     verifier_parm,
 )
-from lit_triune.data.cot import CoTPool
+from lit_triune.data.cot import CoTPool, math_instruction
 from lit_triune.data.images import ImageDecodeError, decode_image
 from lit_triune.data.schema import IMAGE_PLACEHOLDER, SampleError
 from lit_triune.data.sft import sft_target
@@ -116,11 +116,13 @@ class PromptBuilder:
         processor_path: model/processor directory whose chat template to use; None -> `qwen_chat`.
         min_pixels, max_pixels: resize bounds; None -> the processor's (or Qwen defaults).
         cot: whether the CoT pool rewrites prompts; `cot_sources` limits it to some sources.
+        math_instructions: append a step-by-step + answer-format instruction to `mathverify` prompts the
+            CoT pool did not rewrite (the released loader does this for Orsta rows).
     """
 
     def __init__(self, processor_path: str | None = None, *, min_pixels: int | None = None,
                  max_pixels: int | None = None, cot: bool = False, cot_sources: list[str] | None = None,
-                 cot_templates: list[str] | None = None, seed: int = 0) -> None:
+                 cot_templates: list[str] | None = None, seed: int = 0, math_instructions: bool = False) -> None:
         self.processor_path = processor_path
         self._processor: Any = None
         self.factor, self.min_pixels, self.max_pixels = 28, min_pixels, max_pixels
@@ -136,6 +138,7 @@ class PromptBuilder:
             raise ValueError(f"min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
         self.cot = CoTPool(cot_templates, seed) if cot else None
         self.cot_sources = set(cot_sources) if cot_sources else None
+        self.math_instructions, self.seed = math_instructions, seed
 
     @property
     def processor(self) -> Any:
@@ -155,6 +158,12 @@ class PromptBuilder:
         if wants and (self.cot_sources is None or sample["data_source"] in self.cot_sources):
             user = next(m for m in messages if m["role"] == "user")
             user["content"] = IMAGE_PLACEHOLDER + self.cot.apply(info["question"], str(info["id"]))
+        elif self.math_instructions and sample["reward_model"]["verifier"] == "mathverify" and info.get("cot", True):
+            user = [m for m in messages if m["role"] == "user"][-1]
+            if not isinstance(user["content"], str):
+                raise SkipSample("prompt_format", "math_instructions needs the user turn as a string")
+            free_form = float(sample["reward_model"].get("format_ratio") or 0.0) == 0.0
+            user["content"] = user["content"] + "\n\n" + math_instruction(str(info["id"]), free_form, self.seed)
         return [{"role": m["role"], "content": _structured(m["content"])} for m in messages]
 
     def chat(self, messages: list[dict[str, Any]]) -> str:

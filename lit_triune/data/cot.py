@@ -51,3 +51,43 @@ class CoTPool:
         # str.replace, not str.format: a question with braces must not be interpreted.
         template = random.Random(f"{self.seed}/{sample_id}").choice(self.templates)
         return template.replace("{question}", question)
+
+
+# Math instructions appended to `mathverify` prompts, as the released V-Triune loader does for Orsta rows
+# (its rows carry no bare question, so the template pool above cannot act on them). Our own wording, same
+# contract: a "reason step by step" sentence, then where the answer goes. Free-form (format_ratio 0):
+# only \boxed{}; closed-form: <think>/<answer> tags with the boxed answer inside <answer>.
+MATH_REASONING: tuple[str, ...] = (
+    "Reason through the problem one step at a time.",
+    "Work out the solution step by step.",
+    "Explain your reasoning in clear, ordered steps.",
+    "Solve it carefully, showing each step of your reasoning.",
+    "Think the problem through step by step before answering.",
+    "Lay out your solution as a sequence of small steps.",
+    "Go through the problem methodically, one step after another.",
+    "Show the steps that lead you to the result.",
+)
+MATH_BOXED: tuple[str, ...] = (
+    "Write the final answer in \\boxed{}.",
+    "Give the final result inside \\boxed{}.",
+    "End with the answer enclosed in \\boxed{}.",
+    "State the final answer within \\boxed{}.",
+    "Put only the final answer inside \\boxed{}.",
+    "Conclude with \\boxed{} around the final answer.",
+)
+MATH_TAGGED: tuple[str, ...] = (
+    "Keep your reasoning inside <think> </think> and the final answer inside <answer> </answer>, written as"
+    " \\boxed{}: <think>\nreasoning\n</think>\n<answer>\n\\boxed{answer}\n</answer>.",
+    "Reason within <think> </think>, then answer within <answer> </answer> with the result in \\boxed{}, like"
+    " <think>\nreasoning\n</think>\n<answer>\n\\boxed{answer}\n</answer>.",
+    "Use <think> </think> for the reasoning and <answer> </answer> for the answer, boxed:"
+    " <think>\nreasoning\n</think>\n<answer>\n\\boxed{answer}\n</answer>.",
+    "Format: <think>\nyour steps\n</think>\n<answer>\n\\boxed{final answer}\n</answer>.",
+)
+
+
+def math_instruction(sample_id: str, free_form: bool, seed: int = 0) -> str:
+    """The instruction appended to a `mathverify` prompt: one reasoning sentence and one answer-format
+    sentence, drawn by a seeded RNG keyed on (seed, sample id) so it is stable across epochs and workers."""
+    rng = random.Random(f"math/{seed}/{sample_id}")
+    return rng.choice(MATH_REASONING) + " " + rng.choice(MATH_BOXED if free_form else MATH_TAGGED)

@@ -83,6 +83,9 @@ class TriuneDataModule(pl.LightningDataModule):
         cot: draw a CoT prompt template per sample (for samples with `extra_info.question`).
         cot_sources: only these sources get CoT templates (None: all).
         cot_templates: the template pool (each with `{question}`); None -> 20 defaults.
+        math_instructions: append a seeded step-by-step + answer-format instruction to `mathverify`
+            prompts the CoT pool did not rewrite — what the released loader does for Orsta-Data-47k rows
+            (free-form: \boxed{} only; closed-form: <think>/<answer> with a boxed answer).
         cache_dir: where synthetic shards are generated.
         image_size: synthetic image side in pixels.
         shard_size: samples per generated shard.
@@ -106,6 +109,7 @@ class TriuneDataModule(pl.LightningDataModule):
         cot: bool = False,
         cot_sources: list[str] | None = None,
         cot_templates: list[str] | None = None,
+        math_instructions: bool = False,
         cache_dir: str = "~/.cache/lit-triune/data",
         image_size: int = 112,
         shard_size: int = 256,
@@ -132,6 +136,7 @@ class TriuneDataModule(pl.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.min_pixels, self.max_pixels, self.model_path = min_pixels, max_pixels, model_path
         self.cot, self.cot_sources, self.cot_templates = cot, cot_sources, cot_templates
+        self.math_instructions = math_instructions
         self.cache_dir, self.image_size, self.shard_size = cache_dir, image_size, shard_size
         unknown = set(self.weights) - self._train_names()
         if unknown:
@@ -163,7 +168,8 @@ class TriuneDataModule(pl.LightningDataModule):
         if self.builder is None:
             self.builder = PromptBuilder(_resolve_model_path(self.model_path), min_pixels=self.min_pixels,
                                          max_pixels=self.max_pixels, cot=self.cot, cot_sources=self.cot_sources,
-                                         cot_templates=self.cot_templates, seed=self.seed)
+                                         cot_templates=self.cot_templates, seed=self.seed,
+                                         math_instructions=self.math_instructions)
         self.train_sources = self._sources({**self.train_spec, **self._synthetic_dirs(self.synthetic, self.seed)})
         val = {**self.val_spec, **self._synthetic_dirs(self.val_synthetic, self.seed + _VAL_SEED_OFFSET)}
         self.val_sources = self._sources(val) if val else []

@@ -51,3 +51,29 @@ def test_datamodule_argument_errors(tmp_path):
         TriuneDataModule()
     with pytest.raises(ValueError, match="synthetic_difficulty must be one of"):
         TriuneDataModule(synthetic={"counting": 5}, synthetic_difficulty="trivial")
+
+
+def test_math_instructions_follow_the_released_loader_contract():
+    """mathverify prompts without a bare question get a seeded step-by-step + answer-format sentence:
+    \\boxed{} only for free-form rows (format_ratio 0), <think>/<answer> tags for closed-form rows."""
+
+    def suffix(prompt: str) -> str:  # what follows the sample's own user text
+        return prompt.split("<|im_start|>user")[-1].split("<|im_end|>")[0].split("\n\n", 1)[1]
+
+    sample = next(iter(generate("math", 1)))
+    del sample["extra_info"]["question"]  # as Orsta rows: the CoT pool cannot act
+    plain = PromptBuilder(cot=True).build(sample)["prompt"]
+    assert "\n\n" not in plain.split("<|im_start|>user")[-1]
+    closed = PromptBuilder(cot=True, math_instructions=True, seed=3).build(sample)["prompt"]
+    assert closed == PromptBuilder(cot=True, math_instructions=True, seed=3).build(sample)["prompt"]  # seeded
+    assert "<think>" in suffix(closed) and "<answer>" in suffix(closed) and "\\boxed{" in suffix(closed)
+    sample["reward_model"]["format_ratio"] = 0.0
+    free = suffix(PromptBuilder(math_instructions=True, seed=3).build(sample)["prompt"])
+    assert "\\boxed{}" in free and "<think>" not in free and "<answer>" not in free
+    drawn = set()
+    for i in range(40):
+        sample["extra_info"]["id"] = f"m-{i}"
+        drawn.add(suffix(PromptBuilder(math_instructions=True, seed=3).build(sample)["prompt"]))
+    assert len(drawn) > 10  # a pool, not one fixed sentence
+    counting = next(iter(generate("counting", 1)))  # other verifiers are untouched
+    assert PromptBuilder(math_instructions=True).build(counting)["prompt"] == PromptBuilder().build(counting)["prompt"]
