@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks.callback import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor
 from typing_extensions import override
@@ -71,6 +72,15 @@ class SourceMetrics(Callback):
     Under DDP each compute is one sync of one ``[S + 1, C, 2]`` tensor (:class:`~callbacks.metrics.SourceStats`)
     and all ranks log the same numbers; the values are already reduced, so Lightning's hint to pass
     ``sync_dist=True`` is silenced for this callback's own keys.
+
+    Resume: the checkpoint holds the open training window (its ``[S + 1, C, 2]`` sums and the number
+    of batches in it) under :attr:`state_key`, so the first window after a resume covers the same
+    batches, and logs the same values, as in an uninterrupted run. Under DDP ``state_dict`` stores the
+    window summed over ranks (one collective: Lightning calls it on every rank when it dumps a
+    checkpoint, and only rank 0 writes the file); on resume global rank 0 gets that sum and the other
+    ranks start from zeros, so the next synced compute equals the uninterrupted one, whatever the new
+    world size. Checkpoints without this state (older ones, or a changed ``sources``/statistics list,
+    which warns) start an empty window, as before.
 
     Args:
         sources: Data sources to report separately, e.g. ``["mm_math", "v3det", "refcoco"]``.
@@ -157,6 +167,7 @@ class SourceMetrics(Callback):
         self.train_stats = SourceStats(sources, self.columns)
         self.val_stats = SourceStats(sources, self.columns)
         self._pending_batches = 0
+        self._loaded: dict[str, Any] | None = None  # open training window from a checkpoint
         self.last_logged: dict[str, dict[str, float]] = {}
 
     @property
@@ -165,6 +176,45 @@ class SourceMetrics(Callback):
         return self._generate_state_key(
             prefixes=(self.log_prefix_train, self.log_prefix_val), key=self.output_key
         )
+
+    # ---------------------------------------------------------------- checkpoint state
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The open training window, summed over ranks.
+
+        Collective under DDP when the window is not empty: call it on every rank, as Lightning's
+        ``Trainer.save_checkpoint`` does (``_call_callbacks_state_dict`` in ``dump_checkpoint``, which
+        runs on all ranks; ``weights_only`` checkpoints skip it on all ranks alike).
+        """
+        if self.log_prefix_train is None:
+            return {}
+        stats = self.train_stats
+        if self._pending_batches == 0:  # the same on every rank: all skip the collective together
+            window = torch.zeros_like(stats.stats, device="cpu")
+        else:
+            with stats.sync_context(should_sync=True, should_unsync=True):
+                window = stats.stats.detach().to("cpu", copy=True)  # [S + 1, C, 2], sum over ranks
+        return {
+            "train_window": window,
+            "pending_batches": self._pending_batches,
+            "sources": list(self.sources),
+            "columns": list(self.columns),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keeps the window until ``on_train_start`` (which knows the rank and device)."""
+        window = state_dict.get("train_window")
+        if window is None or self.log_prefix_train is None:
+            return
+        if state_dict.get("sources") != self.sources or state_dict.get("columns") != self.columns:
+            rank_zero_warn(
+                f"{type(self).__name__}: the checkpoint's open training window has sources"
+                f" {state_dict.get('sources')} and statistics {state_dict.get('columns')}; this run has"
+                f" {self.sources} and {self.columns}. The first window after the resume starts empty."
+            )
+            return
+        self._loaded = {"window": window, "pending_batches": int(state_dict.get("pending_batches", 0))}
 
     # ---------------------------------------------------------------- record -> [N, C] tensor
     def _record(self, outputs: Any, stage: str) -> Mapping[str, Any] | None:
@@ -274,8 +324,16 @@ class SourceMetrics(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # runs after Lightning restored the checkpoint (load_state_dict)
+        loaded, self._loaded = self._loaded, None
         self.train_stats.reset()
+        self.train_stats.to(pl_module.device)
         self._pending_batches = 0
+        if loaded is not None:
+            if trainer.global_rank == 0:  # the window is the sum over the old ranks: count it once
+                stats = self.train_stats.stats
+                self.train_stats.stats = loaded["window"].to(device=stats.device, dtype=stats.dtype)
+            self._pending_batches = loaded["pending_batches"]
 
     @override
     def on_train_batch_end(

@@ -236,3 +236,79 @@ def test_tensorboard_event_file_has_the_tags(tmp_path: Path) -> None:
         assert tag in tags, (tag, sorted(tags))
     assert "train/map/math" not in tags  # never applicable: never logged
     assert [e.step for e in acc.Scalars("train/reward/all")] == [1, 3]
+
+
+def _resume_trainer(tmp_path: Path, max_steps: int, callbacks: list[Any], logger: Any) -> Trainer:
+    return Trainer(
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        logger=logger,
+        max_steps=max_steps,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def _train_logs(history: dict[str, list[tuple[int, float]]], steps: set[int]) -> dict[tuple[str, int], float]:
+    return {(k, s): v for k, pts in history.items() if k.startswith("train/") for s, v in pts if s in steps}
+
+
+def test_resume_mid_window_logs_what_an_uninterrupted_run_logs(tmp_path: Path, reference: Any) -> None:
+    from conftest import MemoryLogger
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # uninterrupted: windows of 4 batches at steps 3 and 7, the partial last window (8, 9) at 9
+    full_logger = MemoryLogger()
+    full = RolloutModel()
+    _resume_trainer(tmp_path / "full", 10, [SourceMetrics(SOURCES, log_every_n_steps=4)], full_logger).fit(
+        full
+    )
+    assert [s for s, _ in full_logger.history["train/reward/all"]] == [3, 7, 9]
+
+    # stopped after 6 batches, checkpoint mid-window (batches 4 and 5 open), then resumed to 10
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=6, save_top_k=-1, filename="{step}")
+    cb = SourceMetrics(SOURCES, log_every_n_steps=4)
+    _resume_trainer(tmp_path / "a", 6, [cb, ckpt], MemoryLogger()).fit(RolloutModel())
+    path = tmp_path / "ckpt" / "step=6.ckpt"
+    state = torch.load(path, weights_only=True)["callbacks"][cb.state_key]
+    assert state["pending_batches"] == 2
+    assert state["train_window"][..., 1].sum().item() > 0  # sums and counts of batches 4 and 5
+
+    resumed_logger = MemoryLogger()
+    resumed = RolloutModel()
+    _resume_trainer(tmp_path / "b", 10, [SourceMetrics(SOURCES, log_every_n_steps=4)], resumed_logger).fit(
+        resumed, ckpt_path=path
+    )
+    assert [s for s, _ in resumed_logger.history["train/reward/all"]] == [7, 9]
+    expected = _train_logs(full_logger.history, {7, 9})
+    assert _train_logs(resumed_logger.history, {7, 9}) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert resumed_logger.history["train/samples/all"] == [(7, 64.0), (9, 32.0)]
+    window = [s for batch in full.train_samples[4:8] for s in batch]
+    _assert_matches({k: v for (k, s), v in expected.items() if s == 7}, window, "train", reference)
+
+    # a checkpoint without the state (written before it existed) still loads: the window starts empty
+    old = torch.load(path, weights_only=True)
+    del old["callbacks"][cb.state_key]
+    torch.save(old, tmp_path / "old.ckpt")
+    old_logger = MemoryLogger()
+    _resume_trainer(tmp_path / "c", 8, [SourceMetrics(SOURCES, log_every_n_steps=4)], old_logger).fit(
+        RolloutModel(), ckpt_path=tmp_path / "old.ckpt"
+    )
+    assert old_logger.history["train/samples/all"] == [(7, 32.0)]  # batches 6 and 7 only
+
+    # a changed source list warns and starts an empty window
+    changed_logger = MemoryLogger()
+    with pytest.warns(UserWarning, match="open training window has sources"):
+        _resume_trainer(
+            tmp_path / "d", 8, [SourceMetrics(SOURCES[:2], log_every_n_steps=4)], changed_logger
+        ).fit(RolloutModel(), ckpt_path=path)
+    assert changed_logger.history["train/samples/all"] == [(7, 32.0)]
+
+
+def test_state_dict_is_empty_without_training_metrics() -> None:
+    assert SourceMetrics(SOURCES, log_prefix_train=None).state_dict() == {}
+    cb = SourceMetrics(SOURCES)
+    state = cb.state_dict()
+    assert state["pending_batches"] == 0
+    assert state["train_window"].shape == (len(SOURCES) + 1, len(cb.columns), 2)
