@@ -1,5 +1,8 @@
 """Two-process CPU DDP (gloo) run of SourceMetrics; each rank dumps its samples and what it logged.
 
+A second part runs 6 steps uninterrupted and as 2 steps + a mid-window checkpoint + a resume to 6,
+so the test can compare what the resumed run logs.
+
 Started by test_source_metrics_ddp.py as ``python ddp_source_metrics_run.py OUT_DIR``; Lightning's
 DDP launcher starts the second rank by running this script again.
 """
@@ -16,6 +19,7 @@ import torch
 import torch.distributed as dist
 from cb_records import SOURCES, make_record
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers.logger import Logger
 
@@ -87,6 +91,36 @@ def count_collectives() -> int:
     return calls
 
 
+def resume_histories(out_dir: Path) -> dict[str, Any]:
+    """What the ranks log over 6 steps (windows of 4) uninterrupted, and stopped at 2 then resumed."""
+
+    def fit(name: str, max_steps: int, callbacks: list[Any], ckpt_path: Path | None = None) -> dict[str, Any]:
+        logger = AllRanksLogger()
+        trainer = Trainer(
+            strategy="ddp",
+            accelerator="cpu",
+            devices=2,
+            max_steps=max_steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=logger,
+            callbacks=[SourceMetrics(sources=SOURCES, log_every_n_steps=4), *callbacks],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=bool(callbacks),
+            use_distributed_sampler=False,
+            default_root_dir=out_dir / name,
+        )
+        trainer.fit(Model(), ckpt_path=ckpt_path)
+        return logger.history
+
+    full = fit("full", 6, [])
+    ckpt = ModelCheckpoint(dirpath=out_dir / "ckpt", every_n_train_steps=2, save_top_k=-1, filename="{step}")
+    fit("stopped", 2, [ckpt])  # the checkpoint holds the open window: batches 0 and 1 of both ranks
+    resumed = fit("resumed", 6, [], ckpt_path=out_dir / "ckpt" / "step=2.ckpt")
+    return {"full": full, "resumed": resumed}
+
+
 def main(out_dir: Path) -> None:
     torch.manual_seed(0)
     logger = AllRanksLogger()
@@ -116,6 +150,7 @@ def main(out_dir: Path) -> None:
         "val_samples": model.val_samples,
         "history": logger.history,
         "collectives_per_compute": count_collectives(),
+        "resume": resume_histories(out_dir),
     }
     (out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
 

@@ -51,6 +51,18 @@ def test_two_process_ddp_metrics_equal_those_of_the_gathered_data(tmp_path: Path
     # one state tensor: one sync (a size gather and a data gather) however many sources and statistics
     assert [r["collectives_per_compute"] for r in ranks] == [2, 2]
 
+    # resume from a mid-window checkpoint (step 2 of a 4-batch window): the checkpoint holds the window
+    # summed over both ranks, rank 0 restores it, and the resumed run logs what the uninterrupted one does
+    for r in ranks:
+        full, resumed = r["resume"]["full"], r["resume"]["resumed"]
+        assert [s for s, _ in full["train/reward/all"]] == [3, 5]
+        assert set(resumed) == set(full)
+        for key, points in full.items():
+            assert [s for s, _ in resumed[key]] == [s for s, _ in points], key
+            assert [v for _, v in resumed[key]] == pytest.approx(
+                [v for _, v in points], rel=1e-6, abs=1e-6
+            ), key
+
 
 def _check(
     history: dict[str, Any], prefix: str, step: int, samples: list[dict[str, Any]], reference: Any
