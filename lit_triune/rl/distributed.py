@@ -28,3 +28,12 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * _world()
     dist.all_gather_object(out, obj)
     return out
+
+
+def max_over_ranks(value: int, device: torch.device | str = "cpu") -> int:
+    """The largest `value` over the ranks (one all-reduce); `value` in a single process."""
+    if _world() == 1:
+        return int(value)
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())

@@ -45,7 +45,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             None turns it off (TRL's loss).
         updates_per_rollout: 1 = on-policy; k > 1 = k minibatch optimizer steps per rollout batch.
         dynamic_sampling: DAPO's filter: drop groups whose accuracy has zero std and refill from
-            up to `max_refill_batches` further batches before updating.
+            up to `max_refill_batches` further batches before updating. Under DDP the ranks decide
+            together (refill while any rank is short) and run the same micro-batches (rl/training.py).
         overlong_filter: exclude truncated completions from the loss (DAPO overlong filtering).
         cache_vision_features: with a frozen ViT, compute image features once per rollout batch.
         shared_prefix_update: in the update, run each group's prompt through the language model once
@@ -282,11 +283,6 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         # first RL step fails on the frozen part. Set before the strategy wraps the model.
         ddp_kwargs = getattr(self.trainer.strategy, "_ddp_kwargs", None)
         hp = self.hparams
-        if stage == "fit" and hp.dynamic_sampling and self.trainer.world_size > 1:
-            # Each rank would decide alone whether to refill or update, and DDP needs every rank in every
-            # backward: a run could hang. Not supported until the decision is made globally.
-            raise ValueError("dynamic_sampling is not supported with more than one process yet; "
-                             "turn it off or train on one device")
         if (stage == "fit" and isinstance(ddp_kwargs, dict) and hp.warm_start_steps and hp.warm_start_freeze != hp.freeze
                 and "find_unused_parameters" not in ddp_kwargs and not ddp_kwargs.get("static_graph")):
             ddp_kwargs["find_unused_parameters"] = True

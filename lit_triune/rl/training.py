@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lit_triune.rl.advantages import group_advantages, informative_groups
-from lit_triune.rl.distributed import gather_objects
+from lit_triune.rl.distributed import gather_objects, max_over_ranks, on_all_ranks
 from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.rollout_step import ScoredRollout
 from lit_triune.rl.update import run_update
@@ -28,29 +28,68 @@ class GRPOTrainerMixin:
         group_acc_std_zero = (~informative_groups(accuracy, g)).float().mean()
         self._log_rollout(scored, group_acc_std_zero)
         if hp.dynamic_sampling:
-            keep = informative_groups(accuracy, g).nonzero().flatten().tolist()
-            self._pending.append(scored.select_groups(keep))
-            have = sum(p.num_groups for p in self._pending)
-            if have < len(batch.prompts) and self._refills < hp.max_refill_batches:
-                self._refills += 1
-                self._bump("dynamic_sampling/refills")
-                return out
-            merged = ScoredRollout.concat(self._pending)
-            merged = merged.select_groups(list(range(min(len(batch.prompts), merged.num_groups))))
-            self._pending, self._refills = [], 0
-            if merged.num_groups == 0:
-                self._bump("dynamic_sampling/updates_without_signal")
+            merged, padding = self._dynamic_sampling(scored, len(batch.prompts))
+            if merged is None:  # a refill step, or no signal on any rank: no update on any rank
+                self._forget_update_stats()
                 return out
         else:
-            merged = scored
-        stats = self._update(merged)
+            merged, padding = scored, 0
+        stats = self._update(merged, padding_groups=padding)
         # logged values are global: each rank's figures averaged over the ranks
-        self.log_dict(_mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()}),
-                      batch_size=len(batch.prompts))
+        logged = _mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()})
+        self._update_stat_keys = set(logged)
+        self.log_dict(logged, batch_size=len(batch.prompts))
         out["loss"] = torch.tensor(stats["loss"])
         return out
 
-    def _update(self, scored: ScoredRollout) -> dict[str, float]:
+    def _dynamic_sampling(self, scored: ScoredRollout, target: int) -> tuple[ScoredRollout | None, int]:
+        """DAPO's filter and refill, decided alike on every rank (DDP: same steps, same backward passes).
+
+        Keeps this rollout's informative groups. Refills (returns None) while *any* rank holds fewer than
+        `target` of them and refills remain -- one all-reduce, so all ranks refill or update together.
+        At update time each rank takes up to `target` of its groups; a rank short of the most any rank
+        has pads with groups of its latest rollout whose rows carry no loss (`padding`, masked in
+        `_update`), so every rank runs the same micro-batches. If no rank has any, all skip and count it.
+        """
+        g = scored.group_size
+        keep = informative_groups(scored.row_tensor("accuracy"), g).nonzero().flatten().tolist()
+        self._pending.append(scored.select_groups(keep))
+        have = sum(p.num_groups for p in self._pending)
+        full = on_all_ranks(have >= target, self.device)
+        if not full and self._refills < self.hparams.max_refill_batches:  # _refills: same on all ranks
+            self._refills += 1
+            self._bump("dynamic_sampling/refills")
+            return None, 0
+        merged = ScoredRollout.concat(self._pending)
+        merged = merged.select_groups(list(range(min(target, merged.num_groups))))
+        self._pending, self._refills = [], 0
+        most = max_over_ranks(merged.num_groups, self.device)
+        if most == 0:
+            self._bump("dynamic_sampling/updates_without_signal")
+            return None, 0
+        padding = most - merged.num_groups
+        if padding:
+            self._bump("dynamic_sampling/padding_groups")
+            pad = scored.select_groups([i % scored.num_groups for i in range(padding)])
+            merged = pad if merged.num_groups == 0 else ScoredRollout.concat([merged, pad])
+        return merged, padding
+
+    def _forget_update_stats(self) -> None:
+        """Lightning keeps re-logging a `self.log` key's last value on every later step of the epoch (this
+        stream is one long epoch): on a step without an update, drop the previous update's figures so the
+        logs hold `train/loss` etc. only at the steps that updated. Uses Lightning's step results (private:
+        skipped if absent); `trainer.callback_metrics` keeps the last values."""
+        keys = getattr(self, "_update_stat_keys", None)
+        results = getattr(self.trainer, "_results", None) if self._trainer is not None else None
+        if not keys or results is None:
+            return
+        for name, metric in results.items():
+            if name.split(".", 1)[-1] in keys and hasattr(metric, "reset"):
+                metric.reset()
+
+    def _update(self, scored: ScoredRollout, padding_groups: int = 0) -> dict[str, float]:
+        """One policy update on `scored`; its last `padding_groups` groups only pad the micro-batches
+        (dynamic sampling under DDP): their rows count no token and carry no advantage."""
         hp = self.hparams
         t0 = time.perf_counter()
         # The rollout's own encoding (and frozen-ViT features) when the engine took them; else encode here.
@@ -69,6 +108,10 @@ class GRPOTrainerMixin:
         loss_mask = inputs.completion_mask.clone()  # [N, T]
         if hp.overlong_filter:
             loss_mask &= ~scored.truncated.to(self.device).unsqueeze(1)
+        real = len(scored.completion_ids) - padding_groups * scored.group_size  # rows that train
+        if padding_groups:
+            loss_mask[real:] = False
+            advantages[real:] = 0.0
         rl_opt = self.optimizers()[0] if isinstance(self.optimizers(), list) else self.optimizers()
         schedulers = self.lr_schedulers()
         rl_sched = schedulers[0] if isinstance(schedulers, list) else schedulers
@@ -87,7 +130,11 @@ class GRPOTrainerMixin:
             global_token_count=_global_mean_count, ref_model=self.ref_policy,
         )
         stats["time/update"] = time.perf_counter() - t0
-        stats["advantage_abs_mean"] = float(advantages.abs().mean())
+        stats["advantage_abs_mean"] = float(advantages[:real].abs().mean()) if real else 0.0
+        if not real:  # a rank that only pads has no tokens: leave the per-token means to the other ranks
+            for key in [k for k in stats if k.startswith(("clip_ratio/", "ratio_", "approx_kl", "kl_"))]:
+                del stats[key]
+            del stats["advantage_abs_mean"]
         stats["lr"] = float(rl_opt.optimizer.param_groups[0]["lr"])
         return stats
 

@@ -1,0 +1,83 @@
+"""DAPO dynamic sampling (model.dynamic_sampling, max_refill_batches): in one process, and under two-process
+DDP through the real command line, where the ranks must refill or update together and run the same
+backward passes (rl/training.py `_dynamic_sampling`) -- else DDP hangs or the weights drift apart."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rl_cli import read_metrics, run_fit, snapshot_config, tiny_args
+from rl_fit import fit, tiny_data, tiny_module
+from rl_probe import RankProbe
+
+MAX_STEPS = 4
+WARM = 1
+REFILLS = 2
+
+
+def _stepped(steps: list[dict]) -> list[bool]:
+    return [s["after_step"] > s["global_step"] for s in steps]
+
+
+def test_refills_then_updates_single_process(tmp_path: Path) -> None:
+    """Random init: most groups score alike, so the step refills before it updates; a refill takes no
+    optimizer step and logs no `train/loss` (the previous update's value is not repeated)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    probe = RankProbe(str(tmp_path / "probe"))
+    module = tiny_module(dynamic_sampling=True, max_refill_batches=REFILLS)
+    trainer = fit(module, tiny_data(tmp_path / "data"), tmp_path, max_steps=2, callbacks=[probe],
+                  logger=CSVLogger(tmp_path, name="csv", flush_logs_every_n_steps=1))
+    refills = module._counters.get("dynamic_sampling/refills", 0)
+    print(module._counters)
+    skipped = module._counters.get("dynamic_sampling/updates_without_signal", 0)
+    stepped = _stepped(probe.steps)
+    assert trainer.global_step == sum(stepped) == 2
+    assert refills > 0
+    assert len(probe.steps) == 2 + refills + skipped  # every batch: an update, a refill or a no-signal skip
+    assert module._counters.get("dynamic_sampling/padding_groups", 0) == 0  # one process: nothing to pad
+    loss_at = set(read_metrics(tmp_path).get("train/loss", {}))
+    assert loss_at == {i for i, s in enumerate(stepped) if s}
+
+
+@pytest.mark.ddp
+def test_two_rank_ddp_dynamic_sampling(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    args = tiny_args(tmp_path / "run", max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=100,
+                     config=snapshot_config(tmp_path), num_workers=0,
+                     extra=["--trainer.devices=2", "--trainer.strategy=ddp", "--model.reward_workers=0",
+                            "--model.dynamic_sampling=true", f"--model.max_refill_batches={REFILLS}",
+                            "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
+    t0 = time.perf_counter()
+    run_fit(args, timeout=240)  # a rank that decided alone would hang in a collective: the timeout fails it
+    print(f"\n2-rank DDP dynamic sampling, {MAX_STEPS} steps: {time.perf_counter() - t0:.1f} s")
+
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["global_step"] for r in ranks] == [MAX_STEPS, MAX_STEPS]
+    steps0, steps1 = ranks[0]["steps"], ranks[1]["steps"]
+    # Same branch on every batch: refill, skip or update together (one optimizer step per update here).
+    assert len(steps0) == len(steps1)
+    assert [(s["global_step"], s["after_step"]) for s in steps0] == [(s["global_step"], s["after_step"]) for s in steps1]
+    c0, c1 = ranks[0]["counters"], ranks[1]["counters"]
+    print({k: (c0.get(k), c1.get(k)) for k in sorted(set(c0) | set(c1)) if k.startswith("dynamic")})
+    for key in ("dynamic_sampling/refills", "dynamic_sampling/updates_without_signal"):
+        assert c0.get(key, 0) == c1.get(key, 0), key
+    assert c0.get("dynamic_sampling/refills", 0) > 0
+    assert len(steps0) == MAX_STEPS + c0["dynamic_sampling/refills"] + c0.get("dynamic_sampling/updates_without_signal", 0)
+    ids0 = {i for s in steps0 for i in s["ids"]}
+    assert not ids0 & {i for s in steps1 for i in s["ids"]}  # still disjoint prompts
+
+    w0, w1 = torch.load(probe / "rank0.pt"), torch.load(probe / "rank1.pt")
+    for name in w0:
+        assert torch.equal(w0[name], w1[name]), name
+
+    # Update figures only at the batches that updated (rank 0's CSV; the log step counts batches).
+    metrics = read_metrics(tmp_path / "run")
+    updated = {i for i, (s, st) in enumerate(zip(steps0, _stepped(steps0), strict=True)) if st and not s["warm_start"]}
+    assert set(metrics["train/loss"]) == updated
+    assert all(math.isfinite(v) for v in metrics["train/loss"].values())
