@@ -312,3 +312,31 @@ def test_state_dict_is_empty_without_training_metrics() -> None:
     state = cb.state_dict()
     assert state["pending_batches"] == 0
     assert state["train_window"].shape == (len(SOURCES) + 1, len(cb.columns), 2)
+
+
+def test_resume_from_a_validation_end_checkpoint(tmp_path: Path) -> None:
+    from conftest import MemoryLogger
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def fit(root: Path, max_steps: int, callbacks: list[Any], ckpt_path: Path | None = None) -> MemoryLogger:
+        logger = MemoryLogger()
+        Trainer(
+            default_root_dir=root,
+            callbacks=[SourceMetrics(SOURCES, log_every_n_steps=4, log_prefix_val=None), *callbacks],
+            logger=logger,
+            max_steps=max_steps,
+            limit_val_batches=1,
+            val_check_interval=6,
+            num_sanity_val_steps=0,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(RolloutModel(), ckpt_path=ckpt_path)
+        return logger
+
+    full = fit(tmp_path / "full", 10, [])
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, filename="{step}")  # saves at val end
+    fit(tmp_path / "a", 6, [ckpt])
+    resumed = fit(tmp_path / "b", 10, [], ckpt_path=tmp_path / "ckpt" / "step=6.ckpt")
+    assert resumed.history["train/samples/all"] == [(7, 64.0), (9, 32.0)]
+    expected = _train_logs(full.history, {7, 9})
+    assert _train_logs(resumed.history, {7, 9}) == pytest.approx(expected, rel=1e-6, abs=1e-6)
