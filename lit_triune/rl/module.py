@@ -133,6 +133,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self._pending: list[Any] = []  # dynamic sampling: informative groups waiting for a full batch
         self._refills = 0
         self._last_grad_norm, self._skip_this_step = math.nan, False
+        self._stale_keys: dict[str, set[str]] = {}  # logged groups to forget on steps that do not log them
 
     # ----- model -------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -197,30 +198,13 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         loss, tokens = warm_start_loss(self.policy, self.processor, batch)
         self.manual_backward(loss)
         stepped, grad_norm = self._clip_and_step(opt, finite=bool(torch.isfinite(loss)))
-        self._log_stage_metrics({"warm_start/loss": float(loss.detach()), "warm_start/grad_norm": grad_norm,
-                                 "warm_start/tokens": float(tokens)})
+        logged = {"warm_start/loss": float(loss.detach()), "warm_start/grad_norm": grad_norm,
+                  "warm_start/tokens": float(tokens)}
+        self.log_dict(logged, batch_size=len(batch.prompts), sync_dist=True)
+        self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (GRPOTrainerMixin._forget)
         if self.global_step >= self.hparams.warm_start_steps:
             self._end_warm_start()
         return {"loss": loss.detach(), "rollout": None}  # no rollout: the metric callbacks skip this step
-
-    def _log_stage_metrics(self, metrics: dict[str, float]) -> None:
-        """Writes to the loggers directly, at Lightning's logging cadence, averaged over ranks.
-
-        `self.log` would keep re-logging the last value of a key on every later step of the epoch
-        (Lightning resets step results per epoch, and this stream is one long epoch), so the
-        warm-start curves would run flat through the whole RL stage."""
-        trainer = self.trainer
-        if not trainer.loggers or not trainer._logger_connector.should_update_logs:
-            return
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning's own logging uses
-        values = torch.tensor(list(metrics.values()), dtype=torch.float64)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            values = values.to(self.device)
-            torch.distributed.all_reduce(values)
-            values = values.cpu() / torch.distributed.get_world_size()
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics(dict(zip(metrics, values.tolist(), strict=True)), step=step)
 
     def _end_warm_start(self) -> None:
         self._apply_stage_freeze()

@@ -22,6 +22,7 @@ class GRPOTrainerMixin:
     def grpo_step(self, batch: Any) -> dict[str, Any]:
         hp = self.hparams
         g = hp.group_size
+        self._forget("warm_start")  # the warm-start's figures end with it
         scored = self.runner.rollout(batch, salt=self._refills)
         out: dict[str, Any] = {"rollout": scored.records()}
         accuracy = scored.row_tensor("accuracy")  # [N]
@@ -30,14 +31,14 @@ class GRPOTrainerMixin:
         if hp.dynamic_sampling:
             merged, padding = self._dynamic_sampling(scored, len(batch.prompts))
             if merged is None:  # a refill step, or no signal on any rank: no update on any rank
-                self._forget_update_stats()
+                self._forget("update")
                 return out
         else:
             merged, padding = scored, 0
         stats = self._update(merged, padding_groups=padding)
         # logged values are global: each rank's figures averaged over the ranks
         logged = _mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()})
-        self._update_stat_keys = set(logged)
+        self._stale_keys["update"] = set(logged)
         self.log_dict(logged, batch_size=len(batch.prompts))
         out["loss"] = torch.tensor(stats["loss"])
         return out
@@ -74,12 +75,13 @@ class GRPOTrainerMixin:
             merged = pad if merged.num_groups == 0 else ScoredRollout.concat([merged, pad])
         return merged, padding
 
-    def _forget_update_stats(self) -> None:
+    def _forget(self, group: str) -> None:
         """Lightning keeps re-logging a `self.log` key's last value on every later step of the epoch (this
-        stream is one long epoch): on a step without an update, drop the previous update's figures so the
-        logs hold `train/loss` etc. only at the steps that updated. Uses Lightning's step results (private:
-        skipped if absent); `trainer.callback_metrics` keeps the last values."""
-        keys = getattr(self, "_update_stat_keys", None)
+        stream is one long epoch): drop a group of figures on the steps that do not produce them — the
+        previous update's on a refill step, the warm-start's once RL runs — so the logs hold each figure
+        only at the steps that made it. Uses Lightning's step results (private: skipped if absent);
+        `trainer.callback_metrics` keeps the last values."""
+        keys = self._stale_keys.pop(group, None)
         results = getattr(self.trainer, "_results", None) if self._trainer is not None else None
         if not keys or results is None:
             return
