@@ -4,35 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from lightning.pytorch.loggers.logger import Logger
-
-
-class MemoryLogger(Logger):
-    """Keeps every ``log_metrics`` call as ``history[tag] = [(step, value), ...]`` on every rank."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
-
-    @property
-    def name(self) -> str:
-        return "memory"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            self.history[key].append((int(step if step is not None else -1), float(value)))
+from cb_records import MemoryLogger
 
 
 @pytest.fixture

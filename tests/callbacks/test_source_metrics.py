@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from cb_records import SOURCES, make_record
+from cb_records import SOURCES, MemoryLogger, make_record
 from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -255,7 +255,6 @@ def _train_logs(history: dict[str, list[tuple[int, float]]], steps: set[int]) ->
 
 
 def test_resume_mid_window_logs_what_an_uninterrupted_run_logs(tmp_path: Path, reference: Any) -> None:
-    from conftest import MemoryLogger
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     # uninterrupted: windows of 4 batches at steps 3 and 7, the partial last window (8, 9) at 9
@@ -315,7 +314,6 @@ def test_state_dict_is_empty_without_training_metrics() -> None:
 
 
 def test_resume_from_a_validation_end_checkpoint(tmp_path: Path) -> None:
-    from conftest import MemoryLogger
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     def fit(root: Path, max_steps: int, callbacks: list[Any], ckpt_path: Path | None = None) -> MemoryLogger:
