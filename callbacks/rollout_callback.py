@@ -24,14 +24,22 @@ class GenerationEngine(Protocol):
 def full_parameters(trainer: pl.Trainer) -> contextlib.AbstractContextManager:
     """Under FSDP, a context in which every rank sees the whole (unsharded) parameters, read-only —
     an engine on each rank needs all weights, not its shard. Elsewhere a no-op."""
-    model = getattr(trainer.strategy, "model", None)
+    root = fsdp_root_module(trainer)
+    if root is None:
+        return contextlib.nullcontext()
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return FullyShardedDataParallel.summon_full_params(root, writeback=False, recurse=True)
+
+
+def fsdp_root_module(trainer: pl.Trainer) -> Any:
+    """The FSDP-wrapped root module when the trainer runs FSDP, else None."""
+    model = getattr(getattr(trainer, "strategy", None), "model", None)
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
     except ImportError:  # pragma: no cover - torch builds without distributed
-        return contextlib.nullcontext()
-    if isinstance(model, FullyShardedDataParallel):
-        return FullyShardedDataParallel.summon_full_params(model, writeback=False, recurse=True)
-    return contextlib.nullcontext()
+        return None
+    return model if isinstance(model, FullyShardedDataParallel) else None
 
 
 class RolloutCallback(Callback):

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
+from callbacks.rollout_callback import fsdp_root_module
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
@@ -221,13 +222,13 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         opt.step()  # always called, so global_step counts attempted steps whatever went wrong
         finite = finite and not self._skip_this_step
         if not finite:
-            self._counters["nonfinite_steps_skipped"] = self._counters.get("nonfinite_steps_skipped", 0) + 1
+            self._bump("nonfinite_steps_skipped")
         opt.zero_grad(set_to_none=True)
         return finite, self._last_grad_norm
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        fsdp_root = _fsdp_root(self.trainer)
+        fsdp_root = fsdp_root_module(self.trainer)
         if fsdp_root is not None:  # sharded gradients: the norm must be all-reduced (a collective on every rank)
             norm = float(fsdp_root.clip_grad_norm_(self.hparams.max_grad_norm))
         elif params:
@@ -248,8 +249,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def _count_skips(self, batch: Any) -> None:
         for reason, count in (getattr(batch, "skips", None) or {}).items():
-            key = f"data_skipped/{reason}"
-            self._counters[key] = self._counters.get(key, 0) + count
+            self._bump(f"data_skipped/{reason}", count)
 
     # ----- hooks -------------------------------------------------------------------------------
     @property
@@ -319,12 +319,3 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.policy(*args, **kwargs)
 
-
-def _fsdp_root(trainer: Any) -> Any:
-    """The FSDP-wrapped root module when training under FSDP (conf/orsta.yaml), else None."""
-    model = getattr(getattr(trainer, "strategy", None), "model", None)
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-    except ImportError:  # pragma: no cover - torch builds without distributed
-        return None
-    return model if isinstance(model, FullyShardedDataParallel) else None

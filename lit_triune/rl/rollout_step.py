@@ -211,9 +211,8 @@ class RolloutRunner:
 
     def rollout(self, batch: Any, salt: int = 0) -> ScoredRollout:
         scored = self._run(batch, self._sampling(greedy=False, salt=salt))
-        counters = self.module._counters  # training rollouts only; checkpointed with the module's counters
-        key = "train/spurious_vision_tokens"
-        counters[key] = counters.get(key, 0) + self.last_spurious_vision_tokens
+        # training rollouts only; checkpointed with the module's counters
+        self.module._bump("train/spurious_vision_tokens", self.last_spurious_vision_tokens)
         sleep = getattr(self.module.rollout_engine, "sleep", None)
         if callable(sleep):  # vLLM with sleep mode frees its GPU memory for the update; generate() wakes it
             sleep()

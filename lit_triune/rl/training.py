@@ -162,8 +162,9 @@ class GRPOTrainerMixin:
             logged[key] = max(values) if key in _SAME_ON_ALL_RANKS else sum(values)
         self.log_dict(logged, batch_size=max(1, n // scored.group_size))
 
-    def _bump(self, key: str) -> None:
-        self._counters[key] = self._counters.get(key, 0) + 1
+    def _bump(self, key: str, by: float = 1) -> None:
+        """Adds to a checkpointed, logged counter (`self._counters`)."""
+        self._counters[key] = self._counters.get(key, 0) + by
 
 
 _SAME_ON_ALL_RANKS = frozenset({"nonfinite_steps_skipped"})  # optimizer-step events: ranks agree (on_all_ranks)
