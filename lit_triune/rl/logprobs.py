@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from lit_triune.rl.policy_inputs import EncodedPrompts, PolicyInputs
+from lit_triune.rl.policy_inputs import EncodedPrompts, PolicyInputs, patch_rows
 
 
 def image_features(model: Any, prompts: EncodedPrompts) -> tuple[Tensor, ...] | None:
@@ -84,10 +84,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
         if features is not None:
             rows = [features[i] for i in inputs.prompt_index[first].tolist()]
         else:  # vision tower not cached: run it on each distinct prompt's patches (with gradients if trainable)
-            per_row = inputs.image_grid_thw.prod(-1)  # [M]
-            starts = torch.cumsum(per_row, 0) - per_row
-            patches = torch.cat([inputs.pixel_values[s : s + c]
-                                 for s, c in zip(starts[first].tolist(), per_row[first].tolist(), strict=True)])
+            patches = patch_rows(inputs.pixel_values, inputs.image_grid_thw.prod(-1), first.tolist())
             out = inner.get_image_features(patches.to(inner.visual.dtype), inputs.image_grid_thw[first],
                                            return_dict=True)
             rows = list(out.pooler_output)

@@ -35,11 +35,7 @@ class EncodedPrompts:
         rows = [int(r) for r in rows]
         pixel_values = grid = None
         if self.pixel_values is not None:
-            starts = [0]
-            for count in self.patches_per_prompt:
-                starts.append(starts[-1] + count)
-            parts = [self.pixel_values[starts[r] : starts[r + 1]] for r in rows]
-            pixel_values = torch.cat(parts) if parts else self.pixel_values[:0]
+            pixel_values = patch_rows(self.pixel_values, torch.as_tensor(self.patches_per_prompt), rows)
             grid = self.image_grid_thw[rows]
         features = None if self.image_features is None else tuple(self.image_features[r] for r in rows)
         return EncodedPrompts([self.input_ids[r] for r in rows], pixel_values, grid,
@@ -61,6 +57,14 @@ class EncodedPrompts:
             patches_per_prompt=[c for p in parts for c in p.patches_per_prompt],
             image_features=features,
         )
+
+
+def patch_rows(pixel_values: Tensor, per_row: Tensor, rows: list[int]) -> Tensor:  # [sum of rows' patches, D]
+    """The image patches of `rows`, in that order, from `pixel_values` ([P, D]) that stacks every row's patches;
+    `per_row` ([N] long) holds each row's patch count."""
+    starts = torch.cumsum(per_row, 0) - per_row  # [N]
+    parts = [pixel_values[s : s + c] for s, c in zip(starts[rows].tolist(), per_row[rows].tolist(), strict=True)]
+    return torch.cat(parts) if parts else pixel_values[:0]
 
 
 def encode_prompts(processor: Any, prompts: list[str], images: list[Any] | None) -> EncodedPrompts:
@@ -95,9 +99,7 @@ class PolicyInputs:
         """The sub-batch of `rows` ([M] long), trimmed to its own longest row (minimal padding)."""
         pixel_values = None
         if self.pixel_values is not None:
-            per_row = self.image_grid_thw.prod(-1)  # [N] patches of each row
-            starts = torch.cumsum(per_row, 0) - per_row
-            pixel_values = torch.cat([self.pixel_values[s : s + c] for s, c in zip(starts[rows].tolist(), per_row[rows].tolist(), strict=True)])
+            pixel_values = patch_rows(self.pixel_values, self.image_grid_thw.prod(-1), rows.tolist())
         mask = self.attention_mask[rows]
         length = int(mask.sum(-1).max())
         t = int(self.completion_mask[rows].sum(-1).max().clamp(min=1))
