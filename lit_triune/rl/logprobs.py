@@ -41,6 +41,17 @@ def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ..
     return out.last_hidden_state  # [N, L, H]
 
 
+def cache_rows(cache: Any, rows: Tensor, config: Any) -> Any:
+    """A new DynamicCache whose row i is row `rows[i]` ([M] long) of `cache`, every layer: a prompt's
+    keys/values handed to each of its completions (`index_select`: its backward sums the rows' gradients)."""
+    from transformers import DynamicCache
+
+    out = DynamicCache(config=config)
+    for layer_idx, layer in enumerate(cache.layers):
+        out.update(layer.keys.index_select(0, rows), layer.values.index_select(0, rows), layer_idx)
+    return out
+
+
 def _shared_prefix_supported(model: Any) -> bool:
     """Qwen-VL-style layout, and no activation checkpointing: a recomputed layer would append to the
     shared KV cache a second time (HF turns caching off under gradient checkpointing for this reason),
@@ -97,9 +108,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
 
     m, t = inputs.completion_ids.shape
     r2p = row_to_prompt.to(device)
-    rows_cache = DynamicCache(config=lm.config)
-    for layer_idx, layer in enumerate(cache.layers):
-        rows_cache.update(layer.keys.index_select(0, r2p), layer.values.index_select(0, r2p), layer_idx)
+    rows_cache = cache_rows(cache, r2p, lm.config)
     lengths = inputs.prompt_lengths.to(device)  # [M]
     offsets = torch.arange(t, device=device)  # [T]
     cols = (lengths.unsqueeze(1) + offsets).clamp(max=inputs.position_ids.shape[-1] - 1)  # [M, T]

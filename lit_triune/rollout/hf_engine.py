@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from lit_triune.rl.logprobs import cache_rows
 from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
@@ -134,9 +135,8 @@ def _shared_prefill(model: nn.Module, inputs: dict[str, Any], n: int) -> dict[st
     inner.rope_deltas = None
     inner(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], past_key_values=cache, use_cache=True,
           **prefix)
-    rows = DynamicCache(config=model.config.get_text_config())
-    for layer_idx, layer in enumerate(cache.layers):
-        rows.update(layer.keys.repeat_interleave(n, dim=0), layer.values.repeat_interleave(n, dim=0), layer_idx)
+    rows = cache_rows(cache, torch.arange(input_ids.shape[0], device=input_ids.device).repeat_interleave(n),
+                      model.config.get_text_config())  # prompt-major: each prompt's cache n times
     inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, dim=0)  # [b*n, 1]
     return {"input_ids": input_ids.repeat_interleave(n, dim=0), "attention_mask": attention_mask.repeat_interleave(n, dim=0),
             "past_key_values": rows}
