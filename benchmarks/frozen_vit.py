@@ -13,7 +13,8 @@ shared machine falls on both):
 
 Both use the default shared-prefix update (each prompt, image included, once per group). `--rows` adds
 the two variants with `shared_prefix=False`, where every row carries its own copy of the image (what a
-per-row trainer such as TRL does, and this project before the shared-prefix update).
+per-row trainer such as TRL does, and this project before the shared-prefix update). `--checkpointing`
+turns on activation checkpointing (HF's, non-reentrant) in every variant, as conf/orsta.yaml does.
 
 Sizes: the default `--preset small --image-size 224` gives 256 patches -> 64 visual tokens per image
 and a ViT : LM compute share close to Qwen2.5-VL-7B's (see docs/performance.md for the arithmetic).
@@ -23,7 +24,7 @@ plus allocator caching, not a per-tensor account. Generation is not part of this
 same in both variants).
 
     python benchmarks/frozen_vit.py [--preset small] [--image-size 224] [--steps 6] [--warmup 2]
-                                    [--rounds 2] [--rows] [--quick]
+                                    [--rounds 2] [--rows] [--checkpointing] [--quick]
 
 Last line: `ratio: <frozen / unfrozen update step time>`.
 """
@@ -89,6 +90,8 @@ def _child(args: argparse.Namespace) -> dict:
     model = policy_lib.load_policy(path)
     processor = policy_lib.load_processor(path)
     policy_lib.apply_freeze(model, "vision" if frozen else "none")
+    if args.checkpointing:  # what conf/orsta.yaml's activation_checkpointing_policy does (non-reentrant)
+        model.gradient_checkpointing_enable({"use_reentrant": False})
     model.train()
     if frozen:
         model.model.visual.eval()
@@ -143,6 +146,8 @@ def _child(args: argparse.Namespace) -> dict:
 def _run(variant: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--preset", args.preset, "--image-size",
            str(args.image_size), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    if args.checkpointing:
+        cmd.append("--checkpointing")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if not lines:
@@ -160,6 +165,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (1: robust on a shared machine; 0: torch's default)")
     p.add_argument("--rows", action="store_true", help="also run both variants with the per-row (no shared prefix) update")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="activation checkpointing (HF, non-reentrant) of every decoder layer and ViT block, in all variants")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny preset, 1 warm-up + 1 step, 1 round")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -179,7 +186,8 @@ def main() -> None:
     print(f"preset {args.preset}, image {args.image_size}px -> {info['visual_tokens']} visual tokens/image, "
           f"prompt {info['prompt_tokens']} tokens, {PROMPTS} prompts x {GROUP} completions x {NEW_TOKENS} tokens; "
           f"ViT {info['vit_params'] / 1e6:.2f} M of {info['params'] / 1e6:.2f} M parameters; "
-          f"{args.warmup} warm-up + {args.steps} steps x {args.rounds} rounds, {args.threads or 'default'} thread(s)")
+          f"{args.warmup} warm-up + {args.steps} steps x {args.rounds} rounds, {args.threads or 'default'} thread(s)"
+          f"{', activation checkpointing' if args.checkpointing else ''}")
     med = {v: (statistics.median(x["step_s"] for x in rs), statistics.median(x["peak_mb"] for x in rs),
                rs[0]["trainable"]) for v, rs in runs.items()}
     feat = statistics.median(x["feature_s"] for x in runs["frozen"])
@@ -189,6 +197,9 @@ def main() -> None:
     if args.rows:
         print(f"per-row update (shared_prefix=False): frozen / unfrozen = "
               f"{med['frozen_rows'][0] / med['unfrozen_rows'][0]:.3f}")
+        print(f"shared-prefix / per-row update step time: frozen {med['frozen'][0] / med['frozen_rows'][0]:.3f}, "
+              f"unfrozen {med['unfrozen'][0] / med['unfrozen_rows'][0]:.3f}"
+              f"{' (activation checkpointing on)' if args.checkpointing else ''}")
     print(f"peak memory frozen / unfrozen: {med['frozen'][1] / max(med['unfrozen'][1], 1e-9):.3f}")
     print(f"frozen: of its {med['frozen'][0]:.3f} s/step, {feat:.3f} s is the once-per-batch ViT pass, which the "
           f"trainer shares with generation (a pass the unfrozen variant also makes when generating); without it "

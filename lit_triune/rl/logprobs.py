@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
+from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lit_triune.rl.policy_inputs import EncodedPrompts, PolicyInputs, patch_rows
@@ -44,24 +46,76 @@ def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ..
 def cache_rows(cache: Any, rows: Tensor, config: Any) -> Any:
     """A new DynamicCache whose row i is row `rows[i]` ([M] long) of `cache`, every layer: a prompt's
     keys/values handed to each of its completions (`index_select`: its backward sums the rows' gradients)."""
-    from transformers import DynamicCache
-
     out = DynamicCache(config=config)
     for layer_idx, layer in enumerate(cache.layers):
         out.update(layer.keys.index_select(0, rows), layer.values.index_select(0, rows), layer_idx)
     return out
 
 
+class _RecordPrefix(DynamicCache):
+    """The shared prompts' keys/values per layer, recorded so that activation checkpointing is safe.
+
+    A checkpointed layer runs its forward a second time during backward and calls the cache's `update`
+    again; a DynamicCache would append the prompt's keys twice (which is why HF drops caches under
+    checkpointing). This `update` overwrites the layer's entry instead, so the replay writes the same
+    states again. Read back per row through `_ReadPrefix`.
+    """
+
+    def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args: Any, **kwargs: Any):
+        while len(self.layers) <= layer_idx:
+            self.layers.append(self.layer_class_to_replicate())
+        layer = self.layers[layer_idx]
+        if not layer.is_initialized:
+            layer.lazy_initialization(key_states, value_states)
+        layer.keys, layer.values = key_states, value_states  # [U, heads, Lp, d]: overwritten, not appended
+        return key_states, value_states
+
+
+class _ReadPrefix(DynamicCache):
+    """Row i attends to the recorded prefix of prompt `rows[i]`; `update` returns prefix + new states
+    without storing them, so a checkpointed layer's replay reads the same prefix again."""
+
+    def __init__(self, recorded: _RecordPrefix, rows: Tensor) -> None:  # rows: [M] long
+        super().__init__()
+        for layer in recorded.layers:
+            new = self.layer_class_to_replicate()
+            new.lazy_initialization(layer.keys, layer.values)
+            # index_select: its backward sums the rows' gradients into the prompt's keys/values
+            new.keys, new.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
+            self.layers.append(new)
+
+    def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args: Any, **kwargs: Any):
+        layer = self.layers[layer_idx]  # returns [M, heads, Lp + t, d]; keeps the prefix only
+        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+
+class _CacheThroughCheckpointing:
+    """HF's checkpointed layers drop `past_key_values` unless the layer says it may keep it
+    (`_can_checkpoint_with_cache`); the prefix caches above are replay-safe, so it may, for the duration."""
+
+    def __init__(self, model: Any) -> None:
+        self.layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True
+                       and hasattr(type(m), "_can_checkpoint_with_cache")]
+
+    def __enter__(self) -> None:
+        for m in self.layers:
+            m._can_checkpoint_with_cache = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for m in self.layers:
+            m.__dict__.pop("_can_checkpoint_with_cache", None)
+
+
 def _shared_prefix_supported(model: Any) -> bool:
-    """Qwen-VL-style layout, and no activation checkpointing: a recomputed layer would append to the
-    shared KV cache a second time (HF turns caching off under gradient checkpointing for this reason),
-    so checkpointed models (HF's or FSDP's `CheckpointWrapper`, conf/orsta.yaml) take the full-row path."""
+    """A Qwen-VL-style layout (vision tower + language model). Activation checkpointing is fine (the
+    prefix cache is replay-safe); a reentrant checkpoint is caught after the prompt pass."""
     inner = getattr(model, "model", None)
-    if inner is None or not hasattr(inner, "language_model") or not hasattr(inner, "get_image_features"):
-        return False
-    if getattr(model, "is_gradient_checkpointing", False):
-        return False
-    return not any(type(m).__name__ == "CheckpointWrapper" for m in model.modules())
+    return inner is not None and hasattr(inner, "language_model") and hasattr(inner, "get_image_features")
+
+
+class _ReentrantCheckpointing(RuntimeError):
+    """The prompt pass ran under a reentrant checkpoint (no autograd inside): the keys/values it
+    recorded carry no gradient, so completions could not back-propagate into the prompt."""
 
 
 def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
@@ -75,8 +129,6 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
     positions, padding is masked), on ~P + G·T tokens per group instead of G·(P + T). A trainable vision
     tower also runs once per prompt.
     """
-    from transformers import DynamicCache
-
     inner = model.model
     lm = inner.language_model
     device = inputs.input_ids.device
@@ -101,14 +153,19 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
             rows = list(out.pooler_output)
         flat = torch.cat(rows).to(embeds.dtype)  # [image tokens, H]
         embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
-    cache = DynamicCache(config=lm.config)
-    prompt_out = lm(inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=inputs.position_ids[:, first, :lp],
-                    past_key_values=cache, use_cache=True)
+    cache = _RecordPrefix()
+    with _CacheThroughCheckpointing(model):
+        prompt_out = lm(inputs_embeds=embeds, attention_mask=prompt_mask,
+                        position_ids=inputs.position_ids[:, first, :lp], past_key_values=cache,
+                        use_cache=False)  # the given cache is used all the same; False keeps HF's checkpointing quiet
+    needs_grad = torch.is_grad_enabled() and (embeds.requires_grad or any(p.requires_grad for p in lm.parameters()))
+    if needs_grad and not cache.layers[0].keys.requires_grad:
+        raise _ReentrantCheckpointing
     last = prompt_out.last_hidden_state[torch.arange(uniq.numel(), device=device), p_len - 1]  # [U, H]
 
     m, t = inputs.completion_ids.shape
     r2p = row_to_prompt.to(device)
-    rows_cache = cache_rows(cache, r2p, lm.config)
+    rows_cache = _ReadPrefix(cache, r2p)
     lengths = inputs.prompt_lengths.to(device)  # [M]
     offsets = torch.arange(t, device=device)  # [T]
     cols = (lengths.unsqueeze(1) + offsets).clamp(max=inputs.position_ids.shape[-1] - 1)  # [M, T]
@@ -116,11 +173,24 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
     mask = torch.cat([prompt_mask.index_select(0, r2p), inputs.completion_mask.long().to(device)], dim=1)
     comp_embeds = inner.get_input_embeddings()(inputs.completion_ids.to(device))  # [M, T, H]
     if t > 1:
-        comp_out = lm(inputs_embeds=comp_embeds[:, :-1], attention_mask=mask[:, : lp + t - 1],
-                      position_ids=positions[:, :, :-1], past_key_values=rows_cache, use_cache=True)
+        with _CacheThroughCheckpointing(model):
+            comp_out = lm(inputs_embeds=comp_embeds[:, :-1], attention_mask=mask[:, : lp + t - 1],
+                          position_ids=positions[:, :, :-1], past_key_values=rows_cache, use_cache=False)
         # Token 0 is predicted by the prompt's last position, token k by completion token k-1.
         return torch.cat([last.index_select(0, r2p).unsqueeze(1), comp_out.last_hidden_state], dim=1)
     return last.index_select(0, r2p).unsqueeze(1)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_reentrant_once() -> None:
+    if "reentrant" not in _WARNED:
+        _WARNED.add("reentrant")
+        warnings.warn("shared-prefix update: the model uses reentrant activation checkpointing, under which the "
+                      "prompt's cached keys/values carry no gradient; using full rows instead (slower). "
+                      "Non-reentrant checkpointing (HF's default, Lightning FSDP's) keeps the shared prefix.",
+                      stacklevel=3)
 
 
 def completion_logprobs(
@@ -138,9 +208,13 @@ def completion_logprobs(
     each distinct prompt once and only the completions per row (`_completion_hidden_shared_prefix`);
     False runs every full row (prompt + completion), the plain way.
     """
+    picked = None
     if shared_prefix and _shared_prefix_supported(model):
-        picked = _completion_hidden_shared_prefix(model, inputs, features)  # [N, T, H]
-    else:
+        try:
+            picked = _completion_hidden_shared_prefix(model, inputs, features)  # [N, T, H]
+        except _ReentrantCheckpointing:
+            _warn_reentrant_once()
+    if picked is None:
         hidden = _forward_hidden(model, inputs, features)  # [N, L, H]
         t = inputs.completion_ids.shape[1]
         offsets = torch.arange(t, device=hidden.device)  # [T]

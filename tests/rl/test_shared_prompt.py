@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 from PIL import Image
@@ -182,31 +185,79 @@ def test_encoded_prompts_through_chunks_and_greedy(setup):
         assert cached.prompt_index.tolist() == plain.prompt_index.tolist()
 
 
-def test_checkpointed_models_take_the_full_row_path(setup, monkeypatch):
-    """A recomputed (checkpointed) layer would append to the shared KV cache twice: such models fall back."""
+def _checkpointed(model, how: str):
+    """Turn on activation checkpointing of every decoder layer and ViT block, the way `how` says:
+    "hf" (HF's own, non-reentrant by default), "hf_reentrant", or "wrapper" (torch's CheckpointWrapper,
+    what Lightning's FSDPStrategy(activation_checkpointing_policy=...) applies, non-reentrant)."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl,
+        apply_activation_checkpointing,
+        checkpoint_wrapper,
+    )
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
+
+    if how == "wrapper":
+        model = copy.deepcopy(model)
+        apply_activation_checkpointing(
+            model, checkpoint_wrapper_fn=functools.partial(checkpoint_wrapper, checkpoint_impl=CheckpointImpl.NO_REENTRANT),
+            check_fn=lambda m: isinstance(m, (qwen.Qwen2_5_VLDecoderLayer, qwen.Qwen2_5_VLVisionBlock)))
+        return model
+    model = copy.deepcopy(model)
+    model.gradient_checkpointing_enable({"use_reentrant": how == "hf_reentrant"})
+    return model
+
+
+def _counted(fn, calls: dict, key: str):
+    def wrapped(*args, **kwargs):
+        calls[key] += 1
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("how", ["hf", "wrapper", "hf_reentrant"])
+def test_shared_prefix_under_activation_checkpointing(setup, monkeypatch, how):
+    """Checkpointed layers replay their forward in backward: the shared prefix's cache must not take the
+    prompt's keys twice. Non-reentrant checkpointing (HF's default, Lightning FSDP's) keeps the shared
+    path with the same log-probs and gradients as plain full rows; a reentrant one (no autograd inside
+    the prompt pass) falls back to full rows, with a warning, rather than drop the prompt's gradient."""
     import lit_triune.rl.logprobs as logprobs_mod
 
     model, processor, prompts, images = setup
-    calls = {"n": 0}
-    original = logprobs_mod._completion_hidden_shared_prefix
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(logprobs_mod, "_completion_hidden_shared_prefix", counting)
+    policy_lib.apply_freeze(model, "none")
+    model.train()
     enc = encode_prompts(processor, prompts, images)
-    inputs = _inputs(model, processor, enc, g=2)
-    with torch.no_grad():
-        plain = completion_logprobs(model, inputs, shared_prefix=True)
-    assert calls["n"] == 1  # the shared path when nothing is checkpointed
-    model.gradient_checkpointing_enable()
-    try:
-        model.train()
-        lp = completion_logprobs(model, inputs, shared_prefix=True)
-        lp.sum().backward()  # the recomputation runs without a cache error
-    finally:
-        model.gradient_checkpointing_disable()
-        model.zero_grad(set_to_none=True)
-    assert calls["n"] == 1  # ... and the full rows when checkpointed
-    assert torch.allclose(lp.detach(), plain, atol=1e-5)
+    inputs = _inputs(model, processor, enc, g=3)
+    weights = torch.randn(inputs.completion_ids.shape, generator=torch.Generator().manual_seed(2))
+    model.zero_grad(set_to_none=True)
+    reference = completion_logprobs(model, inputs, shared_prefix=False)
+    (reference * weights).sum().backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+
+    ckpt = _checkpointed(model, how)
+    ckpt.train()
+    calls = {"shared": 0, "full": 0}
+    for name, key in (("_completion_hidden_shared_prefix", "shared"), ("_forward_hidden", "full")):
+        original = getattr(logprobs_mod, name)
+        monkeypatch.setattr(logprobs_mod, name, _counted(original, calls, key))
+    replays = {"n": 0}
+    block = ckpt.model.language_model.layers[0]
+    block = getattr(block, "_checkpoint_wrapped_module", block)  # the wrapper's inner layer is what replays
+    block.register_forward_pre_hook(lambda *a: replays.__setitem__("n", replays["n"] + 1))
+    if how == "hf_reentrant":
+        with pytest.warns(UserWarning, match="reentrant"):
+            lp = completion_logprobs(ckpt, inputs, shared_prefix=True)
+    else:
+        lp = completion_logprobs(ckpt, inputs, shared_prefix=True)
+    before = replays["n"]
+    (lp * weights).sum().backward()
+    assert replays["n"] > before  # the layers really were recomputed in backward
+    assert calls == ({"shared": 1, "full": 1} if how == "hf_reentrant" else {"shared": 1, "full": 0})
+    assert torch.allclose(lp.detach(), reference.detach(), atol=1e-5), (lp - reference).abs().max()
+    grads = {n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in ckpt.named_parameters()}
+    assert grads.keys() == ref_grads.keys()
+    for name, ref in ref_grads.items():
+        assert grads[name] is not None, name
+        scale = ref.abs().max().clamp(min=1e-6)
+        assert ((grads[name] - ref).abs().max() / scale) < 1e-4, name
