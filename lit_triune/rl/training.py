@@ -27,20 +27,18 @@ class GRPOTrainerMixin:
         out: dict[str, Any] = {"rollout": scored.records()}
         accuracy = scored.row_tensor("accuracy")  # [N]
         group_acc_std_zero = (~informative_groups(accuracy, g)).float().mean()
-        self._log_rollout(scored, group_acc_std_zero)
-        if hp.dynamic_sampling:
-            merged, padding = self._dynamic_sampling(scored, len(batch.prompts))
-            if merged is None:  # a refill step, or no signal on any rank: no update on any rank
-                self._forget("update")
-                return out
+        merged, padding = self._dynamic_sampling(scored, len(batch.prompts)) if hp.dynamic_sampling else (scored, 0)
+        if merged is None:  # a refill step, or no signal on any rank: no update on any rank
+            self._forget("update")
         else:
-            merged, padding = scored, 0
-        stats = self._update(merged, padding_groups=padding)
-        # logged values are global: each rank's figures averaged over the ranks
-        logged = _mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()})
-        self._stale_keys["update"] = set(logged)
-        self.log_dict(logged, batch_size=len(batch.prompts))
-        out["loss"] = torch.tensor(stats["loss"])
+            stats = self._update(merged, padding_groups=padding)
+            # logged values are global: each rank's figures averaged over the ranks
+            logged = _mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()})
+            self._stale_keys["update"] = set(logged)
+            self.log_dict(logged, batch_size=len(batch.prompts))
+            out["loss"] = torch.tensor(stats["loss"])
+        # After the update, so the counters (refills, skipped steps, ...) include this step's events.
+        self._log_rollout(scored, group_acc_std_zero)
         return out
 
     def _dynamic_sampling(self, scored: ScoredRollout, target: int) -> tuple[ScoredRollout | None, int]:

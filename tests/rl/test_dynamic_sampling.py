@@ -29,18 +29,31 @@ def test_refills_then_updates_single_process(tmp_path: Path) -> None:
     optimizer step and logs no `train/loss` (the previous update's value is not repeated)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    probe = RankProbe(str(tmp_path / "probe"))
+    from lightning.pytorch.callbacks import Callback
+
+    class CounterSeen(Callback):  # the logged refill count after each batch vs the module's counter then
+        def __init__(self) -> None:
+            self.pairs: list[tuple[float, float]] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            logged = trainer.callback_metrics.get("dynamic_sampling/refills")
+            self.pairs.append((None if logged is None else float(logged),
+                               float(pl_module._counters.get("dynamic_sampling/refills", 0))))
+
+    probe, seen = RankProbe(str(tmp_path / "probe")), CounterSeen()
     module = tiny_module(dynamic_sampling=True, max_refill_batches=REFILLS)
-    trainer = fit(module, tiny_data(tmp_path / "data"), tmp_path, max_steps=2, callbacks=[probe],
+    trainer = fit(module, tiny_data(tmp_path / "data"), tmp_path, max_steps=2, callbacks=[probe, seen],
                   logger=CSVLogger(tmp_path, name="csv", flush_logs_every_n_steps=1))
     refills = module._counters.get("dynamic_sampling/refills", 0)
-    print(module._counters)
     skipped = module._counters.get("dynamic_sampling/updates_without_signal", 0)
     stepped = _stepped(probe.steps)
     assert trainer.global_step == sum(stepped) == 2
     assert refills > 0
     assert len(probe.steps) == 2 + refills + skipped  # every batch: an update, a refill or a no-signal skip
     assert module._counters.get("dynamic_sampling/padding_groups", 0) == 0  # one process: nothing to pad
+    # each batch logs the counter with its own refill in it (not one batch behind)
+    assert [logged for logged, _ in seen.pairs if logged is not None] == [c for logged, c in seen.pairs if logged is not None]
+    assert seen.pairs[-1] == (refills, refills)
     loss_at = set(read_metrics(tmp_path).get("train/loss", {}))
     assert loss_at == {i for i, s in enumerate(stepped) if s}
 
