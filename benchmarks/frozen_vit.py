@@ -97,7 +97,10 @@ def _child(args: argparse.Namespace) -> dict:
         model.model.visual.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6)
-    builder = PromptBuilder(path)
+    ip = processor.image_processor  # the preset caps pixels (small: 224 x 224); a larger --image-size lifts the cap
+    max_pixels = max(args.image_size ** 2, ip.size["longest_edge"])
+    ip.size = {"shortest_edge": ip.size["shortest_edge"], "longest_edge": max_pixels}
+    builder = PromptBuilder(path, max_pixels=max_pixels)
     items = [builder.build(s) for s in generate("counting", PROMPTS, seed=0, image_size=args.image_size)]
     enc = encode_prompts(processor, [it["prompt"] for it in items], [it["image"] for it in items])
     gen = torch.Generator().manual_seed(0)
@@ -128,6 +131,7 @@ def _child(args: argparse.Namespace) -> dict:
                    global_token_count=lambda n: n)
 
     vit = sum(p.numel() for p in model.model.visual.parameters())
+    lm_body = sum(p.numel() for n, p in model.model.language_model.named_parameters() if "embed" not in n)
     total = sum(p.numel() for p in model.parameters())
     rss = _RSSPeak().start()
     times = []
@@ -138,7 +142,7 @@ def _child(args: argparse.Namespace) -> dict:
     peak_mb = rss.stop()
     return {"step_s": statistics.median(times[args.warmup:]), "times": times, "peak_mb": peak_mb,
             "feature_s": statistics.median(feature_s[args.warmup:]) if feature_s else 0.0,
-            "vit_params": vit, "params": total, "trainable": sum(p.numel() for p in params),
+            "vit_params": vit, "lm_body_params": lm_body, "params": total, "trainable": sum(p.numel() for p in params),
             "visual_tokens": int(enc.image_grid_thw.prod(-1).sum()) // 4 // PROMPTS,
             "prompt_tokens": len(enc.input_ids[0])}
 
@@ -158,7 +162,7 @@ def _run(variant: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small", choices=("tiny", "small"))
-    p.add_argument("--image-size", type=int, default=224, help="synthetic image side in px (the preset caps pixels)")
+    p.add_argument("--image-size", type=int, default=224, help="synthetic image side in px (raises the preset's max_pixels if larger)")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
@@ -204,7 +208,18 @@ def main() -> None:
     print(f"frozen: of its {med['frozen'][0]:.3f} s/step, {feat:.3f} s is the once-per-batch ViT pass, which the "
           f"trainer shares with generation (a pass the unfrozen variant also makes when generating); without it "
           f"frozen / unfrozen = {(med['frozen'][0] - feat) / med['unfrozen'][0]:.3f}")
+    share = 4 * info["vit_params"] / info["lm_body_params"]
+    print(f"floor for any image size at these proportions: the LM runs each visual token (4 patches) at least once, "
+          f"so ViT FLOPs <= 4 x {info['vit_params'] / 1e6:.2f} M / {info['lm_body_params'] / 1e6:.2f} M (LM without "
+          f"embeddings) = {share:.2f} x the LM's and frozen / unfrozen >= 1 / (1 + {share:.2f}) = {1 / (1 + share):.2f}; "
+          f"the same floor for Qwen2.5-VL-3B / 7B / 32B (ViT 0.67 B; LM 2.77 / 6.53 / 31.0 B): "
+          f"{_floor(0.668, 2.77):.2f} / {_floor(0.676, 6.53):.2f} / {_floor(0.684, 31.0):.2f}")
     print(f"ratio: {med['frozen'][0] / med['unfrozen'][0]:.3f}")
+
+
+def _floor(vit_b: float, lm_body_b: float) -> float:
+    """Lowest frozen / unfrozen update time an update that runs each prompt once can reach (FLOPs only)."""
+    return 1 / (1 + 4 * vit_b / lm_body_b)
 
 
 if __name__ == "__main__":
