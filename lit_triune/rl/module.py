@@ -51,8 +51,11 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         overlong_filter: exclude truncated completions from the loss (DAPO overlong filtering).
         cache_vision_features: with a frozen ViT, compute image features once per rollout batch.
         shared_prefix_update: in the update, run each group's prompt through the language model once
-            and only the completions per row (same log-probs and gradients; checkpointed models fall
-            back to full rows by themselves).
+            and only the completions per row (same log-probs and gradients, also under non-reentrant
+            activation checkpointing; a reentrant one falls back to full rows with a warning).
+        gradient_checkpointing: HF's activation checkpointing (non-reentrant) of every decoder layer and
+            ViT block, for one device or DDP. Under FSDP use the strategy's
+            `activation_checkpointing_policy` instead (conf/orsta.yaml).
         reward_workers, reward_timeout_s, compat: the verifier pool (`compat="vtriune"` scores as
             the released V-Triune reward server does).
         iou_threshold: current IoU threshold ε for box rewards; a DynamicIoUThreshold callback
@@ -93,6 +96,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         overlong_filter: bool = False,
         cache_vision_features: bool = True,
         shared_prefix_update: bool = True,
+        gradient_checkpointing: bool = False,
         reward_workers: int = 2,
         reward_timeout_s: float = 10.0,
         compat: str | None = None,
@@ -143,6 +147,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         path = policy_lib.resolve_model_path(self.hparams.model_path)
         dtype = getattr(torch, self.hparams.dtype)
         self.policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation).train()
+        if self.hparams.gradient_checkpointing:  # non-reentrant: the shared-prefix prompt cache needs autograd inside
+            self.policy.gradient_checkpointing_enable({"use_reentrant": False})
         self.processor = policy_lib.load_processor(path)
         self.model_dir = path
         if self.hparams.kl_coef:

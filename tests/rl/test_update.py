@@ -171,3 +171,29 @@ def test_non_finite_loss_skips_the_step_but_runs_every_backward(model, inputs):
     assert [c["finite"] for c in calls] == [False]
     assert len(backwards) == 2 and math.isnan(backwards[0]) and math.isfinite(backwards[1])
     assert stats["skipped_nonfinite"] == 1.0 and stats["steps"] == 0.0 and stats["grad_norm"] == 0.0
+
+
+def test_gradient_checkpointing_trains_the_same_weights_through_the_shared_prefix(tmp_path, monkeypatch):
+    """`gradient_checkpointing=True` (HF, non-reentrant) recomputes activations, nothing else: three GRPO
+    steps (trainable ViT, one warm-start step) end in the same weights as without it, and the update keeps
+    the shared-prefix path (no fallback to full rows)."""
+    import lit_triune.rl.logprobs as logprobs_mod
+    from rl_fit import fit, tiny_data, tiny_module
+
+    full_rows = {"n": 0}
+    original = logprobs_mod._forward_hidden
+
+    def counting(*args, **kwargs):
+        full_rows["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(logprobs_mod, "_forward_hidden", counting)
+    weights = {}
+    for ckpt in (False, True):
+        module = tiny_module(freeze="none", gradient_checkpointing=ckpt, warm_start_steps=1)
+        fit(module, tiny_data(tmp_path / "data"), tmp_path / str(ckpt), max_steps=3)
+        assert module.policy.is_gradient_checkpointing == ckpt
+        weights[ckpt] = {n: p.detach().clone() for n, p in module.policy.named_parameters()}
+    assert full_rows["n"] == 0
+    for name, w in weights[False].items():
+        assert torch.allclose(w, weights[True][name], atol=1e-6), name
