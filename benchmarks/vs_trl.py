@@ -6,7 +6,8 @@ optimizer step per rollout, AdamW at lr 1e-6, max grad norm 1.0, float32, the vi
 (TRL: `model.model.visual.requires_grad_(False)`), vision/pad tokens kept out of sampling, and every
 completion scored by `lit_triune.rewards.score` (TRL: a reward function that calls it; ours: the
 verifier pool, the product path). TRL runs without gradient checkpointing and in float32 (its
-defaults are on / bf16): both off here so it does the same arithmetic as ours.
+defaults are on / bf16): both off here so it does the same arithmetic as ours. `--checkpointing`
+turns activation checkpointing on for both (TRL's default; ours `gradient_checkpointing=True`).
 
 Ours runs through the real product path: `TriuneModule` + `TriuneDataModule` under a Lightning
 `Trainer(max_steps=...)` (`grpo_step`); with `--engine vllm` a `VLLMEngine` through `RolloutCallback`.
@@ -17,7 +18,7 @@ are excluded; steady state = (time between the end of the last warm-up step and 
 step). The summary is the median over rounds of each side's steady-state rate.
 
     python benchmarks/vs_trl.py [--preset tiny|small] [--steps 12] [--warmup 3] [--rounds 2]
-                                [--engine hf|vllm] [--ablate NAME ...] [--threads 1] [--quick]
+                                [--engine hf|vllm] [--ablate NAME ...] [--threads 1] [--checkpointing] [--quick]
     python benchmarks/vs_trl.py --ablations      # ours only: each optimisation's on/off ratio
 
 `--engine vllm`: ours through `VLLMEngine`; TRL with `use_vllm=True, vllm_mode="colocate"`. When TRL's
@@ -97,7 +98,7 @@ def _ours(args: argparse.Namespace) -> dict:
         model_path=args.preset, freeze="vision", lr=LR, group_size=GROUP, max_new_tokens=MAX_NEW,
         temperature=1.0, clip_low=0.2, clip_high=0.28, kl_coef=0.0, updates_per_rollout=1,
         reward_workers=args.reward_workers, stage_reports=False, warm_start_steps=0,
-        cache_vision_features="vit_cache" not in ablate,
+        cache_vision_features="vit_cache" not in ablate, gradient_checkpointing=args.checkpointing,
     )
     data = TriuneDataModule(synthetic={TASK: N_SAMPLES}, batch_size=PROMPTS_PER_STEP, model_path=args.preset,
                             num_workers=0, image_size=args.image_size, seed=0)
@@ -161,7 +162,7 @@ def _trl(args: argparse.Namespace) -> dict:
         max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0, epsilon=0.2, epsilon_high=0.28,
         beta=0.0, loss_type="dapo", scale_rewards="group", learning_rate=LR, lr_scheduler_type="constant",
         max_grad_norm=1.0, max_steps=args.warmup + args.steps, bf16=False, use_cpu=True,
-        gradient_checkpointing=False, logging_steps=1, report_to=[], save_strategy="no",
+        gradient_checkpointing=args.checkpointing, logging_steps=1, report_to=[], save_strategy="no",
         dataloader_num_workers=0, disable_tqdm=True, seed=0,
         generation_kwargs={"suppress_tokens": vision_token_ids(processor.tokenizer)},
         **({"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 1024,
@@ -217,7 +218,7 @@ def _run(side: str, args: argparse.Namespace, extra: list[str], engine: str | No
     cmd = [sys.executable, __file__, "--child", side, "--preset", args.preset, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--engine", engine or args.engine, "--image-size", str(args.image_size),
            "--reward-workers", str(args.reward_workers), "--threads", str(args.threads),
-           "--chunk-size", str(args.chunk_size), *extra]
+           "--chunk-size", str(args.chunk_size), *(["--checkpointing"] if args.checkpointing else []), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if not lines:
@@ -298,6 +299,8 @@ def main() -> None:
     p.add_argument("--ablations", action="store_true",
                    help="no TRL: ours with everything on vs ours with each optimisation off (and all off), "
                         "interleaved; prints on/off completions/s per optimisation")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="activation checkpointing on both sides (TRL's default; HF's, non-reentrant)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 warm-up + 2 measured steps, 1 round")
     p.add_argument("--only", choices=("ours", "trl"), help="run one side only (no ratio)")
     p.add_argument("--verbose", action="store_true")
@@ -335,7 +338,8 @@ def main() -> None:
     engines = args.engine if trl_engine == args.engine else f"ours {args.engine}, TRL {trl_engine}"
     print(f"preset {args.preset}, engine {engines}, {PROMPTS_PER_STEP} prompts x {GROUP} completions/step, "
           f"max {MAX_NEW} new tokens, {args.warmup} warm-up + {args.steps} measured steps x {args.rounds} rounds"
-          + (f", ablated: {','.join(args.ablate)}" if args.ablate else ""))
+          + (f", ablated: {','.join(args.ablate)}" if args.ablate else "")
+          + (", activation checkpointing on both sides" if args.checkpointing else ""))
     med = {}
     for side, runs in results.items():
         if not runs:
