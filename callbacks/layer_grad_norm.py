@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from callbacks._trainer_steps import is_logging_batch, logger_step
+from callbacks.rollout_callback import fsdp_root_module
 
 DEFAULT_GROUPS = {"vit": r"visual\.blocks\.(\d+)\.", "llm": r"language_model\.layers\.(\d+)\."}
 
@@ -32,8 +33,9 @@ class LayerGradNorm(Callback):
     When a training batch makes several optimizer steps, only its first is measured. Written to the
     loggers at Lightning's logger step, every ``log_every_n_steps`` training batches:
     ``grad_norm/<group>/layer_<idx:02d>``, ``grad_norm/<group>/total`` and
-    ``grad_norm/<group>/first_over_last`` (lowest-index layer over highest-index layer). Sharded
-    strategies (FSDP) would log per-shard norms and are not supported.
+    ``grad_norm/<group>/first_over_last`` (lowest-index layer over highest-index layer). Under FSDP
+    each rank holds a shard of every gradient: the per-layer sums are all-reduced (one collective per
+    group), so the logged norms are the whole layer's, as under DDP.
 
     Args:
         groups: Group name to regex with one capture group for the layer index. ``None`` uses
@@ -118,24 +120,46 @@ class LayerGradNorm(Callback):
                 f" first parameter names are {names}."
             )
 
-    def layer_norms(self) -> dict[str, float]:
-        """``{tag: value}`` for the current gradients (no logging)."""
+    def layer_norms(self, sharded: bool = False) -> dict[str, float]:
+        """``{tag: value}`` for the current gradients (no logging). ``sharded``: each rank holds a shard
+        of every gradient (FSDP), so per-layer sums (max for ``inf``) are all-reduced first — a collective
+        every rank must enter."""
         out: dict[str, float] = {}
+        inf = self.norm_type == float("inf")
         for group, layers in self._layers.items():
-            norms: dict[int, torch.Tensor] = {}
-            for idx in sorted(layers):
+            idxs = sorted(layers)
+            acc: list[torch.Tensor] = []  # per layer: sum |g|^p (max |g| for inf) over this rank's gradients
+            present: list[bool] = []
+            device = None
+            for idx in idxs:
                 grads = [p.grad.detach() for _, p in layers[idx] if p.grad is not None]
-                if grads:
-                    per_param = torch.stack([torch.linalg.vector_norm(g, self.norm_type) for g in grads])
-                    norms[idx] = torch.linalg.vector_norm(per_param, self.norm_type)
-            if not norms:
+                present.append(bool(grads))
+                parts = [torch.linalg.vector_norm(g.float(), self.norm_type) for g in grads if g.numel()]
+                device = device or (grads[0].device if grads else None)
+                if not parts:
+                    acc.append(torch.zeros((), device=device))
+                elif inf:
+                    acc.append(torch.stack(parts).max())
+                else:
+                    acc.append(torch.stack(parts).pow(self.norm_type).sum())
+            if not idxs:
                 continue
-            values = torch.stack(list(norms.values())).float().cpu()  # one device sync per group
-            for idx, value in zip(norms, values.tolist(), strict=True):
-                out[f"grad_norm/{group}/layer_{idx:02d}"] = value
-            out[f"grad_norm/{group}/total"] = float(torch.linalg.vector_norm(values, self.norm_type))
-            first, last = values[0].item(), values[-1].item()
-            if len(norms) > 1 and last > 0:
+            values = torch.stack([a.to(device or "cpu") for a in acc])  # [layers]
+            has = torch.tensor(present, dtype=torch.float32, device=values.device)  # [layers]
+            if sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
+                op = torch.distributed.ReduceOp.MAX if inf else torch.distributed.ReduceOp.SUM
+                torch.distributed.all_reduce(values, op=op)
+                torch.distributed.all_reduce(has, op=torch.distributed.ReduceOp.MAX)
+            norms = values if inf else values.pow(1.0 / self.norm_type)
+            keep = [i for i, h in enumerate(has.tolist()) if h > 0]
+            if not keep:
+                continue
+            kept = norms[keep].float().cpu()  # one device sync per group
+            for i, value in zip(keep, kept.tolist(), strict=True):
+                out[f"grad_norm/{group}/layer_{idxs[i]:02d}"] = value
+            out[f"grad_norm/{group}/total"] = float(torch.linalg.vector_norm(kept, self.norm_type))
+            first, last = kept[0].item(), kept[-1].item()
+            if len(keep) > 1 and last > 0:
                 out[f"grad_norm/{group}/first_over_last"] = first / last
         return out
 
@@ -147,7 +171,8 @@ class LayerGradNorm(Callback):
         if step == self._last_batch or not is_logging_batch(trainer, self.log_every_n_steps):
             return
         self._last_batch = step
-        metrics = self.layer_norms()
+        # FSDP: every rank computes (the all-reduce is a collective); the loggers write rank 0's copy
+        metrics = self.layer_norms(sharded=fsdp_root_module(trainer) is not None)
         self.last_logged = metrics
         if metrics:
             for logger in trainer.loggers:

@@ -33,13 +33,17 @@ def full_parameters(trainer: pl.Trainer) -> contextlib.AbstractContextManager:
 
 
 def fsdp_root_module(trainer: pl.Trainer) -> Any:
-    """The FSDP-wrapped root module when the trainer runs FSDP, else None."""
+    """The outermost FSDP module when the trainer runs FSDP, else None: the strategy's model when
+    Lightning wrapped the whole LightningModule, or the first FSDP module inside it when the module
+    wrapped a part itself in `configure_model` (lit_triune wraps its policy: rl/sharding.py)."""
     model = getattr(getattr(trainer, "strategy", None), "model", None)
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
     except ImportError:  # pragma: no cover - torch builds without distributed
         return None
-    return model if isinstance(model, FullyShardedDataParallel) else None
+    if model is None:
+        return None
+    return next((m for m in model.modules() if isinstance(m, FullyShardedDataParallel)), None)
 
 
 class RolloutCallback(Callback):

@@ -11,6 +11,7 @@ from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lit_triune.rl.policy_inputs import EncodedPrompts, PolicyInputs, patch_rows
+from lit_triune.rl.sharding import fsdp_root, in_root_forward
 
 
 def image_features(model: Any, prompts: EncodedPrompts) -> tuple[Tensor, ...] | None:
@@ -18,6 +19,8 @@ def image_features(model: Any, prompts: EncodedPrompts) -> tuple[Tensor, ...] | 
     when the vision tower is frozen, then reused by every forward pass of the update."""
     if prompts.pixel_values is None:
         return None
+    if fsdp_root(model) is not None:  # FSDP: as one root forward (lit_triune/rl/sharding.py)
+        return in_root_forward(model, image_features, prompts)
     inner = model.model
     out = inner.get_image_features(
         prompts.pixel_values.to(inner.visual.dtype), prompts.image_grid_thw, return_dict=True
@@ -206,8 +209,12 @@ def completion_logprobs(
     Only the T completion positions go through the LM head, so memory is O(N·T·V), not O(N·L·V).
     `features` (from `image_features`) replaces the vision tower's forward pass. `shared_prefix` runs
     each distinct prompt once and only the completions per row (`_completion_hidden_shared_prefix`);
-    False runs every full row (prompt + completion), the plain way.
+    False runs every full row (prompt + completion), the plain way. Under FSDP the whole computation
+    runs as one forward of the policy's root (lit_triune/rl/sharding.py), so backward may follow.
     """
+    if fsdp_root(model) is not None:
+        return in_root_forward(model, completion_logprobs, inputs, temperature=temperature, features=features,
+                               shared_prefix=shared_prefix)
     picked = None
     if shared_prefix and _shared_prefix_supported(model):
         try:

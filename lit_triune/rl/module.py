@@ -155,6 +155,11 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self.ref_policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation).eval()
             self.ref_policy.requires_grad_(False)
         self._apply_stage_freeze()
+        # Under an FSDPStrategy (inside its model_sharded_context) the policy becomes its own FSDP root with
+        # the strategy's settings; elsewhere a no-op. Why not Lightning's own wrapping: rl/sharding.py.
+        from torch.distributed.fsdp.wrap import wrap
+
+        self.policy = wrap(self.policy)
 
     @property
     def in_warm_start(self) -> bool:

@@ -25,6 +25,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lit_triune.rl.logprobs import cache_rows
+from lit_triune.rl.sharding import fsdp_root, in_root_forward
 from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
@@ -224,7 +225,22 @@ class HFGenerateEngine(ChunkedEngine):
     ) -> Rollout:
         if self.processor is None:
             raise RuntimeError("HFGenerateEngine has no processor: pass one to the constructor or to bind()")
-        model, tokenizer = self.model, self.processor.tokenizer
+        if fsdp_root(self.model) is not None:  # FSDP: generate as one forward of the policy's root (rl/sharding.py)
+            return in_root_forward(self.model, self._generate_on, prompts, images, sampling, first_prompt, seed,
+                                   encoded)
+        return self._generate_on(self.model, prompts, images, sampling, first_prompt, seed, encoded)
+
+    def _generate_on(
+        self,
+        model: nn.Module,
+        prompts: list[str],
+        images: list[Any],
+        sampling: SamplingConfig,
+        first_prompt: int,
+        seed: int | None,
+        encoded: EncodedPrompts | None = None,
+    ) -> Rollout:
+        tokenizer = self.processor.tokenizer
         device = next(model.parameters()).device
         stops, pad = stop_token_ids(tokenizer), pad_token_id(tokenizer)
         vision = vision_token_ids(tokenizer) if self.mask_vision_tokens else []
@@ -279,7 +295,9 @@ class HFGenerateEngine(ChunkedEngine):
         recorder = _MaskAndRecord(vision, sampling.temperature, self.keep_logprobs, sample=fast)
         t1 = time.perf_counter()
         rng_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=rng_devices), torch.inference_mode(), _eval_mode(model):
+        # no_grad under FSDP: parameters it gathers inside inference_mode would be inference tensors
+        no_grad = torch.no_grad() if fsdp_root(self.model) is not None else torch.inference_mode()
+        with torch.random.fork_rng(devices=rng_devices), no_grad, _eval_mode(model):
             if seed is not None:
                 torch.manual_seed(seed)
             if share:

@@ -47,5 +47,22 @@ class RankProbe(pl.Callback):
         info = {"rank": rank, "world_size": trainer.world_size, "global_step": trainer.global_step,
                 "steps": self.steps, "counters": dict(pl_module._counters), "pid": os.getpid()}
         (self.out_dir / f"rank{rank}.json").write_text(json.dumps(info))
-        torch.save({k: v.detach().cpu().clone() for k, v in pl_module.policy.state_dict().items()},
-                   self.out_dir / f"rank{rank}.pt")
+        torch.save(full_weights(trainer, pl_module.policy), self.out_dir / f"rank{rank}.pt")
+
+
+_WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def full_weights(trainer: pl.Trainer, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The policy's whole weights under HF names: under FSDP gathered (every rank), wrapper names dropped."""
+    from callbacks.rollout_callback import fsdp_root_module, full_parameters
+
+    if fsdp_root_module(trainer) is None:
+        return {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    with full_parameters(trainer):
+        out = {}
+        for name, p in policy.named_parameters():
+            for part in _WRAPPERS:
+                name = name.replace(part, "")
+            out[name] = p.detach().cpu().clone()
+        return out

@@ -1,0 +1,89 @@
+"""conf/orsta.yaml's FSDP strategy block, run for real: two CPU processes (gloo) through the command line,
+`FSDPStrategy` (via tests/rl/cpu_fsdp.py, which only lets it run on CPU) with FULL_SHARD, the decoder
+layers and ViT blocks auto-wrapped and activation-checkpointed, use_orig_params and sharded checkpoints,
+on conf/tiny.yaml's model and data: a warm-start step (ViT trained) and GRPO steps (ViT frozen).
+
+Manual optimization under Lightning's default FSDP wrapping fails at the first backward (the backward
+runs inside the root's forward; lit_triune/rl/sharding.py): the policy is its own FSDP root instead.
+Checked against the same run under DDP: the same weights at the end (gradients of the same data, reduced
+in another order) on both ranks, the same losses, and the same per-layer gradient norms (LayerGradNorm
+all-reduces the shards' sums under FSDP).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rl_cli import read_metrics, run_fit, snapshot_config, tiny_args
+
+MAX_STEPS = 4
+WARM = 1
+QWEN = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl."
+FSDP_ARGS = [  # conf/orsta.yaml's strategy block, on CPU
+    "--trainer.strategy=cpu_fsdp.CPUFSDPStrategy",
+    "--trainer.strategy.process_group_backend=gloo",
+    "--trainer.strategy.sharding_strategy=FULL_SHARD",
+    f"--trainer.strategy.auto_wrap_policy=[{QWEN}Qwen2_5_VLDecoderLayer,{QWEN}Qwen2_5_VLVisionBlock]",
+    f"--trainer.strategy.activation_checkpointing_policy=[{QWEN}Qwen2_5_VLDecoderLayer,{QWEN}Qwen2_5_VLVisionBlock]",
+    "--trainer.strategy.state_dict_type=sharded",
+    '--trainer.strategy.dict_kwargs={"use_orig_params": true}',
+]
+
+
+def _fit(root: Path, config: Path, strategy: list[str]) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
+    probe = root / "probe"
+    args = tiny_args(root, max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=2, config=config, num_workers=0,
+                     extra=["--trainer.devices=2", "--model.reward_workers=0", *strategy,
+                            "--trainer.callbacks+=callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
+                            "--trainer.callbacks.init_args.log_every_n_steps=1",
+                            "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
+    t0 = time.perf_counter()
+    run_fit(args, timeout=400)
+    print(f"\n{strategy[0]}: {time.perf_counter() - t0:.1f} s")
+    info = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return info, [torch.load(probe / f"rank{r}.pt") for r in (0, 1)]
+
+
+@pytest.mark.ddp
+def test_fsdp_trains_like_ddp(tmp_path: Path, tiny_model_path: Path) -> None:
+    config = snapshot_config(tmp_path)
+    fsdp_info, fsdp_w = _fit(tmp_path / "fsdp", config, FSDP_ARGS)
+    ddp_info, ddp_w = _fit(tmp_path / "ddp", config, ["--trainer.strategy=ddp"])
+
+    for info in (fsdp_info, ddp_info):
+        assert [r["global_step"] for r in info] == [MAX_STEPS, MAX_STEPS]
+    # the same prompts on each rank in both runs
+    assert [[s["ids"] for s in r["steps"]] for r in fsdp_info] == [[s["ids"] for s in r["steps"]] for r in ddp_info]
+    assert fsdp_w[0].keys() == ddp_w[0].keys()
+    worst = max(float((fsdp_w[r][n] - ref).abs().max()) for n, ref in ddp_w[0].items() for r in (0, 1))
+    print(f"largest |FSDP - DDP| weight difference: {worst:.2e}")
+    for name, ref in ddp_w[0].items():
+        for rank in (0, 1):
+            assert torch.allclose(fsdp_w[rank][name], ref, atol=1e-5, rtol=1e-4), (name, rank)
+    from transformers import AutoModelForImageTextToText
+
+    init = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32).state_dict()
+    moved = [n for n, w in fsdp_w[0].items() if not torch.equal(w, init[n])]
+    assert any(".visual." in n for n in moved)  # the warm-start trains the ViT
+    assert any(".language_model." in n for n in moved)
+    # the same losses logged at each GRPO step
+    fsdp_loss = read_metrics(tmp_path / "fsdp")["train/loss"]
+    ddp_loss = read_metrics(tmp_path / "ddp")["train/loss"]
+    assert fsdp_loss.keys() == ddp_loss.keys() and len(fsdp_loss) == MAX_STEPS - WARM
+    for step, value in ddp_loss.items():
+        assert abs(fsdp_loss[step] - value) < 1e-4, (step, fsdp_loss[step], value)
+    # per-layer gradient norms are the whole layers' (all-reduced over the shards), as under DDP
+    fsdp_m, ddp_m = read_metrics(tmp_path / "fsdp"), read_metrics(tmp_path / "ddp")
+    norms = [k for k in ddp_m if k.startswith("grad_norm/")]
+    assert "grad_norm/vit/total" in norms and "grad_norm/llm/layer_00" in norms
+    for key in norms:
+        assert fsdp_m[key].keys() == ddp_m[key].keys(), key
+        for step, value in ddp_m[key].items():
+            assert abs(fsdp_m[key][step] - value) <= 1e-4 * max(1.0, abs(value)), (key, step, fsdp_m[key][step], value)
+    # sharded checkpoints were written (a directory per checkpoint, one shard file per rank)
+    ckpts = sorted((tmp_path / "fsdp" / "checkpoints").glob("step=*.ckpt"))
+    assert ckpts and all(c.is_dir() for c in ckpts)
