@@ -234,7 +234,14 @@ class TriuneDataModule(pl.LightningDataModule):
         if state.get("seed", self.seed) != self.seed:
             raise ValueError(f"data state was saved with seed {state.get('seed')}, this run uses seed {self.seed}")
         if len(per_rank) != self.world_size and per_rank != [None]:
-            raise ValueError(f"data state holds {len(per_rank)} ranks, this run has world_size {self.world_size}")
+            fn = getattr(getattr(getattr(self, "trainer", None), "state", None), "fn", None)
+            if fn is not None and getattr(fn, "value", fn) != "fit":
+                # validate/test from a checkpoint written by another number of processes (e.g. an FSDP run's
+                # consolidated checkpoint on one): the training stream's position does not matter there
+                self._resume, self._tracker = None, None
+                return
+            raise ValueError(f"data state holds {len(per_rank)} ranks, this run has world_size {self.world_size}: "
+                             "an exact resume needs the same number of processes")
         self._resume = per_rank[self.rank] if per_rank != [None] else None
         self._tracker = None
 

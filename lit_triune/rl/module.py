@@ -22,6 +22,7 @@ from callbacks.rollout_callback import fsdp_root_module
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
+from lit_triune.rl.sharding import fsdp_root
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
@@ -323,7 +324,11 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self._counters = dict(state.get("counters", {}))
 
     def export_pretrained(self, out_dir: str) -> None:
-        """Writes the current policy and its processor with `save_pretrained`: transformers and vLLM load it."""
+        """Writes the current policy and its processor with `save_pretrained`: transformers and vLLM load it.
+        Under FSDP each rank holds a shard: export a checkpoint instead (`lit-triune-export`, lit_triune/export.py)."""
+        if fsdp_root(self.policy) is not None:
+            raise RuntimeError("export_pretrained: the policy is sharded (FSDP); export a checkpoint with "
+                               "`lit-triune-export <ckpt> <out_dir>` (it consolidates sharded checkpoints)")
         self.policy.save_pretrained(out_dir)
         self.processor.save_pretrained(out_dir)
 

@@ -7,12 +7,15 @@ Manual optimization under Lightning's default FSDP wrapping fails at the first b
 runs inside the root's forward; lit_triune/rl/sharding.py): the policy is its own FSDP root instead.
 Checked against the same run under DDP: the same weights at the end (gradients of the same data, reduced
 in another order) on both ranks, the same losses, and the same per-layer gradient norms (LayerGradNorm
-all-reduces the shards' sums under FSDP).
+all-reduces the shards' sums under FSDP). A run resumed from the sharded checkpoint of step 2 ends with
+exactly the uninterrupted FSDP run's weights and losses. `lit-triune-export` turns the sharded checkpoint
+into an HF checkpoint with those weights, and the consolidated checkpoint validates on one process.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -34,10 +37,12 @@ FSDP_ARGS = [  # conf/orsta.yaml's strategy block, on CPU
 ]
 
 
-def _fit(root: Path, config: Path, strategy: list[str]) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
+def _fit(root: Path, config: Path, strategy: list[str], resume: Path | None = None,
+         ) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
     probe = root / "probe"
     args = tiny_args(root, max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=2, config=config, num_workers=0,
                      extra=["--trainer.devices=2", "--model.reward_workers=0", *strategy,
+                            *([f"--ckpt_path={resume}"] if resume else []),
                             "--trainer.callbacks+=callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
                             "--trainer.callbacks.init_args.log_every_n_steps=1",
                             "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
@@ -84,6 +89,48 @@ def test_fsdp_trains_like_ddp(tmp_path: Path, tiny_model_path: Path) -> None:
         assert fsdp_m[key].keys() == ddp_m[key].keys(), key
         for step, value in ddp_m[key].items():
             assert abs(fsdp_m[key][step] - value) <= 1e-4 * max(1.0, abs(value)), (key, step, fsdp_m[key][step], value)
-    # sharded checkpoints were written (a directory per checkpoint, one shard file per rank)
-    ckpts = sorted((tmp_path / "fsdp" / "checkpoints").glob("step=*.ckpt"))
-    assert ckpts and all(c.is_dir() for c in ckpts)
+    # sharded checkpoints were written (a directory per checkpoint, one shard file per rank) ...
+    ckpts = {int(c.stem.split("=")[1]): c for c in (tmp_path / "fsdp" / "checkpoints").glob("step=*.ckpt")}
+    assert set(ckpts) == {2, 4} and all(c.is_dir() for c in ckpts.values())
+    # ... and a run resumed from the one of step 2 ends where the uninterrupted run ended
+    resumed_info, resumed_w = _fit(tmp_path / "resumed", config, FSDP_ARGS, resume=ckpts[2])
+    assert [[s["ids"] for s in r["steps"]] for r in resumed_info] == [[s["ids"] for s in r["steps"][2:]]
+                                                                       for r in fsdp_info]
+    for name, ref in fsdp_w[0].items():
+        assert torch.equal(resumed_w[0][name], ref), name
+    resumed_loss = read_metrics(tmp_path / "resumed")["train/loss"]
+    assert resumed_loss == {k: v for k, v in fsdp_loss.items() if k >= 2}
+
+    # the sharded checkpoint, exported on one process without a process group (lit-triune-export), is the
+    # trained policy in HF form; consolidated, it validates on one process
+    from lit_triune.export import export, load_checkpoint
+
+    out = export(ckpts[4], tmp_path / "hf")
+    exported = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).state_dict()
+    assert exported.keys() == fsdp_w[0].keys()
+    for name, ref in fsdp_w[0].items():
+        assert torch.equal(exported[name], ref), name
+    single = tmp_path / "consolidated.ckpt"
+    torch.save(load_checkpoint(ckpts[4]), single)
+    proc = run_fit(["validate", "-c", str(config), f"--ckpt_path={single}", "--trainer.logger=false",
+                    f"--trainer.default_root_dir={tmp_path / 'validate'}", "--data.num_workers=0",
+                    f"--data.cache_dir={tmp_path / 'fsdp' / 'data'}",
+                    *[f"--data.val_synthetic.{t}=2" for t in ("counting", "grounding", "ocr", "chart")]])
+    assert "val/accuracy/all" in proc.stdout
+
+
+@pytest.mark.ddp
+def test_fsdp_bf16_mixed_trains(tmp_path: Path, tiny_model_path: Path) -> None:
+    """conf/orsta.yaml's precision (bf16-mixed: fp32 master weights, bf16 compute in FSDP) on the same run:
+    finite losses at every GRPO step, weights kept in fp32 and moved."""
+    info, weights = _fit(tmp_path / "bf16", snapshot_config(tmp_path), [*FSDP_ARGS, "--trainer.precision=bf16-mixed"])
+    assert [r["global_step"] for r in info] == [MAX_STEPS, MAX_STEPS]
+    losses = read_metrics(tmp_path / "bf16")["train/loss"]
+    assert len(losses) == MAX_STEPS - WARM and all(math.isfinite(v) for v in losses.values())
+    from transformers import AutoModelForImageTextToText
+
+    init = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32).state_dict()
+    assert all(w.dtype == torch.float32 for w in weights[0].values())
+    assert any(not torch.equal(w, init[n]) for n, w in weights[0].items() if ".language_model." in n)
+    for name, w in weights[0].items():
+        assert torch.equal(w, weights[1][name]), name
