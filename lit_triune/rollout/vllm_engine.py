@@ -16,6 +16,7 @@ top-k/top-p: equal to the trainer's up to the mass of the masked vision tokens).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -176,8 +177,11 @@ class VLLMEngine(ChunkedEngine):
             # a forked DataLoader worker can't drop to 1 thread and hangs in OpenMP (measured: forever).
             set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
             start = time.perf_counter()
+            args = self._engine_args()
+            if args.get("distributed_executor_backend") == "external_launcher":
+                _torchrun_env_from_process_group()
             try:
-                self._llm = vllm.LLM(**self._engine_args())
+                self._llm = vllm.LLM(**args)
             finally:
                 torch.set_num_threads = set_num_threads
                 torch.set_num_threads(threads)
@@ -323,3 +327,19 @@ class VLLMEngine(ChunkedEngine):
             lps = [float(step[t].logprob) for t, step in zip(ids[1:], out.prompt_logprobs[1:], strict=True)]
             result.append((ids, lps))
         return result
+
+
+def _torchrun_env_from_process_group() -> None:
+    """vLLM's `external_launcher` reads torchrun's RANK / LOCAL_RANK / WORLD_SIZE from the environment.
+    Lightning's own launcher (`python lit_triune/main.py fit ...` with devices > 1) starts the ranks with
+    LOCAL_RANK, WORLD_SIZE and MASTER_ADDR/PORT but no RANK: fill in what is missing from the process
+    group that is already up (torchrun's values, when present, are kept)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    rank, world = dist.get_rank(), dist.get_world_size()
+    os.environ.setdefault("RANK", str(rank))
+    os.environ.setdefault("WORLD_SIZE", str(world))
+    os.environ.setdefault("LOCAL_RANK", str(rank % max(torch.cuda.device_count(), 1) if torch.cuda.is_available()
+                                            else rank))
