@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -211,22 +212,31 @@ def _only_version(run_dir: Path) -> Path:
     return log_dir
 
 
+@pytest.mark.ddp
+@pytest.mark.vllm
 def test_orsta_runs_on_cpu_with_vllm(tmp_path):
-    """conf/orsta.yaml for 2 steps on CPU: tiny model, synthetic data, one process and the real VLLMEngine.
+    """conf/orsta.yaml for 2 steps on 2 CPU processes: its FSDP strategy block (FULL_SHARD, wrap and
+    activation-checkpointing policies, use_orig_params, sharded checkpoints), bf16-mixed, a vLLM engine
+    per rank (external_launcher), started with `main.py fit` as the README starts it; tiny model and
+    synthetic data.
 
-    Only the engine's GPU arguments are swapped in a copy of the file (a list element cannot be overridden on the
-    command line); everything else is a command-line override, so the saved config shows what was changed."""
+    Swapped in a copy of the file (a list element or a class cannot be overridden on the command line):
+    the strategy's class (tests/rl/cpu_fsdp.py only lets Lightning's FSDPStrategy run on a CPU accelerator)
+    with gloo, and the engine's GPU arguments. Everything else is a command-line override, so the saved
+    config shows what was changed."""
     config = yaml.safe_load(ORSTA.read_text())
+    config["trainer"]["strategy"]["class_path"] = "cpu_fsdp.CPUFSDPStrategy"
+    config["trainer"]["strategy"]["init_args"]["process_group_backend"] = "gloo"
     (rollout_cb,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("RolloutCallback")]
     engine = rollout_cb["init_args"]["engine"]["init_args"]
     # CPU: no CUDA graphs (enforce_eager None = on for CPU), a prompt budget the tiny model allows
-    engine.update(max_model_len=1024, enforce_eager=None, max_num_seqs=64)
-    del engine["engine_kwargs"]["distributed_executor_backend"]  # one process, not a torchrun rank
+    engine.update(max_model_len=1024, enforce_eager=None, max_num_seqs=64, kv_cache_memory_bytes=64 << 20)
     cpu_conf = tmp_path / "orsta_cpu.yaml"
     cpu_conf.write_text(yaml.safe_dump(config, sort_keys=False))
     run_dir = tmp_path / "run"
     args = [
-        sys.executable, str(ROOT / "lit_triune" / "main.py"), "fit", "-c", str(cpu_conf), *ORSTA_ON_CPU,
+        sys.executable, str(ROOT / "lit_triune" / "main.py"), "fit", "-c", str(cpu_conf),
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.num_nodes=1", "--model.model_path=tiny",
         "--trainer.max_steps=2", f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}", "--trainer.enable_progress_bar=false",
         "--model.max_new_tokens=8", "--model.reward_workers=0",
@@ -234,25 +244,29 @@ def test_orsta_runs_on_cpu_with_vllm(tmp_path):
         "--data.val_synthetic={counting: 4}", "--data.batch_size=2", "--data.val_batch_size=4",
         "--data.num_workers=0", "--data.min_pixels=null", "--data.max_pixels=null",
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
+    env.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "rl")]))
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
     log_dir = _only_version(run_dir)
     saved = yaml.safe_load((log_dir / "config.yaml").read_text())
-    assert saved["trainer"]["strategy"] == "auto" and saved["trainer"]["max_steps"] == 2
+    assert saved["trainer"]["strategy"]["class_path"] == "cpu_fsdp.CPUFSDPStrategy" and saved["trainer"]["max_steps"] == 2
+    assert saved["trainer"]["precision"] == "bf16-mixed"  # the recipe's
     assert saved["model"]["model_path"] == "tiny" and saved["model"]["max_new_tokens"] == 8
     assert saved["model"]["warmup_steps"] == 6 and saved["model"]["dual_clip"] == 3.0  # recipe values kept
     assert _callback(saved, "ModelCheckpoint")["every_n_train_steps"] == 5
     assert _callback(saved, "RolloutCallback")["engine"]["init_args"]["max_model_len"] == 1024
     assert _callback(saved, "RolloutCallback")["engine"]["class_path"] == "lit_triune.rollout.VLLMEngine"
-    assert (log_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (log_dir / "checkpoints" / "last.ckpt").is_dir()  # sharded: a directory of per-rank shards
 
     scalars = _scalars(log_dir)
     assert scalars["time/weight_sync"], "RolloutCallback never pushed weights to the engine"
     assert scalars["train/iou_threshold"][0] == pytest.approx(0.85)  # DynamicIoUThreshold's first stage
     assert "train/reward/all" in scalars and "train/reward_mean" in scalars  # SourceMetrics and the module
     assert all(0 < lr < 1e-6 for lr in scalars["train/lr"])  # still inside the 6-step linear warm-up
+    assert all(math.isfinite(v) for v in scalars["train/loss"])
     assert not any(tag.startswith("grad_norm/vit/") for tag in scalars)  # frozen ViT: no gradients
     assert any(tag.startswith("grad_norm/llm/") for tag in scalars)
 

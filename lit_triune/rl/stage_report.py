@@ -60,9 +60,11 @@ class StageReporter:
         means = {src: {k: v / max(s["count"], 1.0) for k, v in s.items() if k != "count"} | {"count": s["count"]}
                  for src, s in sorted(sums.items())}
         self.reports[stage] = means
+        # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
+        log_dir = trainer.log_dir or trainer.default_root_dir
         if trainer.is_global_zero:
             self._print(stage, module.global_step, means)
-            self._save(trainer, stage, module.global_step, means)
+            self._save(log_dir, stage, module.global_step, means)
         for logger in trainer.loggers:
             flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items() if k != "count"}
             logger.log_metrics(flat, step=module.global_step)
@@ -77,8 +79,7 @@ class StageReporter:
         print("\n".join(lines), flush=True)
 
     @staticmethod
-    def _save(trainer: Any, stage: str, step: int, means: dict[str, Any]) -> None:
-        log_dir = trainer.log_dir or trainer.default_root_dir
+    def _save(log_dir: str, stage: str, step: int, means: dict[str, Any]) -> None:
         path = Path(log_dir) / "stage_reports.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.loads(path.read_text()) if path.exists() else {}
