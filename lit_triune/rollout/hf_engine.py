@@ -225,10 +225,8 @@ class HFGenerateEngine(ChunkedEngine):
     ) -> Rollout:
         if self.processor is None:
             raise RuntimeError("HFGenerateEngine has no processor: pass one to the constructor or to bind()")
-        if fsdp_root(self.model) is not None:  # FSDP: generate as one forward of the policy's root (rl/sharding.py)
-            return in_root_forward(self.model, self._generate_on, prompts, images, sampling, first_prompt, seed,
-                                   encoded)
-        return self._generate_on(self.model, prompts, images, sampling, first_prompt, seed, encoded)
+        # FSDP: generation runs as one forward of the policy's root (rl/sharding.py); else a plain call
+        return in_root_forward(self.model, self._generate_on, prompts, images, sampling, first_prompt, seed, encoded)
 
     def _generate_on(
         self,
