@@ -184,16 +184,11 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
     return last.index_select(0, r2p).unsqueeze(1)
 
 
-_WARNED: set[str] = set()
-
-
-def _warn_reentrant_once() -> None:
-    if "reentrant" not in _WARNED:
-        _WARNED.add("reentrant")
-        warnings.warn("shared-prefix update: the model uses reentrant activation checkpointing, under which the "
-                      "prompt's cached keys/values carry no gradient; using full rows instead (slower). "
-                      "Non-reentrant checkpointing (HF's default, Lightning FSDP's) keeps the shared prefix.",
-                      stacklevel=3)
+def _warn_reentrant() -> None:  # Python's default warning filter shows it once per run
+    warnings.warn("shared-prefix update: the model uses reentrant activation checkpointing, under which the "
+                  "prompt's cached keys/values carry no gradient; using full rows instead (slower). "
+                  "Non-reentrant checkpointing (HF's default, Lightning FSDP's) keeps the shared prefix.",
+                  stacklevel=3)
 
 
 def completion_logprobs(
@@ -220,7 +215,7 @@ def completion_logprobs(
         try:
             picked = _completion_hidden_shared_prefix(model, inputs, features)  # [N, T, H]
         except _ReentrantCheckpointing:
-            _warn_reentrant_once()
+            _warn_reentrant()
     if picked is None:
         hidden = _forward_hidden(model, inputs, features)  # [N, L, H]
         t = inputs.completion_ids.shape[1]

@@ -32,11 +32,6 @@ def fsdp_root(model: Any) -> nn.Module | None:
     return model if isinstance(model, FullyShardedDataParallel) else None
 
 
-def unwrapped(model: Any) -> Any:
-    """The module inside an FSDP wrapper (the HF model), or `model` itself."""
-    return model.module if fsdp_root(model) is not None else model
-
-
 def in_root_forward(model: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """`fn(inner, *args, **kwargs)` run inside the FSDP root `model`'s forward, where `inner` is the
     wrapped HF model; without FSDP simply `fn(model, *args, **kwargs)`.
