@@ -50,19 +50,13 @@ class RankProbe(pl.Callback):
         torch.save(full_weights(trainer, pl_module.policy), self.out_dir / f"rank{rank}.pt")
 
 
-_WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
-
-
 def full_weights(trainer: pl.Trainer, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The policy's whole weights under HF names: under FSDP gathered (every rank), wrapper names dropped."""
+    """The policy's whole weights under HF names: under FSDP gathered (every rank), wrapper names dropped
+    (`checkpoint_weights`, what the vLLM weight sync sends)."""
     from callbacks.rollout_callback import fsdp_root_module, full_parameters
+    from lit_triune.rollout.vllm_engine import checkpoint_weights
 
     if fsdp_root_module(trainer) is None:
         return {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
     with full_parameters(trainer):
-        out = {}
-        for name, p in policy.named_parameters():
-            for part in _WRAPPERS:
-                name = name.replace(part, "")
-            out[name] = p.detach().cpu().clone()
-        return out
+        return {name: p.cpu().clone() for name, p in checkpoint_weights(policy)}
