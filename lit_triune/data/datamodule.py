@@ -26,14 +26,15 @@ import lightning.pytorch as pl
 from lit_triune.data.batch import PromptBuilder
 from lit_triune.data.shards import ShardWriter, resolve_shards
 from lit_triune.data.stream import ShardStream, Source
-from lit_triune.data.synthetic import DIFFICULTIES, TASKS, iter_samples
+from lit_triune.data.synthetic import DIFFICULTIES, GENERATOR_VERSION, TASKS, iter_samples
 from lit_triune.data.tracker import StreamTracker, TrackingLoader
 
 _VAL_SEED_OFFSET = 1_000_003  # validation sets are generated from a different seed than training
 
 
 def synthetic_dir(cache_dir: str | Path, task: str, n: int, seed: int, difficulty: str, image_size: int) -> Path:
-    return Path(cache_dir).expanduser() / "synthetic" / f"{task}-{difficulty}-n{n}-s{seed}-px{image_size}"
+    name = f"{task}-{difficulty}-n{n}-s{seed}-px{image_size}-v{GENERATOR_VERSION}"
+    return Path(cache_dir).expanduser() / "synthetic" / name
 
 
 def write_synthetic(out: Path, task: str, n: int, seed: int, difficulty: str, image_size: int,

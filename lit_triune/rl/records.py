@@ -50,13 +50,50 @@ def build_records(
     return records
 
 
-def source_summary(records: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Sums per source (accuracy, format, reward, count) — the stage reports add these across batches."""
+BOX_SUMS = ("box_count", "iou", "iou@0.5", "iou@threshold", "parsed_boxes")
+"""Sums a summary keeps for box rows (those with ground-truth boxes): how perception is doing, beside
+the verifier's accuracy, which hides a model that never writes a box behind a 1.0 format reward."""
+
+
+def source_summary(records: dict[str, Any], iou_threshold: float | None = None) -> dict[str, dict[str, float]]:
+    """Sums per source (accuracy, format, reward, count) — the stage reports add these across batches.
+
+    Box rows (records with `gt_boxes`) also add `box_count`, `iou` (the verifier's IoU, 0 when nothing
+    parsed), `iou@0.5` and `iou@threshold` (rows whose IoU reaches 0.5 / `iou_threshold`) and
+    `parsed_boxes` (rows whose answer parsed as at least one box).
+    """
     out: dict[str, dict[str, float]] = {}
+    gt_boxes = records.get("gt_boxes")
+    pred_boxes = records.get("pred_boxes")
     for i, src in enumerate(records["data_source"]):
         s = out.setdefault(src, {"accuracy": 0.0, "format": 0.0, "reward": 0.0, "count": 0.0})
         s["accuracy"] += float(records["accuracy"][i])
         s["format"] += float(records["format"][i])
         s["reward"] += float(records["reward"][i])
         s["count"] += 1.0
+        if gt_boxes is None or not gt_boxes[i]:
+            continue
+        iou = float(records["iou"][i])
+        iou = 0.0 if math.isnan(iou) else iou
+        for key in BOX_SUMS:
+            s.setdefault(key, 0.0)
+        s["box_count"] += 1.0
+        s["iou"] += iou
+        s["iou@0.5"] += float(iou >= 0.5)
+        s["iou@threshold"] += float(iou >= (0.5 if iou_threshold is None else iou_threshold))
+        s["parsed_boxes"] += float(bool(pred_boxes and pred_boxes[i]))
     return out
+
+
+def summary_means(sums: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Sums from :func:`source_summary` (added over batches and ranks) -> per-source means; box figures are
+    means over the box rows, `count` / `box_count` stay counts."""
+    means: dict[str, dict[str, float]] = {}
+    for src, s in sorted(sums.items()):
+        m = {k: v / max(s["count"], 1.0) for k, v in s.items() if k not in BOX_SUMS and k != "count"}
+        m["count"] = s["count"]
+        if s.get("box_count"):
+            m.update({k: s[k] / s["box_count"] for k in BOX_SUMS if k != "box_count"})
+            m["box_count"] = s["box_count"]
+        means[src] = m
+    return means

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from lit_triune.rl.records import source_summary
+from lit_triune.rl.records import source_summary, summary_means
 
 
 def _merge(into: dict[str, dict[str, float]], part: dict[str, dict[str, float]]) -> None:
@@ -23,15 +23,28 @@ def _merge(into: dict[str, dict[str, float]], part: dict[str, dict[str, float]])
             acc[k] += v
 
 
+STAGES = ("init", "after_warm_start", "final")
+
+
+def report_stages(setting: bool | list[str]) -> tuple[str, ...]:
+    """`stage_reports` as given in a config: true (every stage), false (none) or a list of stage names."""
+    if isinstance(setting, bool):
+        return STAGES if setting else ()
+    unknown = [s for s in setting if s not in STAGES]
+    if unknown:
+        raise ValueError(f"stage_reports: unknown stages {unknown}; choose from {list(STAGES)}, true or false")
+    return tuple(s for s in STAGES if s in setting)
+
+
 class StageReporter:
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+    def __init__(self, stages: bool | list[str] = True) -> None:
+        self.stages = report_stages(stages)
         self.reports: dict[str, dict[str, dict[str, float]]] = {}
 
     def report(self, module: Any, stage: str) -> dict[str, dict[str, float]] | None:
         trainer = module.trainer
         dm = getattr(trainer, "datamodule", None)
-        if not self.enabled or dm is None or stage in self.reports:
+        if stage not in self.stages or dm is None or stage in self.reports:
             return None
         loader = dm.val_dataloader()
         if loader is None or (isinstance(loader, list) and not loader):
@@ -47,7 +60,7 @@ class StageReporter:
         sums: dict[str, dict[str, float]] = {}
         with torch.no_grad():
             for batch in loader:
-                _merge(sums, source_summary(module.runner.evaluate(batch)))
+                _merge(sums, source_summary(module.runner.evaluate(batch), module.iou_threshold))
         if was_training:
             module.policy.train()
             module._keep_frozen_in_eval()
@@ -57,31 +70,47 @@ class StageReporter:
             sums = {}
             for part in gathered:
                 _merge(sums, part)
-        means = {src: {k: v / max(s["count"], 1.0) for k, v in s.items() if k != "count"} | {"count": s["count"]}
-                 for src, s in sorted(sums.items())}
+        means = summary_means(sums)
         self.reports[stage] = means
         # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
         log_dir = trainer.log_dir or trainer.default_root_dir
         if trainer.is_global_zero:
-            self._print(stage, module.global_step, means)
-            self._save(log_dir, stage, module.global_step, means)
+            self._print(stage, module.global_step, means, module.iou_threshold)
+            self._save(log_dir, stage, module.global_step, means, module.iou_threshold)
         for logger in trainer.loggers:
-            flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items() if k != "count"}
+            flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items()
+                    if k not in ("count", "box_count")}
             logger.log_metrics(flat, step=module.global_step)
         return means
 
     @staticmethod
-    def _print(stage: str, step: int, means: dict[str, dict[str, float]]) -> None:
-        lines = [f"\n== validation: {stage} (step {step}) ==", f"{'source':28s} {'n':>5s} {'accuracy':>9s} "
-                 f"{'format':>7s} {'reward':>7s}"]
-        for src, m in means.items():
-            lines.append(f"{src:28s} {int(m['count']):5d} {m['accuracy']:9.3f} {m['format']:7.3f} {m['reward']:7.3f}")
-        print("\n".join(lines), flush=True)
+    def _print(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> None:
+        print(format_table(stage, step, means, iou_threshold), flush=True)
 
     @staticmethod
-    def _save(log_dir: str, stage: str, step: int, means: dict[str, Any]) -> None:
+    def _save(log_dir: str, stage: str, step: int, means: dict[str, Any], iou_threshold: float) -> None:
         path = Path(log_dir) / "stage_reports.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data[stage] = {"step": step, "sources": means}
+        data[stage] = {"step": step, "iou_threshold": iou_threshold, "sources": means}
         path.write_text(json.dumps(data, indent=2))
+
+
+NOT_BOXES_BELOW = 0.8
+"""A box source whose answers parse as boxes less often than this is flagged in the printed table."""
+
+
+def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> str:
+    """The printed per-source table; box sources add mean IoU, IoU >= 0.5, IoU >= the current threshold and
+    the share of answers that parse as boxes, and are flagged when too few do."""
+    lines = [f"\n== validation: {stage} (step {step}, IoU threshold {iou_threshold:.2f}) ==",
+             f"{'source':24s} {'n':>4s} {'accuracy':>8s} {'format':>6s} {'reward':>6s} {'mIoU':>5s} "
+             f"{'iou@.5':>6s} {'iou@thr':>7s} {'boxes':>5s}"]
+    for src, m in means.items():
+        row = f"{src:24s} {int(m['count']):4d} {m['accuracy']:8.3f} {m['format']:6.3f} {m['reward']:6.3f}"
+        if "box_count" in m:
+            row += f" {m['iou']:5.3f} {m['iou@0.5']:6.3f} {m['iou@threshold']:7.3f} {m['parsed_boxes']:5.3f}"
+            if m["parsed_boxes"] < NOT_BOXES_BELOW:
+                row += f"  <- only {m['parsed_boxes']:.0%} of answers are boxes"
+        lines.append(row)
+    return "\n".join(lines)

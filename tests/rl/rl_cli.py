@@ -43,9 +43,16 @@ def tiny_args(root: Path, *, max_steps: int, warm_start_steps: int = 2, ckpt_eve
             f"--model.stage_reports={str(stage_reports).lower()}",
             f"--data.num_workers={num_workers}",
             f"--data.cache_dir={cache_dir or root / 'data'}"]
-    for task in ("counting", "grounding", "ocr", "chart"):
+    for task in config_tasks(config or TINY_CONF):
         args += [f"--data.synthetic.{task}={TRAIN_N}", f"--data.val_synthetic.{task}={VAL_N}"]
     return args + list(extra or [])
+
+
+def config_tasks(config: Path) -> list[str]:
+    """The synthetic tasks a config trains on (each shrunk to TRAIN_N / VAL_N samples by tiny_args)."""
+    import yaml
+
+    return sorted(yaml.safe_load(Path(config).read_text())["data"]["synthetic"])
 
 
 def snapshot_config(tmp_path: Path) -> Path:

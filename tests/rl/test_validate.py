@@ -29,5 +29,5 @@ def test_validate_from_checkpoint_equals_the_final_stage_report(tmp_path: Path) 
             assert len(logged) == 1
             assert abs(next(iter(logged.values())) - figures[name]) <= 1e-6, (name, source)
             compared += 1
-    assert compared == 12  # 4 sources x 3 figures
+    assert compared == 3 * len(report["sources"]) >= 12  # every source of the default x 3 figures
     assert any(f["format"] > 0 for f in report["sources"].values())  # a trained policy, not a blank one

@@ -23,7 +23,11 @@ TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
     "puzzle": reasoning.puzzle,
 }
 
-__all__ = ["DIFFICULTIES", "TASKS", "generate", "iter_samples"]
+__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "TASKS", "generate", "iter_samples"]
+
+GENERATOR_VERSION = 2
+"""Bumped whenever a task draws differently, so cached shards (`data.cache_dir`) are regenerated, not reused.
+2: detection easy has 1-3 boxes in reading order; easy box tasks tint their quadrants."""
 
 
 def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy",

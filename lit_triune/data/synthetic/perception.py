@@ -11,7 +11,7 @@ import random
 
 from lit_triune.data.boxes import Box, format_boxes
 from lit_triune.data.synthetic.common import Drawn
-from lit_triune.data.synthetic.render import COLOURS, SHAPES, canvas, cell_box, draw_shape, draw_text_centred
+from lit_triune.data.synthetic.render import COLOURS, SHAPES, canvas, cell_box, draw_shape, draw_text_centred, tint_cells
 
 # difficulty -> knobs; documented in docs/data.md
 COUNTING = {
@@ -20,17 +20,17 @@ COUNTING = {
     "hard": {"grid": 5, "obj": 16, "min": 0, "max": 9, "shapes": SHAPES, "colours": tuple(COLOURS)[:4], "query": True},
 }
 DETECTION = {
-    "easy": {"grid": 2, "obj": 48, "min": 1, "max": 1, "shapes": ("square", "circle")},
+    "easy": {"grid": 2, "obj": 48, "min": 1, "max": 3, "shapes": ("square", "circle"), "tint": True},
     "medium": {"grid": 3, "obj": 30, "min": 2, "max": 3, "shapes": ("square", "circle", "triangle")},
     "hard": {"grid": 0, "obj": (12, 32), "min": 3, "max": 5, "shapes": SHAPES},
 }
 GROUNDING = {
-    "easy": {"grid": 2, "obj": 48, "n": 2, "colours": ("red", "blue"), "shapes": ("square",)},
+    "easy": {"grid": 2, "obj": 48, "n": 2, "colours": ("red", "blue"), "shapes": ("square",), "tint": True},
     "medium": {"grid": 3, "obj": 30, "n": 3, "colours": ("red", "blue", "green"), "shapes": ("square", "circle")},
     "hard": {"grid": 4, "obj": 22, "n": 5, "colours": tuple(COLOURS)[:4], "shapes": SHAPES},
 }
 OCR_WORDS = {
-    "easy": ("cat", "dog", "sun", "car"),
+    "easy": ("go", "sun", "tree", "apple"),  # different widths: a first cue for a tiny ViT
     "medium": ("tree", "book", "lamp", "fish", "milk", "rain", "ship", "door", "bird", "cake",
                "moon", "star", "road", "leaf", "gold", "salt", "wind", "frog", "bell", "coin"),
     "hard": ("apple", "river", "cloud", "stone", "piano", "tiger", "glass", "chair", "bread", "light",
@@ -90,11 +90,14 @@ def counting(rng: random.Random, difficulty: str, size: int) -> Drawn:
 def detection(rng: random.Random, difficulty: str, size: int) -> Drawn:
     p = DETECTION[difficulty]
     img, draw = canvas(size)
+    if p.get("tint"):
+        tint_cells(draw, size)
     k = rng.randint(p["min"], p["max"])
     if p["grid"]:
         boxes = _place(rng, k, p["grid"], size, p["obj"], jitter=False)
     else:
         boxes = _free_boxes(rng, k, size, *p["obj"])
+    boxes.sort(key=lambda b: (b[1], b[0]))  # reading order: one canonical answer per image
     objects = []
     for box in boxes:
         shape = rng.choice(p["shapes"])
@@ -109,6 +112,8 @@ def detection(rng: random.Random, difficulty: str, size: int) -> Drawn:
 def grounding(rng: random.Random, difficulty: str, size: int) -> Drawn:
     p = GROUNDING[difficulty]
     img, draw = canvas(size)
+    if p.get("tint"):
+        tint_cells(draw, size)
     boxes = _place(rng, p["n"], p["grid"], size, p["obj"], jitter=False)
     combos = [(c, s) for c in p["colours"] for s in p["shapes"]]
     items = rng.sample(combos, p["n"]) if len(combos) >= p["n"] else [rng.choice(combos) for _ in boxes]
