@@ -1,9 +1,11 @@
 """What a run logged, read back: TensorBoard scalars (EventAccumulator, as notebooks/training_dynamics.ipynb)
-and the stage reports, on one x-axis — rollout batches of the RL stage.
+and the stage reports, on one x-axis — rollout batches of the RL stage done.
 
-Lightning's logger step counts training batches that stepped an optimizer (callbacks/_trainer_steps.py), so
-TensorBoard's steps are rollout batches already; stage reports carry `global_step`, which counts optimizer
-steps: divided by model.updates_per_rollout.
+Lightning's logger step counts training batches that stepped an optimizer (callbacks/_trainer_steps.py):
+a training scalar logged at step k belongs to the batch after k done ones; a validation that runs after
+batch k+1 is logged at step k too (Lightning counts the batch after validating), so validation points
+move to k + 1. Stage reports carry `global_step`, which counts optimizer steps: divided by
+model.updates_per_rollout.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def batches_per_step(run: Path) -> int:
 def val_series(run: Path, metric: str, source: str, scalars: dict[str, Series] | None = None) -> Series:
     """`metric` of `source` over RL batches: the init report (batch 0), periodic validation, the final report."""
     scalars = load_scalars(layout.log_dir(run)) if scalars is None else scalars
-    series: Series = dict(scalars.get(f"val/{metric}/{source}", {}))
+    series: Series = {step + 1: v for step, v in scalars.get(f"val/{metric}/{source}", {}).items()}
     reports = layout.read_stage_reports(run) or {}
     k = batches_per_step(run)
     for stage in ("init", "final"):

@@ -202,8 +202,7 @@ def write_study(out: Path) -> Path:
     total = sum(r["wall_time_s"] for r in runs_data)
     header = [
         f"# Study results: {meta.get('config', '?')}\n",
-        f"Made by `{meta.get('command', 'python -m lit_triune.study run ...')}`"
-        + (f" with overrides {meta['overrides']}" if meta.get("overrides") else "") + ".",
+        f"Made by `{meta.get('command', 'python -m lit_triune.study run ...')}` (from the repository root).",
         f"Warm-start {meta.get('warm_start_steps', '?')} steps per seed, then RL {meta.get('rl_steps', '?')} rollout "
         f"batches per variant, validation every {meta.get('val_every', '?')}; {meta.get('jobs', '?')} run(s) at a "
         f"time, {meta.get('threads', '?')} torch thread(s) each, on {meta.get('machine', {}).get('cpus', os.cpu_count())} "

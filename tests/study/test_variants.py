@@ -12,7 +12,14 @@ import pytest
 from callbacks import DynamicIoUThreshold
 from lit_triune.data.synthetic import TASKS
 from lit_triune.study import configs, layout
-from lit_triune.study.variants import PAPER_ABILITY, VARIANTS, fixed_iou, only_ability, resolve, synthetic_ability
+from lit_triune.study.variants import (
+    PAPER_ABILITY,
+    VARIANTS,
+    fixed_iou,
+    only_ability,
+    resolve,
+    synthetic_ability,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "conf" / "tiny.yaml"
