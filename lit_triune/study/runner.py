@@ -140,31 +140,31 @@ def _call(cmd: list[str], run: Path, threads: int, what: str) -> tuple[int, floa
 
 
 def run_job(job: Job, threads: int) -> Outcome:
-    """Trains one run (resuming from its last checkpoint when it has one); a warm-start is then exported."""
+    """Trains one run — resuming from its last checkpoint when it has one, from scratch when it has none or
+    the resume does not end the run (a checkpoint cut short, a kill between the last checkpoint and the final
+    report) — then exports a warm-start's policy."""
     job.run.mkdir(parents=True, exist_ok=True)
     configs.write(job.config, job.run / layout.CONFIG,
                   header=f"lit-triune study run {job.name}: python lit_triune/main.py fit -c {job.run / layout.CONFIG}")
-    ckpt = layout.last_checkpoint(job.run)
-    total = 0.0
     fit = [sys.executable, str(MAIN), "fit", "-c", str(job.run / layout.CONFIG)]
-    if ckpt is not None:
-        rc, wall = _call([*fit, f"--ckpt_path={ckpt}"], job.run, threads, "fit (resumed)")
+    ckpt = layout.last_checkpoint(job.run)
+    total, rc, resumed = 0.0, 1, False
+    for resume_from in ([ckpt] if ckpt else []) + [None]:
+        if resume_from is None:
+            for stale in (layout.log_dir(job.run), job.run / layout.CHECKPOINTS):
+                shutil.rmtree(stale, ignore_errors=True)  # a restart must not mix with a dead run's events
+        cmd = [*fit, f"--ckpt_path={resume_from}"] if resume_from else fit
+        rc, wall = _call(cmd, job.run, threads, "fit (resumed)" if resume_from else "fit")
         total += wall
-        if rc != 0:  # e.g. a checkpoint cut short by the interruption: start over
-            ckpt = None
-    else:
-        rc = 1
-    if ckpt is None:
-        for stale in (layout.log_dir(job.run), job.run / layout.CHECKPOINTS):
-            shutil.rmtree(stale, ignore_errors=True)  # a restart must not mix with a dead run's events
-        rc, wall = _call(fit, job.run, threads, "fit")
-        total += wall
+        resumed = resume_from is not None
+        if rc == 0 and (layout.is_finished(job.run) if job.kind == "rl" else layout.last_checkpoint(job.run)):
+            break
     if rc != 0:
         return Outcome(False, f"exit code {rc}; see {job.run / layout.TRAIN_LOG}", total)
     if job.kind == "rl":
         if not layout.is_finished(job.run):
             return Outcome(False, f"no final stage report in {layout.log_dir(job.run)}", total)
-        return Outcome(True, "trained" + (" (resumed)" if ckpt else ""), total)
+        return Outcome(True, "trained" + (" (resumed)" if resumed else ""), total)
     return _export(job, threads, total)
 
 

@@ -97,8 +97,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     def fake_call(cmd: list[str], run: Path, threads: int, what: str) -> tuple[int, float]:
         seen.append(cmd)
-        if any(a.startswith("--ckpt_path=") for a in cmd) and (run / "broken").exists():
+        resuming = any(a.startswith("--ckpt_path=") for a in cmd)
+        if resuming and (run / "broken").exists():
             return 1, 0.0
+        if resuming and (run / "ends_without_final").exists():  # killed after its last checkpoint
+            return 0, 1.0
         _finish(run)
         return 0, 1.0
 
@@ -132,6 +135,16 @@ def test_run_job_restarts_without_checkpoint_and_after_a_failed_resume(tmp_path:
     assert run_job(job, threads=1).ok
     assert [any(a.startswith("--ckpt_path") for a in c) for c in calls] == [True, False]
     assert not (job.run / layout.CHECKPOINTS / "last.ckpt").exists()
+
+
+def test_run_job_restarts_when_a_resume_ends_without_the_final_report(tmp_path: Path, calls: list[list[str]]) -> None:
+    job = _job(tmp_path, "recipe")
+    (job.run / layout.CHECKPOINTS).mkdir(parents=True)
+    (job.run / layout.CHECKPOINTS / "last.ckpt").write_bytes(b"at max_steps")
+    (job.run / "ends_without_final").write_text("")
+    outcome = run_job(job, threads=1)
+    assert outcome.ok and "resumed" not in outcome.note
+    assert [any(a.startswith("--ckpt_path") for a in c) for c in calls] == [True, False]
 
 
 def test_a_run_made_with_another_config_is_refused(tmp_path: Path) -> None:
