@@ -145,7 +145,7 @@ def _save(fig: Any, path: Path) -> Path:
 def val_figure(runs: StudyRuns, metric: str, sources: list[str], title: str, path: Path) -> Path | None:
     if not sources:
         return None
-    ncols = min(3, len(sources))
+    ncols = 2 if len(sources) in (2, 4) else min(3, len(sources))
     nrows = math.ceil(len(sources) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
     stage_variant, found = runs.iou_stages()

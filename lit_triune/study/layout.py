@@ -85,3 +85,9 @@ def rl_runs(out: Path) -> Iterator[tuple[str, int, Path]]:
             if match and seed_path.is_dir():
                 found.append((variant_dir.name, int(match.group(1)), seed_path))
     yield from sorted(found, key=lambda t: (t[0], t[1]))
+
+
+def first_run(out: Path) -> Path | None:
+    """The run a study is read by on its own: the recipe's (else the first variant's) lowest seed, finished first."""
+    runs = sorted(rl_runs(out), key=lambda t: (not is_finished(t[2]), t[0] != "recipe", t[1]))
+    return runs[0][2] if runs else None

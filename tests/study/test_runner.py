@@ -162,3 +162,12 @@ def test_child_env_puts_this_code_first(monkeypatch: pytest.MonkeyPatch) -> None
     env = runner.child_env(1)
     assert env["PYTHONPATH"].split(":")[:2] == [str(runner.ROOT), "/elsewhere"]
     assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_first_run_prefers_a_finished_recipe_run(tmp_path: Path) -> None:
+    assert layout.first_run(tmp_path) is None
+    for variant, seed in (("freeze_none", 0), ("recipe", 1), ("recipe", 2)):
+        layout.run_dir(tmp_path, variant, seed).mkdir(parents=True)
+    assert layout.first_run(tmp_path) == layout.run_dir(tmp_path, "recipe", 1)
+    _finish(layout.run_dir(tmp_path, "recipe", 2))
+    assert layout.first_run(tmp_path) == layout.run_dir(tmp_path, "recipe", 2)
