@@ -26,6 +26,7 @@ def _shortened(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # four subprocesses, each paying its start-up: minutes on a loaded 2-core machine
 def test_study_runs_resumes_and_writes_table_and_figures(tmp_path: Path) -> None:
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "lit_triune.study", "run", "--config", str(TINY), "--seeds", "0",
