@@ -1,0 +1,93 @@
+"""`python -m lit_triune.study {run,table,figures,reproduce-table}` (docs/study.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "runs/study"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lit_triune.study", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="warm-start per seed, then every variant's RL stage; then table and figures")
+    run.add_argument("--config", default="conf/tiny.yaml", help="the base config (default: %(default)s)")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    run.add_argument("--variants", nargs="+", default=["all"], help="variant names or 'all' (default: all)")
+    run.add_argument("--out", default=DEFAULT_OUT)
+    run.add_argument("--rl-steps", type=int, help="RL rollout batches (default: trainer.max_steps - model.warm_start_steps)")
+    run.add_argument("--warm-start-steps", type=int, help="supervised steps (default: model.warm_start_steps)")
+    run.add_argument("--val-every", type=int, help="validate every N rollout batches (default: RL steps // 5)")
+    run.add_argument("--jobs", type=int, default=1, help="runs at a time (default: %(default)s)")
+    run.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores // jobs)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a base-config value before the variants' edits, e.g. --set model.max_new_tokens=8")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    for name, help_ in (("table", "results.md / results.json from a study directory"),
+                        ("figures", "<out>/figures/*.png from a study directory")):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--out", default=DEFAULT_OUT)
+    rep = sub.add_parser("reproduce-table", help="the README's table from scripts/reproduce_table.sh's runs")
+    rep.add_argument("--out", default="runs/reproduce")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        from lit_triune.study.runner import Settings, layout, plan, run_study
+        from lit_triune.study.variants import resolve
+
+        settings = Settings(config=Path(args.config), seeds=args.seeds, variants=resolve(args.variants),
+                            out=Path(args.out), rl_steps=args.rl_steps, warm_start_steps=args.warm_start_steps,
+                            val_every=args.val_every, jobs=args.jobs, threads=args.threads, overrides=args.overrides)
+        if args.dry_run:
+            jobs, steps = plan(settings)
+            print(steps)
+            for job in jobs:
+                print(f"{job.name:32s} -> {job.run / layout.CONFIG}" + (f"  (after {job.after})" if job.after else ""))
+            return 0
+        results = run_study(settings)
+        failed = [name for name, o in results.items() if not o.ok]
+        _tables_and_figures(Path(args.out))
+        if failed:
+            print(f"{len(failed)} run(s) did not finish: {', '.join(failed)}; rerun the same command to resume them.")
+        return 1 if failed else 0
+    if args.command == "table":
+        from lit_triune.study.table import write_study
+
+        path = write_study(Path(args.out))
+        print(path.read_text())
+        print(f"wrote {path} and {path.with_suffix('.json')}")
+        return 0
+    if args.command == "figures":
+        from lit_triune.study.figures import draw_study
+
+        for path in draw_study(Path(args.out)):
+            print("wrote", path)
+        return 0
+    from lit_triune.study.table import write_reproduce
+
+    path = write_reproduce(Path(args.out))
+    print(path.read_text())
+    print(f"wrote {path}")
+    return 0
+
+
+def _tables_and_figures(out: Path) -> None:
+    from lit_triune.study.figures import draw_study
+    from lit_triune.study.table import write_study
+
+    path = write_study(out)
+    print(path.read_text())
+    figures = draw_study(out)
+    print(f"study directory: {out}\n  table:   {path} (+ results.json)\n  figures: "
+          + ", ".join(str(p) for p in figures)
+          + f"\n  each run: python lit_triune/main.py fit -c {out}/<variant>/seed_<s>/config.yaml; "
+          f"tensorboard --logdir {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The tables on hand-made stage reports, with the mean ± sd worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lit_triune.study import layout
+from lit_triune.study.table import collect_reproduce, collect_study, fmt, stat, write_reproduce, write_study
+
+
+def _report(init: dict[str, dict[str, float]], final: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"init": {"step": 0, "sources": init}}
+    if final is not None:
+        out["final"] = {"step": 10, "iou_threshold": 0.99, "sources": final}
+    return out
+
+
+def _write(run: Path, reports: dict[str, Any]) -> None:
+    layout.log_dir(run).mkdir(parents=True, exist_ok=True)
+    (layout.log_dir(run) / layout.STAGE_REPORTS).write_text(json.dumps(reports))
+
+
+def _box(acc: float, iou: float, parsed: float) -> dict[str, float]:
+    return {"accuracy": acc, "format": 1.0, "reward": acc, "count": 4, "iou": iou, "iou@0.5": float(iou >= 0.5),
+            "iou@threshold": 0.0, "parsed_boxes": parsed, "box_count": 4}
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    # recipe, 3 seeds. chart accuracy final 0.5 / 0.6 / 0.7 from 0.4 each:
+    #   mean 0.6, sd = sqrt((0.01 + 0 + 0.01) / 2) = 0.1; gains 0.1 / 0.2 / 0.3 -> +20.0 ± 10.0 points
+    # grounding (a box source): iou 0.3 / 0.5 / 0.7 -> 0.500 ± 0.200; parsed 1.0 / 1.0 / 0.7 -> mean 0.9,
+    #   sd = sqrt((0.01 + 0.01 + 0.04) / 2) = sqrt(0.03) = 0.1732; accuracy 0 / 0.25 / 0.5 -> 0.250 ± 0.250
+    #   from 0 each -> +25.0 ± 25.0; iou from 0.1 each -> +40.0 ± 20.0 points
+    for seed, (chart, iou, parsed, acc) in enumerate([(0.5, 0.3, 1.0, 0.0), (0.6, 0.5, 1.0, 0.25), (0.7, 0.7, 0.7, 0.5)]):
+        _write(layout.run_dir(tmp_path, "recipe", seed), _report(
+            {"synthetic_chart": {"accuracy": 0.4, "format": 1.0}, "synthetic_grounding": _box(0.0, 0.1, 0.5)},
+            {"synthetic_chart": {"accuracy": chart, "format": 1.0}, "synthetic_grounding": _box(acc, iou, parsed)}))
+    # freeze_none: seed 0 finished (chart 0.25 from 0.5 -> -25.0, no ±), seed 1 interrupted (no final): left out
+    _write(layout.run_dir(tmp_path, "freeze_none", 0), _report(
+        {"synthetic_chart": {"accuracy": 0.5, "format": 1.0}, "synthetic_grounding": _box(0.0, 0.1, 0.5)},
+        {"synthetic_chart": {"accuracy": 0.25, "format": 0.5}, "synthetic_grounding": _box(0.0, 0.0, 0.0)}))
+    _write(layout.run_dir(tmp_path, "freeze_none", 1), _report({"synthetic_chart": {"accuracy": 0.9}}, None))
+    return tmp_path
+
+
+def test_stat_and_fmt() -> None:
+    s = stat([0.5, 0.6, 0.7])
+    assert s is not None and s.mean == pytest.approx(0.6) and s.sd == pytest.approx(0.1) and s.n == 3
+    assert fmt(s) == "0.600 ± 0.100"
+    assert fmt(stat([0.1, 0.2, 0.3]), points=True) == "+20.0 ± 10.0"
+    assert fmt(stat([0.25])) == "0.250" and fmt(None) == "—"
+
+
+def test_study_table(study: Path) -> None:
+    assert {v: sorted(r) for v, r in collect_study(study).items()} == {"recipe": [0, 1, 2], "freeze_none": [0]}
+    text = write_study(study).read_text()
+    lines = text.splitlines()
+    acc = lines.index("## Final validation accuracy")
+    header = next(line for line in lines[acc:] if line.startswith("| variant"))
+    assert header == "| variant | seeds | synthetic_chart | synthetic_grounding | mean over sources |"
+    # mean over sources per seed: (0.5 + 0)/2, (0.6 + 0.25)/2, (0.7 + 0.5)/2 = 0.25, 0.425, 0.6 -> 0.425 ± 0.175
+    assert "| recipe | 0, 1, 2 | 0.600 ± 0.100 | 0.250 ± 0.250 | 0.425 ± 0.175 |" in lines
+    assert "| freeze_none | 0 | 0.250 | 0.000 | 0.125 |" in lines  # recipe first: the study order
+    # gains: chart +20.0 ± 10.0, grounding +25.0 ± 25.0; mean over sources per seed (0.1 + 0)/2, (0.2 + 0.25)/2,
+    # (0.3 + 0.5)/2 = 0.05, 0.225, 0.4 -> 0.225, sd sqrt((0.175² + 0 + 0.175²) / 2) = 0.175
+    assert "| recipe | 0, 1, 2 | +20.0 ± 10.0 | +25.0 ± 25.0 | +22.5 ± 17.5 |" in lines
+    assert "| freeze_none | 0 | -25.0 | +0.0 | -12.5 |" in lines
+    # box table: iou, iou@0.5 (0, 1, 1 -> 0.667 ± 0.577), iou@threshold, parsed
+    assert "| recipe | 0, 1, 2 | 0.500 ± 0.200 | 0.667 ± 0.577 | 0.000 ± 0.000 | 0.900 ± 0.173 |" in lines
+    assert "| recipe | 0, 1, 2 | +40.0 ± 20.0 | +40.0 ± 17.3 |" in lines  # parsed: 0.5 -> 1, 1, 0.7
+    data = json.loads((study / "results.json").read_text())
+    assert data["box_sources"] == ["synthetic_grounding"]
+    chart = data["variants"]["recipe"]["final"]["synthetic_chart"]["accuracy"]
+    assert chart["values"] == [0.5, 0.6, 0.7] and chart["sd"] == pytest.approx(0.1)
+    assert data["variants"]["recipe"]["gain"]["synthetic_chart"]["accuracy"]["mean"] == pytest.approx(0.2)
+    runs = {r["run"]: r["finished"] for r in data["runs"]}
+    assert runs == {"freeze_none/seed_0": True, "freeze_none/seed_1": False, "recipe/seed_0": True,
+                    "recipe/seed_1": True, "recipe/seed_2": True}
+
+
+def test_study_table_without_box_sources(tmp_path: Path) -> None:
+    _write(layout.run_dir(tmp_path, "recipe", 0), _report({"a": {"accuracy": 0.0, "format": 1.0}},
+                                                          {"a": {"accuracy": 1.0, "format": 1.0}}))
+    text = write_study(tmp_path).read_text()
+    assert "## Box sources" not in text and "| recipe | 0 | 1.000 | 1.000 |" in text
+
+
+def test_reproduce_table(tmp_path: Path) -> None:
+    # seed s: counting 0.3 -> 0.5 / 0.4 -> 0.7 (gains +20, +30 -> +25.0 ± 7.1); seed 1's interrupted older try
+    # (version_0, no final) is ignored, its newest finished report (version_1) counts
+    for seed, (before, after) in enumerate([(0.3, 0.5), (0.4, 0.7)]):
+        d = tmp_path / f"seed_{seed}" / "tiny" / f"version_{seed}"
+        d.mkdir(parents=True)
+        (d / layout.STAGE_REPORTS).write_text(json.dumps({
+            "after_warm_start": {"step": 5, "sources": {"synthetic_counting": {"accuracy": before, "format": 1.0},
+                                                        "synthetic_grounding": _box(0.0, 0.2, 0.5)}},
+            "final": {"step": 9, "sources": {"synthetic_counting": {"accuracy": after, "format": 1.0},
+                                             "synthetic_grounding": _box(0.5, 0.6, 1.0)}}}))
+        (tmp_path / f"seed_{seed}" / layout.RUN_RECORD).write_text(json.dumps({"wall_time_s": 60.0 * (seed + 1),
+                                                                               "load_start": "1.5"}))
+    (tmp_path / "seed_1" / "tiny" / "version_0").mkdir()
+    (tmp_path / "seed_1" / "tiny" / "version_0" / layout.STAGE_REPORTS).write_text(json.dumps({"init": {}}))
+    assert sorted(collect_reproduce(tmp_path)) == [0, 1]
+    text = write_reproduce(tmp_path).read_text()
+    assert "| synthetic_counting accuracy | 0.350 ± 0.071 | 0.600 ± 0.141 | +25.0 ± 7.1 | +20.0 / +30.0 |" in text
+    assert "| synthetic_grounding mean IoU | 0.200 ± 0.000 | 0.600 ± 0.000 | +40.0 ± 0.0 | +40.0 / +40.0 |" in text
+    assert "| synthetic_grounding parsed as boxes | 0.500 ± 0.000 | 1.000 ± 0.000 | +50.0 ± 0.0 | +50.0 / +50.0 |" in text
+    assert "seed 0: 1.0 min; seed 1: 2.0 min" in text
