@@ -15,6 +15,7 @@ Constructor arguments are typed plain values so LightningCLI builds it from YAML
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ from lit_triune.data.shards import ShardWriter, resolve_shards
 from lit_triune.data.stream import ShardStream, Source
 from lit_triune.data.synthetic import DIFFICULTIES, TASKS, iter_samples
 from lit_triune.data.tracker import StreamTracker, TrackingLoader
+from lit_triune.rewards.worker import die_with_parent
 
 _VAL_SEED_OFFSET = 1_000_003  # validation sets are generated from a different seed than training
 
@@ -201,7 +203,7 @@ class TriuneDataModule(pl.LightningDataModule):
         stream = ShardStream(self.train_sources, self.builder, batch_size=self.batch_size, seed=self.seed,
                              rank=self.rank, world_size=self.world_size, train=True, resume=self._resume)
         return TrackingLoader(stream, batch_size=None, num_workers=self.num_workers, tracker=self._tracker,
-                              on_iter=self._on_train_iter, collate_fn=_identity)
+                              on_iter=self._on_train_iter, collate_fn=_identity, worker_init_fn=_worker_init())
 
     def val_dataloader(self) -> TrackingLoader | list:
         if self.builder is None:
@@ -211,7 +213,8 @@ class TriuneDataModule(pl.LightningDataModule):
         stream = ShardStream(self.val_sources, self.builder, batch_size=self.val_batch_size, seed=self.seed,
                              rank=self.rank, world_size=self.world_size, train=False)
         return TrackingLoader(stream, batch_size=None, num_workers=self.num_workers,
-                              tracker=StreamTracker(self.num_workers, self.world_size), collate_fn=_identity)
+                              tracker=StreamTracker(self.num_workers, self.world_size), collate_fn=_identity,
+                              worker_init_fn=_worker_init())
 
     def test_dataloader(self) -> TrackingLoader | list:
         """`test` evaluates on the validation sets (`val`, `val_synthetic`): V-Triune reports held-out
@@ -248,3 +251,13 @@ class TriuneDataModule(pl.LightningDataModule):
 
 def _identity(batch: Any) -> Any:
     return batch
+
+
+def _worker_init() -> functools.partial:
+    """DataLoader workers die with the trainer process that forked them (a SIGKILLed trainer would
+    otherwise leave them, and through inherited pipes the verifier forkserver, running)."""
+    return functools.partial(_die_with_loader_parent, os.getpid())
+
+
+def _die_with_loader_parent(parent_pid: int, worker_id: int) -> None:
+    die_with_parent(parent_pid)
