@@ -215,6 +215,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
                   "warm_start/tokens": float(tokens)}
         self.log_dict(logged, batch_size=len(batch.prompts), sync_dist=True)
         self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (GRPOTrainerMixin._forget)
+        self._log_counters(len(batch.prompts))  # data skips and non-finite steps are logged in this stage too
         if self.global_step >= self.hparams.warm_start_steps:
             self._end_warm_start()
         return {"loss": loss.detach(), "rollout": None}  # no rollout: the metric callbacks skip this step

@@ -150,15 +150,21 @@ class GRPOTrainerMixin:
             "time/generate": scored.timings.get("generate", 0.0),
             "time/reward": scored.timings.get("reward", 0.0),
         }
+        self._log_counters(max(1, n // scored.group_size), metrics)
+
+    def _log_counters(self, batch_size: int, metrics: dict[str, Any] | None = None) -> None:
+        """Logs the checkpointed counters (data skips, non-finite steps, refills, masked samples, ...) and
+        `metrics`; called on every training step of every stage, on all ranks alike."""
         counts = {key: float(value) for key, value in self._counters.items()}
+        counts["data_skipped/total"] = sum(v for k, v in counts.items() if k.startswith("data_skipped/"))
         # Global figures under DDP (one gather): every rank rolls out as many groups, so the global mean is
         # the mean of the ranks' means; counts add up, except steps skipped, which every rank skips alike.
-        parts = gather_objects(({k: float(v) for k, v in metrics.items()}, counts))
+        parts = gather_objects(({k: float(v) for k, v in (metrics or {}).items()}, counts))
         logged = _mean_over_parts([p[0] for p in parts])
         for key in sorted({k for _, c in parts for k in c}):
             values = [c.get(key, 0.0) for _, c in parts]
             logged[key] = max(values) if key in _SAME_ON_ALL_RANKS else sum(values)
-        self.log_dict(logged, batch_size=max(1, n // scored.group_size))
+        self.log_dict(logged, batch_size=batch_size)
 
     def _bump(self, key: str, by: float = 1) -> None:
         """Adds to a checkpointed, logged counter (`self._counters`)."""
