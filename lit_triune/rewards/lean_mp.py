@@ -20,6 +20,7 @@ it reads). The stdlib `_launch` code is reused as is, with its `spawn` global re
 
 from __future__ import annotations
 
+import sys
 import types
 from multiprocessing import context, popen_forkserver, popen_spawn_posix, spawn
 from typing import Any
@@ -44,8 +45,7 @@ class _SpawnWithoutMain:
 def _rebound_launch(popen_cls: type) -> Any:
     """`popen_cls._launch` with the module global `spawn` replaced by `_SpawnWithoutMain`."""
     fn = popen_cls._launch
-    module = __import__(popen_cls.__module__, fromlist=["_"])
-    namespace = dict(vars(module))
+    namespace = dict(vars(sys.modules[popen_cls.__module__]))
     namespace["spawn"] = _SpawnWithoutMain()
     return types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
 
