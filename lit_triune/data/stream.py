@@ -89,7 +89,7 @@ class DataSourceError(RuntimeError):
 
 @dataclass
 class _Health:
-    """One source's draws and skips in the current window of `bad_window` draws (this worker's share)."""
+    """One source's draws and skips in the current window of `bad_fraction_window` draws (this worker's share)."""
 
     drawn: int = 0
     bad: int = 0
