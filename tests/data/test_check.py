@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from lit_triune.data.prepare import main
-from lit_triune.data.shards import ShardError, iter_shard, resolve_shards
+from lit_triune.data.shards import ShardError, ShardWriter, iter_shard, resolve_shards
 from lit_triune.data.synthetic import generate
-from lit_triune.data.shards import ShardWriter
 
 
 def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
