@@ -15,6 +15,7 @@ Constructor arguments are typed plain values so LightningCLI builds it from YAML
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -24,10 +25,11 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lit_triune.data.batch import PromptBuilder
-from lit_triune.data.shards import ShardWriter, resolve_shards
+from lit_triune.data.shards import ShardError, ShardWriter, resolve_shards
 from lit_triune.data.stream import ShardStream, Source
 from lit_triune.data.synthetic import DIFFICULTIES, GENERATOR_VERSION, TASKS, iter_samples
 from lit_triune.data.tracker import StreamTracker, TrackingLoader
+from lit_triune.rewards.worker import die_with_parent
 
 _VAL_SEED_OFFSET = 1_000_003  # validation sets are generated from a different seed than training
 
@@ -90,6 +92,10 @@ class TriuneDataModule(pl.LightningDataModule):
         cache_dir: where synthetic shards are generated.
         image_size: synthetic image side in pixels.
         shard_size: samples per generated shard.
+        max_bad_fraction: stop training with an error naming the source, its bad shards and the reasons when
+            more than this fraction of a source's draws are skipped as unusable (per window of
+            `bad_fraction_window` draws of that source by one loader worker); None: only count them.
+        bad_fraction_window: that window (the first 200 draws, then every following 200).
     """
 
     def __init__(
@@ -114,6 +120,8 @@ class TriuneDataModule(pl.LightningDataModule):
         cache_dir: str = "~/.cache/lit-triune/data",
         image_size: int = 112,
         shard_size: int = 256,
+        max_bad_fraction: float | None = 0.2,
+        bad_fraction_window: int = 200,
     ) -> None:
         super().__init__()
         for spec_name, spec in (("synthetic", synthetic), ("val_synthetic", val_synthetic)):
@@ -139,6 +147,11 @@ class TriuneDataModule(pl.LightningDataModule):
         self.cot, self.cot_sources, self.cot_templates = cot, cot_sources, cot_templates
         self.math_instructions = math_instructions
         self.cache_dir, self.image_size, self.shard_size = cache_dir, image_size, shard_size
+        if max_bad_fraction is not None and not 0 <= max_bad_fraction < 1:
+            raise ValueError(f"max_bad_fraction must be in [0, 1) or null, got {max_bad_fraction!r}")
+        if bad_fraction_window < 1:
+            raise ValueError(f"bad_fraction_window must be >= 1, got {bad_fraction_window!r}")
+        self.max_bad_fraction, self.bad_fraction_window = max_bad_fraction, bad_fraction_window
         unknown = set(self.weights) - self._train_names()
         if unknown:
             raise ValueError(f"weights name unknown sources {sorted(unknown)}; training sources: {sorted(self._train_names())}")
@@ -178,7 +191,11 @@ class TriuneDataModule(pl.LightningDataModule):
     def _sources(self, spec: dict[str, Any]) -> list[Source]:
         sources = []
         for name in sorted(spec):
-            paths, counts = resolve_shards([str(p) for p in spec[name]] if isinstance(spec[name], list) else str(spec[name]))
+            try:
+                paths, counts = resolve_shards([str(p) for p in spec[name]] if isinstance(spec[name], list)
+                                               else str(spec[name]))
+            except ShardError as err:
+                raise ShardError(f"data source {name!r}: {err}") from err
             sources.append(Source(name, tuple(paths), tuple(counts), float(self.weights.get(name, 1.0))))
         return sources
 
@@ -200,9 +217,10 @@ class TriuneDataModule(pl.LightningDataModule):
             self._resume = self._tracker.state(self._consumed())
         self._tracker = StreamTracker(self.num_workers, self.world_size, self._resume)
         stream = ShardStream(self.train_sources, self.builder, batch_size=self.batch_size, seed=self.seed,
-                             rank=self.rank, world_size=self.world_size, train=True, resume=self._resume)
+                             rank=self.rank, world_size=self.world_size, train=True, resume=self._resume,
+                             max_bad_fraction=self.max_bad_fraction, bad_fraction_window=self.bad_fraction_window)
         return TrackingLoader(stream, batch_size=None, num_workers=self.num_workers, tracker=self._tracker,
-                              on_iter=self._on_train_iter, collate_fn=_identity)
+                              on_iter=self._on_train_iter, collate_fn=_identity, worker_init_fn=_worker_init())
 
     def val_dataloader(self) -> TrackingLoader | list:
         if self.builder is None:
@@ -212,7 +230,8 @@ class TriuneDataModule(pl.LightningDataModule):
         stream = ShardStream(self.val_sources, self.builder, batch_size=self.val_batch_size, seed=self.seed,
                              rank=self.rank, world_size=self.world_size, train=False)
         return TrackingLoader(stream, batch_size=None, num_workers=self.num_workers,
-                              tracker=StreamTracker(self.num_workers, self.world_size), collate_fn=_identity)
+                              tracker=StreamTracker(self.num_workers, self.world_size), collate_fn=_identity,
+                              worker_init_fn=_worker_init())
 
     def test_dataloader(self) -> TrackingLoader | list:
         """`test` evaluates on the validation sets (`val`, `val_synthetic`): V-Triune reports held-out
@@ -249,3 +268,13 @@ class TriuneDataModule(pl.LightningDataModule):
 
 def _identity(batch: Any) -> Any:
     return batch
+
+
+def _worker_init() -> functools.partial:
+    """DataLoader workers die with the trainer process that forked them (a SIGKILLed trainer would
+    otherwise leave them, and through inherited pipes the verifier forkserver, running)."""
+    return functools.partial(_die_with_loader_parent, os.getpid())
+
+
+def _die_with_loader_parent(parent_pid: int, worker_id: int) -> None:
+    die_with_parent(parent_pid)

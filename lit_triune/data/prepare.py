@@ -5,8 +5,10 @@
     lit-triune-prepare coco --annotations ann.json --images imgs/ --task detection --source coco --out data/coco
     lit-triune-prepare jsonl --input qa.jsonl --images imgs/ --source geo --out data/geo
     lit-triune-prepare filter --input data/orsta --out data/orsta_filtered
+    lit-triune-prepare check --input data/orsta data/coco [--report problems.json]
 
-Invalid input stops the command with the shard, key, field and reason; exit status 2.
+Invalid input stops the command with the shard, key, field and reason; exit status 2. `check` (and
+`filter`, before it writes anything) reads every shard to the end and lists every bad sample.
 """
 
 from __future__ import annotations
@@ -18,8 +20,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lit_triune.data.schema import SampleError
-from lit_triune.data.shards import Manifest, ShardWriter, decode_raw, iter_shard, resolve_shards
+from lit_triune.data.schema import SampleError, validate_sample
+from lit_triune.data.shards import (
+    Manifest,
+    ShardError,
+    ShardWriter,
+    decode_raw,
+    find_shards,
+    iter_shard,
+    resolve_shards,
+)
 
 
 def write_shards(samples: Iterable[dict[str, Any]], out: str | Path, *, prefix: str = "shard",
@@ -28,6 +38,46 @@ def write_shards(samples: Iterable[dict[str, Any]], out: str | Path, *, prefix: 
         for sample in samples:
             writer.write(sample)
     return writer.manifest
+
+
+def check_shards(spec: str | list[str]) -> tuple[int, list[dict[str, Any]]]:
+    """(samples read, problems): every shard read to its end, every sample validated with its images
+    decoded. A problem is {"shard", "key", "field", "reason"}; an unreadable tar, a manifest whose count
+    disagrees with its shard, and ids repeated across shards are problems too."""
+    paths, manifest_counts = find_shards(spec)
+    problems: list[dict[str, Any]] = []
+    first_seen: dict[str, str] = {}  # key -> shard
+    total = 0
+    for path in paths:
+        n = 0
+        try:
+            for key, members in iter_shard(path):
+                n += 1
+                try:
+                    sample = decode_raw((key, members), path)
+                    validate_sample(sample, check_images=True)
+                except SampleError as err:
+                    problems.append({"shard": path, "key": key, "field": err.field, "reason": err.reason})
+                if key in first_seen:
+                    problems.append({"shard": path, "key": key, "field": "extra_info.id",
+                                     "reason": f"duplicate id: also in {first_seen[key]}"})
+                first_seen.setdefault(key, path)
+        except ShardError as err:
+            problems.append({"shard": path, "key": None, "field": "<tar>", "reason": str(err)})
+        total += n
+        if path in manifest_counts and manifest_counts[path] != n:
+            problems.append({"shard": path, "key": None, "field": "<manifest>",
+                             "reason": f"manifest lists {manifest_counts[path]} samples, the shard yields {n}"})
+    return total, problems
+
+
+def format_problems(total: int, problems: list[dict[str, Any]]) -> str:
+    lines = [f"{p['shard']}" + (f" key {p['key']!r}" if p["key"] is not None else "") + f": {p['field']}: {p['reason']}"
+             for p in problems]
+    bad = len({(p["shard"], p["key"]) for p in problems})
+    shards = len({p["shard"] for p in problems})
+    lines.append(f"{bad} bad samples or shards ({len(problems)} problems) in {shards} shards; {total} samples read")
+    return "\n".join(lines)
 
 
 def read_shards(spec: str | list[str]) -> Iterator[dict[str, Any]]:
@@ -41,6 +91,9 @@ def read_shards(spec: str | list[str]) -> Iterator[dict[str, Any]]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lit-triune-prepare", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    check = sub.add_parser("check", help="list every bad sample of a shard set; exit 2 if there is any")
+    check.add_argument("--input", nargs="+", required=True, help="shard dirs or globs")
+    check.add_argument("--report", default=None, help="also write the problems as JSON here")
     for name in ("synthetic", "orsta", "coco", "jsonl", "filter"):
         s = sub.add_parser(name)
         s.add_argument("--out", required=True, help="output shard directory")
@@ -78,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     from lit_triune.data.filters import filter_samples, format_report
 
     try:
+        if args.cmd in ("check", "filter"):
+            total, problems = check_shards(args.input)
+            if args.cmd == "check" or problems:
+                print(format_problems(total, problems), file=sys.stderr if problems else sys.stdout)
+                if args.cmd == "check" and args.report:
+                    Path(args.report).write_text(json.dumps({"samples": total, "problems": problems}, indent=1))
+                return 2 if problems else 0
         if args.cmd == "synthetic":
             from lit_triune.data.synthetic import iter_samples
 
@@ -96,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.report).write_text(json.dumps(report, indent=1))
             samples = kept
         manifest = write_shards(samples, args.out, prefix=args.cmd, shard_size=args.shard_size)
-    except (SampleError, ValueError, FileNotFoundError) as err:
+    except (SampleError, ShardError, ValueError, FileNotFoundError) as err:
         print(f"lit-triune-prepare {args.cmd}: {err}", file=sys.stderr)
         return 2
     info = manifest.to_json()

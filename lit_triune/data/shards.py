@@ -25,6 +25,10 @@ MANIFEST = "manifest.json"
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
+class ShardError(ValueError):
+    """A shard (or its manifest) that cannot be read; the message starts with the file's path."""
+
+
 def shard_key(raw: str) -> str:
     """A WebDataset-safe key: no dots, no path separators."""
     key = _KEY_CHARS.sub("_", str(raw))
@@ -58,8 +62,12 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: str | Path) -> Manifest:
-        data = json.loads((Path(directory) / MANIFEST).read_text())
-        return cls(shards=list(data["shards"]))
+        path = Path(directory) / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+            return cls(shards=[{**s, "count": int(s["count"])} for s in data["shards"]])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raise ShardError(f"{path}: unreadable manifest: {type(err).__name__}: {err}") from err
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -147,15 +155,38 @@ RawSample = tuple[str, dict[str, bytes]]  # (key, {extension: bytes})
 
 
 def iter_shard(path: str | Path) -> Iterator[RawSample]:
-    """Raw members grouped by key, in tar order, via WebDataset's tar iterator (no decoding)."""
+    """Raw members grouped by key, in tar order, via WebDataset's tar iterator (no decoding).
+
+    A tar that cannot be read (or stops being readable part-way) raises `ShardError` naming the file
+    and the last key read; the samples before that point have been yielded.
+    """
     from webdataset.tariterators import group_by_keys, tar_file_iterator
 
+    last = None
+    try:
+        with open(path, "rb") as f:
+            files = ({**d, "__url__": str(path)} for d in tar_file_iterator(f))
+            for group in group_by_keys(files):
+                key = last = group.pop("__key__")
+                group.pop("__url__", None)
+                yield key, {k: v for k, v in group.items() if not k.startswith("__")}
+        _check_end(path, last)
+    except ShardError:
+        raise
+    except Exception as err:  # noqa: BLE001 - tarfile, IO and WebDataset errors alike: say which file
+        after = f" after key {last!r}" if last is not None else ""
+        raise ShardError(f"{path}: unreadable{after}: {type(err).__name__}: {err}") from err
+
+
+def _check_end(path: str | Path, last: str | None) -> None:
+    """tarfile ends a tar cut inside a header silently, as if it were complete: a whole tar ends in two
+    zero blocks (its end-of-archive marker), so a file that does not was cut short."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        files = ({**d, "__url__": str(path)} for d in tar_file_iterator(f))
-        for group in group_by_keys(files):
-            key = group.pop("__key__")
-            group.pop("__url__", None)
-            yield key, {k: v for k, v in group.items() if not k.startswith("__")}
+        f.seek(max(0, size - 1024))
+        tail = f.read()
+    if size % 512 or size < 1024 or tail.count(0) != len(tail):
+        raise ShardError(f"{path}: truncated after key {last!r}: no end-of-archive marker (file size {size} bytes)")
 
 
 def decode_raw(raw: RawSample, shard: str = "") -> dict[str, Any]:
@@ -185,12 +216,21 @@ def decode_raw(raw: RawSample, shard: str = "") -> dict[str, Any]:
 
 def count_shard(path: str | Path) -> int:
     """Samples in a shard without a manifest: count `.json` members."""
-    with tarfile.open(path, "r") as tar:
-        return sum(1 for m in tar.getmembers() if m.name.endswith(".json"))
+    try:
+        with tarfile.open(path, "r") as tar:
+            return sum(1 for m in tar.getmembers() if m.name.endswith(".json"))
+    except (OSError, tarfile.TarError, EOFError) as err:
+        raise ShardError(f"{path}: unreadable: {type(err).__name__}: {err}") from err
 
 
 def resolve_shards(spec: str | list[str]) -> tuple[list[str], list[int]]:
     """A directory, glob or list of either -> (sorted shard paths, sample count per shard)."""
+    paths, counts = find_shards(spec)
+    return paths, [counts[p] if p in counts else count_shard(p) for p in paths]
+
+
+def find_shards(spec: str | list[str]) -> tuple[list[str], dict[str, int]]:
+    """A directory, glob or list of either -> (sorted shard paths, the manifests' counts by path)."""
     specs = [spec] if isinstance(spec, str) else list(spec)
     paths: list[str] = []
     counts: dict[str, int] = {}
@@ -207,5 +247,4 @@ def resolve_shards(spec: str | list[str]) -> tuple[list[str], list[int]]:
         if not found:
             raise FileNotFoundError(f"no .tar shards match {s!r}")
         paths.extend(found)
-    paths = sorted(dict.fromkeys(paths))
-    return paths, [counts[p] if p in counts else count_shard(p) for p in paths]
+    return sorted(dict.fromkeys(paths)), counts

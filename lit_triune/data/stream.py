@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -20,7 +20,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_triune.data.batch import PromptBatch, PromptBuilder, SkipSample, collate, skip_reason
 from lit_triune.data.schema import SampleError
-from lit_triune.data.shards import RawSample, decode_raw, iter_shard
+from lit_triune.data.shards import RawSample, ShardError, decode_raw, iter_shard
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,32 @@ class _ShardCache:
                 for raw in iter_shard(path):
                     self.samples.append(raw)
             except Exception as err:  # noqa: BLE001 - any tar/IO failure becomes counted skips
-                self.error = f"{type(err).__name__}: {err}"
+                self.error = str(err) if isinstance(err, ShardError) else f"{path}: {type(err).__name__}: {err}"
         return self.samples[j] if j < len(self.samples) else None
+
+
+class DataSourceError(RuntimeError):
+    """A training source whose samples are unusable beyond the configured rate (`max_bad_fraction`)."""
+
+
+@dataclass
+class _Health:
+    """One source's draws and skips in the current window of `bad_fraction_window` draws (this worker's share)."""
+
+    drawn: int = 0
+    bad: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    shards: dict[str, str] = field(default_factory=dict)  # shard -> its first problem
+
+    def check(self, name: str, limit: float | None, window: int, where: str) -> None:
+        if limit is not None and self.bad > limit * window:  # over the limit whatever the rest of the window holds
+            shards = "; ".join(f"{s}: {why}" for s, why in list(self.shards.items())[:5])
+            raise DataSourceError(
+                f"data source {name!r} is unusable: {self.bad} of the {self.drawn} samples drawn from it ({where}) "
+                f"were skipped, over the limit of {limit:.0%} of {window} draws (max_bad_fraction / "
+                f"bad_fraction_window); reasons {dict(self.reasons)}; shards: {shards}")
+        if self.drawn >= window:  # a new window: a source that goes bad later is caught too
+            self.drawn, self.bad, self.reasons, self.shards = 0, 0, Counter(), {}
 
 
 class _Reader:
@@ -116,10 +140,14 @@ class ShardStream(IterableDataset):
         train: True -> infinite weighted mix, reshuffled each epoch; False -> one pass over each
             source in order, unshuffled (validation).
         resume: a state from `StreamTracker.state()`; each worker starts at its saved cursor.
+        max_bad_fraction: stop (`DataSourceError`, naming the source, its bad shards and the reasons) when
+            more than this fraction of a source's draws in a window are skipped; None: never.
+        bad_fraction_window: the window, in draws of one source by one worker (the first 200 by default).
     """
 
     def __init__(self, sources: list[Source], builder: PromptBuilder, *, batch_size: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, train: bool = True, resume: dict[str, Any] | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, train: bool = True, resume: dict[str, Any] | None = None,
+                 max_bad_fraction: float | None = 0.2, bad_fraction_window: int = 200) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -130,6 +158,11 @@ class ShardStream(IterableDataset):
             raise ValueError(f"at least one source needs weight > 0, got {[(s.name, s.weight) for s in sources]}")
         self.sources, self.builder, self.batch_size, self.seed = sources, builder, batch_size, seed
         self.rank, self.world_size, self.train, self.resume = rank, world_size, train, resume
+        if max_bad_fraction is not None and not 0 <= max_bad_fraction < 1:
+            raise ValueError(f"max_bad_fraction must be in [0, 1) or None, got {max_bad_fraction!r}")
+        if bad_fraction_window < 1:
+            raise ValueError(f"bad_fraction_window must be >= 1, got {bad_fraction_window!r}")
+        self.max_bad_fraction, self.bad_fraction_window = max_bad_fraction, bad_fraction_window
         self.max_consecutive_skips = max(1000, 50 * batch_size)
 
     def __iter__(self) -> Iterator[PromptBatch]:
@@ -159,10 +192,24 @@ class ShardStream(IterableDataset):
         order = iter(self.sources)
         current = next(order)
         since_yield = 0  # consecutive skips: a wholly broken source must fail loudly, not spin
+        health = {s.name: _Health() for s in self.sources}
+        noted: set[str] = set()  # skip reasons this worker has described to the main process
+        notes: dict[str, str] = {}  # reason -> first example, sent with the next batch (TrackingLoader warns)
+        where = f"rank {self.rank}, worker {logical}"
 
         def state() -> dict[str, Any]:
             return {"worker": logical, "rank": self.rank, "draws": draws, "done": sorted(done),
                     "sources": {n: [r.epoch, r.offset] for n, r in readers.items()}}
+
+        def skip(source: str, shard: str, reason: str, detail: str) -> None:
+            skips[reason] += 1
+            h = health[source]
+            h.bad += 1
+            h.reasons[reason] += 1
+            h.shards.setdefault(shard, detail)
+            if reason not in noted:
+                noted.add(reason)
+                notes[reason] = f"source {source!r}: {detail}"
 
         while True:
             if self.train:
@@ -188,20 +235,29 @@ class ShardStream(IterableDataset):
                 raise RuntimeError(
                     f"{since_yield} samples in a row were unusable (rank {self.rank}, worker {logical}); "
                     f"skips so far: {dict(skips)}; last shard {shard!r}: {cache.error or 'readable'}")
+            h = health[src.name]
+            h.drawn += 1
             raw = cache.get(shard, j)
             if raw is None:
-                skips["bad_shard"] += 1
-                continue
-            try:
-                items.append(self.builder.build(decode_raw(raw, shard)))
-            except SampleError as err:
-                skips[skip_reason(err)] += 1
-            except SkipSample as err:
-                skips[err.reason] += 1
+                skip(src.name, shard, "bad_shard", cache.error or f"{shard}: sample {j} is missing (manifest count too high)")
             else:
-                since_yield = 0
+                try:
+                    items.append(self.builder.build(decode_raw(raw, shard)))
+                except SampleError as err:
+                    skip(src.name, shard, skip_reason(err), str(err))
+                except SkipSample as err:
+                    skip(src.name, shard, err.reason, f"shard {shard!r} key {raw[0]!r}: {err.detail or err.reason}")
+                else:
+                    since_yield = 0
+            if self.train:
+                h.check(src.name, self.max_bad_fraction, self.bad_fraction_window, where)
             if len(items) == self.batch_size:
-                yield collate(items, skips, state())
-                items, skips = [], Counter()
+                yield collate(items, skips, self._noted(state(), notes))
+                items, skips, notes = [], Counter(), {}
         if items or skips:  # an empty batch only carries the last skip counts out of the worker
-            yield collate(items, skips, state())
+            yield collate(items, skips, self._noted(state(), notes))
+
+    @staticmethod
+    def _noted(cursor: dict[str, Any], notes: dict[str, str]) -> dict[str, Any]:
+        """The cursor, carrying the first example of each new skip reason (TrackingLoader takes it off)."""
+        return {**cursor, "notes": dict(notes)} if notes else cursor

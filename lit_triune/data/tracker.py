@@ -7,6 +7,7 @@ one batch ahead, so "where the data stands" is the cursor of the last batch each
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from lit_triune.data.batch import PromptBatch
+
+_log = logging.getLogger("lit_triune.data")
 
 
 class StreamTracker:
@@ -50,18 +53,26 @@ class TrackingLoader(DataLoader):
     """A DataLoader whose iterator records each batch in a tracker and hides the cursor from consumers.
 
     Batches with no prompts only carry skip counts out of a worker: they are merged into the next
-    batch instead of reaching the training step.
+    batch instead of reaching the training step. The first time a skip reason appears, a warning
+    says where (source, shard, key, why); later ones are only counted (`data_skipped/<reason>`).
     """
 
     def __init__(self, *args: Any, tracker: StreamTracker, on_iter: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tracker, self.on_iter = tracker, on_iter
         self.pending_skips: dict[str, int] = {}
+        self.warned: set[str] = set()
 
     def __iter__(self) -> Iterator[PromptBatch]:  # type: ignore[override]
         if self.on_iter is not None:
             self.on_iter()
         for batch in super().__iter__():
+            notes = batch.cursor.pop("notes", None) if batch.cursor is not None else None
+            for reason, example in (notes or {}).items():
+                if reason not in self.warned:
+                    self.warned.add(reason)
+                    _log.warning("data: skipped a sample (%s), %s; later %r skips are counted in data_skipped/%s",
+                                 reason, example, reason, reason)
             self.tracker.record(batch)
             batch.cursor = None
             for reason, n in self.pending_skips.items():

@@ -5,6 +5,9 @@ cannot be stopped, a process can be killed. Why "forkserver" (or "spawn"), never
 holds torch's OpenMP/intra-op threads (and CUDA state on GPUs); forking a multi-threaded process copies
 locks held by threads that don't exist in the child, which deadlocks. The forkserver is a fresh
 interpreter that preloads `lit_triune.rewards`, math-verify and sympy, so a replacement costs a fork, not an import.
+Workers run `lit_triune.rewards.worker` and never the script that launched the trainer (`lean_mp.py`): no
+torch, no Lightning. They die with their parent (`die_with_parent`), and their warnings and stderr come
+back through the pipe as records of the `lit_triune.rewards.worker` logger.
 
 Each worker has its own pipe, so the parent always knows which sample a worker holds: the parent
 enforces the hard deadline (kill + replace the worker), and a worker that dies gets its sample retried
@@ -14,10 +17,9 @@ once (`retry_crashed`) or scored 0 with `failure="crash"`. Inside the worker a s
 
 from __future__ import annotations
 
-import importlib
+import logging
 import multiprocessing as mp
 import os
-import signal
 import threading
 import time
 from collections import defaultdict, deque
@@ -28,36 +30,14 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from lit_triune.rewards.lean_mp import PROCESS_CLASSES, check_supported
 from lit_triune.rewards.result import FAILURES, make_result
-from lit_triune.rewards.scoring import score_sample, warm_up
+from lit_triune.rewards.scoring import score_sample
+from lit_triune.rewards.worker import worker_main
+
+_log = logging.getLogger("lit_triune.rewards.worker")
 
 _MAX_START_FAILURES = 5
-
-
-def _worker_main(conn: Connection, imports: Sequence[str], budget_s: float) -> None:
-    """Worker loop: receive (task_id, kwargs), send (task_id, result dict); None or EOF ends it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    for module in ("lit_triune.rewards", *imports):
-        importlib.import_module(module)
-    warm_up()  # before 'ready': imports must never be cut by a budget
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        task_id, kwargs = msg
-        try:
-            result = score_sample(**kwargs, budget_s=budget_s)
-        except BaseException as err:  # score_sample never raises; this guards the guard
-            rm = kwargs.get("reward_model")
-            name = str(rm.get("verifier")) if isinstance(rm, dict) else "?"
-            result = make_result(
-                name, 0.0, 0.0, 0.0, "crash", f"worker raised {type(err).__name__}: {err}"[:500]
-            )
-        conn.send((task_id, result))
 
 
 @dataclass
@@ -136,9 +116,11 @@ class VerifierPool:
         self._start_failures = 0
         if num_workers == 0:
             return
+        check_supported()
         self._ctx = mp.get_context(start_method)
-        if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["lit_triune.rewards", "math_verify", "sympy", *self._imports])
+        self._process_cls = PROCESS_CLASSES[start_method]
+        if start_method == "forkserver":  # takes effect if this starts the (process-wide) forkserver
+            self._ctx.set_forkserver_preload(["lit_triune.rewards.forkserver_preload", *self._imports])
         self._wake_r, self._wake_w = os.pipe()
         self._workers = [self._spawn() for _ in range(num_workers)]
         self._thread = threading.Thread(target=self._dispatch, name="verifier-pool", daemon=True)
@@ -253,9 +235,7 @@ class VerifierPool:
     # ---------------------------------------------------------------- internals
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main, args=(child, self._imports, self._budget_s), daemon=True
-        )
+        proc = self._process_cls(target=worker_main, args=(child, self._imports, self._budget_s), daemon=True)
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -382,7 +362,9 @@ class VerifierPool:
             except (EOFError, OSError):
                 self._on_death(w)
                 return
-            if msg[0] == "ready":
+            if msg[0] == "log":  # the worker's warnings, log records and stderr lines (worker.py)
+                _log.log(msg[1], "verifier worker %s: %s: %s", w.proc.pid, msg[2], msg[3])
+            elif msg[0] == "ready":
                 w.ready, self._start_failures = True, 0
             elif w.tasks and msg[0] == w.tasks[0].id:
                 task = w.tasks.popleft()

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from callbacks.rollout_callback import fsdp_root_module
 from lit_triune.rl import policy as policy_lib
+from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
 from lit_triune.rl.sharding import fsdp_root
@@ -59,6 +60,10 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             `activation_checkpointing_policy` instead (conf/orsta.yaml).
         reward_workers, reward_timeout_s, compat: the verifier pool (`compat="vtriune"` scores as
             the released V-Triune reward server does).
+        verifier_failures: what a completion whose scoring failed for infrastructure reasons (failure
+            "timeout" or "crash") does to its group: "renormalize" (default) leaves it out of the loss and
+            computes the group's advantages over the others; "drop_group" leaves the whole group out.
+            Counted in `verifier_failures/*`. A "parse" failure is the model's and stays a zero reward.
         iou_threshold: current IoU threshold ε for box rewards; a DynamicIoUThreshold callback
             overwrites it on schedule.
         warm_start_steps: supervised steps before RL (0 = none); `warm_start_lr`,
@@ -103,6 +108,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         reward_workers: int = 2,
         reward_timeout_s: float = 10.0,
         compat: str | None = None,
+        verifier_failures: str = "renormalize",
         iou_threshold: float = 0.85,
         warm_start_steps: int = 0,
         warm_start_lr: float = 2e-3,
@@ -118,6 +124,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
         if updates_per_rollout < 1:
             raise ValueError(f"updates_per_rollout must be >= 1, got {updates_per_rollout}")
+        if verifier_failures not in VERIFIER_FAILURE_POLICIES:
+            raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.iou_threshold = float(iou_threshold)
@@ -217,6 +225,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
                   "warm_start/tokens": float(tokens)}
         self.log_dict(logged, batch_size=len(batch.prompts), sync_dist=True)
         self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (GRPOTrainerMixin._forget)
+        self._log_counters(len(batch.prompts))  # data skips and non-finite steps are logged in this stage too
         if self.global_step >= self.hparams.warm_start_steps:
             self._end_warm_start()
         return {"loss": loss.detach(), "rollout": None}  # no rollout: the metric callbacks skip this step

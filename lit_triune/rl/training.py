@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lit_triune.rl.advantages import group_advantages, informative_groups
+from lit_triune.rl.advantages import INFRA_FAILURES, group_advantages, informative_groups, valid_rows
 from lit_triune.rl.distributed import gather_objects, max_over_ranks, on_all_ranks
 from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.rollout_step import ScoredRollout
@@ -26,7 +26,8 @@ class GRPOTrainerMixin:
         scored = self.runner.rollout(batch, salt=self._refills)
         out: dict[str, Any] = {"rollout": scored.records()}
         accuracy = scored.row_tensor("accuracy")  # [N]
-        group_acc_std_zero = (~informative_groups(accuracy, g)).float().mean()
+        valid = self._count_verifier_failures(scored)  # [N]
+        group_acc_std_zero = (~informative_groups(accuracy, g, valid)).float().mean()
         merged, padding = self._dynamic_sampling(scored, len(batch.prompts)) if hp.dynamic_sampling else (scored, 0)
         if merged is None:  # a refill step, or no signal on any rank: no update on any rank
             self._forget("update")
@@ -51,7 +52,7 @@ class GRPOTrainerMixin:
         `_update`), so every rank runs the same micro-batches. If no rank has any, all skip and count it.
         """
         g = scored.group_size
-        keep = informative_groups(scored.row_tensor("accuracy"), g).nonzero().flatten().tolist()
+        keep = informative_groups(scored.row_tensor("accuracy"), g, self._valid_rows(scored)).nonzero().flatten().tolist()
         self._pending.append(scored.select_groups(keep))
         have = sum(p.num_groups for p in self._pending)
         full = on_all_ranks(have >= target, self.device)
@@ -104,8 +105,9 @@ class GRPOTrainerMixin:
         inputs = build_policy_inputs(self.policy, enc, scored.completion_ids, scored.prompt_index,
                                      tok.pad_token_id, image_token_id, pixels=features is None).to(self.device)
         rewards = scored.row_tensor("reward").to(self.device)  # [N]
-        advantages = group_advantages(rewards, scored.group_size, hp.scale_rewards)  # [N]
-        loss_mask = inputs.completion_mask.clone()  # [N, T]
+        valid = self._valid_rows(scored).to(self.device)  # [N]: verifier timeouts/crashes carry no signal
+        advantages = group_advantages(rewards, scored.group_size, hp.scale_rewards, valid=valid)  # [N]
+        loss_mask = inputs.completion_mask.clone() & valid.unsqueeze(1)  # [N, T]
         if hp.overlong_filter:
             loss_mask &= ~scored.truncated.to(self.device).unsqueeze(1)
         real = len(scored.completion_ids) - padding_groups * scored.group_size  # rows that train
@@ -138,6 +140,22 @@ class GRPOTrainerMixin:
         stats["lr"] = float(rl_opt.optimizer.param_groups[0]["lr"])
         return stats
 
+    def _valid_rows(self, scored: ScoredRollout) -> Tensor:  # [N] bool
+        """Rows whose reward is the verifier's judgement: not a timeout or crash (`verifier_failures`)."""
+        failed = torch.tensor([r.get("failure") in INFRA_FAILURES for r in scored.results], dtype=torch.bool)
+        return valid_rows(failed, scored.group_size, self.hparams.get("verifier_failures", "renormalize"))
+
+    def _count_verifier_failures(self, scored: ScoredRollout) -> Tensor:  # [N] bool, the valid rows
+        valid = self._valid_rows(scored)
+        failed = sum(r.get("failure") in INFRA_FAILURES for r in scored.results)
+        if failed:
+            self._bump("verifier_failures/infra_failed_samples", failed)
+            self._bump("verifier_failures/masked_samples", int((~valid).sum()))
+            dropped = int((~valid.view(-1, scored.group_size)).all(dim=1).sum())
+            if dropped:
+                self._bump("verifier_failures/groups_dropped", dropped)
+        return valid
+
     def _log_rollout(self, scored: ScoredRollout, std_zero: Tensor) -> None:
         n = len(scored.texts)
         lengths = torch.tensor([len(c) for c in scored.completion_ids], dtype=torch.float32)
@@ -150,15 +168,21 @@ class GRPOTrainerMixin:
             "time/generate": scored.timings.get("generate", 0.0),
             "time/reward": scored.timings.get("reward", 0.0),
         }
+        self._log_counters(max(1, n // scored.group_size), metrics)
+
+    def _log_counters(self, batch_size: int, metrics: dict[str, Any] | None = None) -> None:
+        """Logs the checkpointed counters (data skips, non-finite steps, refills, masked samples, ...) and
+        `metrics`; called on every training step of every stage, on all ranks alike."""
         counts = {key: float(value) for key, value in self._counters.items()}
+        counts["data_skipped/total"] = sum(v for k, v in counts.items() if k.startswith("data_skipped/"))
         # Global figures under DDP (one gather): every rank rolls out as many groups, so the global mean is
         # the mean of the ranks' means; counts add up, except steps skipped, which every rank skips alike.
-        parts = gather_objects(({k: float(v) for k, v in metrics.items()}, counts))
+        parts = gather_objects(({k: float(v) for k, v in (metrics or {}).items()}, counts))
         logged = _mean_over_parts([p[0] for p in parts])
         for key in sorted({k for _, c in parts for k in c}):
             values = [c.get(key, 0.0) for _, c in parts]
             logged[key] = max(values) if key in _SAME_ON_ALL_RANKS else sum(values)
-        self.log_dict(logged, batch_size=max(1, n // scored.group_size))
+        self.log_dict(logged, batch_size=batch_size)
 
     def _bump(self, key: str, by: float = 1) -> None:
         """Adds to a checkpointed, logged counter (`self._counters`)."""

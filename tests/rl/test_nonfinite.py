@@ -43,7 +43,7 @@ class Watch(pl.Callback):
 def test_nonfinite_loss_and_gradient_skip_the_step(tmp_path, monkeypatch):
     calls = {"n": 0}
 
-    def advantages(rewards, group_size, scale):  # a learning signal every step, NaN in one
+    def advantages(rewards, group_size, scale, valid=None):  # a learning signal every step, NaN in one
         adv = torch.linspace(-1.0, 1.0, rewards.numel())
         if calls["n"] == NAN_LOSS_BATCH:
             adv[3] = math.nan
