@@ -40,6 +40,8 @@ def tiny_args(root: Path, *, max_steps: int, warm_start_steps: int = 2, ckpt_eve
             f"--trainer.callbacks.init_args.dirpath={root / 'checkpoints'}",
             "--trainer.callbacks.init_args.filename={step}",
             f"--model.warm_start_steps={warm_start_steps}",
+            # the default's 16 prompts and 128 new tokens are sized for learning, not for a few test steps
+            "--data.batch_size=4", "--data.val_batch_size=8", "--model.max_new_tokens=24",
             f"--model.stage_reports={str(stage_reports).lower()}",
             f"--data.num_workers={num_workers}",
             f"--data.cache_dir={cache_dir or root / 'data'}"]

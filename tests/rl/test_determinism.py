@@ -24,7 +24,7 @@ def test_same_seed_same_per_source_figures(tmp_path: Path) -> None:
     for name in ("a", "b"):
         root = tmp_path / name
         run_fit(tiny_args(root, max_steps=6, warm_start_steps=3, ckpt_every=6, stage_reports=True,
-                          cache_dir=data, config=config, extra=["--model.max_new_tokens=24"]))
+                          cache_dir=data, config=config))
         runs.append(_reports(root))
     a, b = runs
     assert set(a) == {"init", "after_warm_start", "final"}
