@@ -170,7 +170,12 @@ _DOLLAR = re.compile(r"(?<!\\)\$\$?")
 _DELIMITED = re.compile(r"(?<!\\)\$\$?(.*?)(?<!\\)\$\$?|\\\((.*?)\\\)|\\\[(.*?)\\\]", re.DOTALL)
 _TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|mbox)\s*\{[^{}]*\}")
 _PROSE = re.compile(r"[A-Za-z]{2,}")
-_JUXTAPOSED = re.compile(r"\d\s+\d")
+# numbers side by side are separate candidates, but the LaTeX parser joins them ('1 2' -> 3, '0 \frac{1}{2}'
+# -> 1/2 as a mixed number, '\frac{1}{2} 1' -> 1/2 as a product): refused before parsing
+_LATEX_SPACE = re.compile(r"\\[ ,;:!>]|\\q?quad\b|\\(?:h|)space\s*\{[^{}]*\}|~")  # '1\ 2' is '1 2'
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_PROSE_GAP = re.compile(r"[\d})\]][\s,;:]*\s[\s,;:]*[-+]?(?:\d|\\)")
+_JUXTAPOSED = re.compile(r"[\d})\]]\s+(?:\d|\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\})")
 
 
 def _is_prose(text: str) -> bool:
@@ -236,9 +241,13 @@ def read_block(block: str) -> tuple[str, list[Any]]:
         inner = next(g for g in segments[0].groups() if g is not None)
         return f"${inner}$", in_block
     if _is_prose(block):
+        # math-verify's matches can overlap across candidates ('is 2 or maybe \\frac{1}{3}' is one span),
+        # so with the words taken out no two numbers / expressions may stand side by side
+        if _PROSE_GAP.search(_LATEX_SPACE.sub(" ", _WORD.sub(" ", block))):
+            raise AnswerError("several candidate answers in the prose; exactly one is allowed")
         return _one_candidate(block, in_block), in_block
-    if _JUXTAPOSED.search(block):
-        raise AnswerError("numbers side by side ('1 2'); exactly one answer is allowed")
+    if _JUXTAPOSED.search(_LATEX_SPACE.sub(" ", block)):
+        raise AnswerError("numbers side by side ('1 2', '0 \\frac{1}{2}'); exactly one answer is allowed")
     return f"${block}$", in_block
 
 
