@@ -27,8 +27,10 @@ from lit_triune.rewards.result import Context, Verdict, failed
 from lit_triune.rewards.text import AnswerError, clip, single_answer_block
 
 MAX_ANSWER_CHARS = 10_000  # ground truths are read from their tail beyond this
-MAX_MATH_CHARS = 300  # the expression handed to the LaTeX parser
-MAX_DEPTH = 4  # bracket nesting ((), [], {}): the parser's cost grows ~0.1 s per level
+MAX_MATH_CHARS = 200  # the expression handed to the LaTeX parser
+MAX_TOKENS = 50  # numbers, letters (each one a symbol), commands and operators: parse cost grows with them
+MAX_SYMBOLS = 12  # single letters outside commands: sympy simplifies products of many symbols slowly
+MAX_DEPTH = 3  # bracket nesting ((), [], {}) inside a surrounding \boxed{} / $...$: ~0.1 s CPU per level
 MAX_POWER_DEPTH = 2  # e^{-x^2} yes, x^{y^{z}} no
 MAX_NUMBER_DIGITS = 40
 MAX_MAGNITUDE = 4_000  # estimated decimal digits of the integers the expression evaluates to (int->str caps at 4300)
@@ -59,6 +61,13 @@ def math_limits(text: str) -> str | None:
     """
     if len(text) > MAX_MATH_CHARS:
         return f"answer expression has {len(text)} characters (at most {MAX_MATH_CHARS})"
+    tokens = [m.group() for m in _MATH_TOKEN.finditer(text)]
+    if len(tokens) > MAX_TOKENS:
+        return f"answer expression has {len(tokens)} tokens (at most {MAX_TOKENS})"
+    symbols = sum(1 for t in tokens if len(t) == 1 and t.isalpha())
+    if symbols > MAX_SYMBOLS:
+        return f"answer expression has {symbols} letters outside commands (at most {MAX_SYMBOLS})"
+    text = _unwrap(text)
     if any(cmd in text for cmd in _BINOMS) and re.search(r"\d{4}", text):
         return "binomial coefficient of a number with 4 or more digits"
     stack: list[list[Any]] = []  # [is_exponent, digits inside, base digits (exponent groups)]
@@ -142,6 +151,21 @@ def math_limits(text: str) -> str | None:
     if mass > MAX_MAGNITUDE:
         return f"numbers too large (about {mass:.0f} digits; at most {MAX_MAGNITUDE})"
     return None
+
+
+_MATH_TOKEN = re.compile(
+    r"\\(?:begin|end|text|mathrm|operatorname)\s*\{[^{}]*\}|\\[A-Za-z]+|\d+(?:\.\d+)?|[A-Za-z]|[^\s\w]"
+)
+
+
+def _unwrap(text: str) -> str:
+    """The expression inside one surrounding `\\boxed{...}` and/or `$...$` (they are not nesting levels)."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "$":
+        text = text.strip("$").strip()
+    if text.startswith("\\boxed{") and text.endswith("}"):
+        text = text[len("\\boxed{") : -1]
+    return text
 
 
 def _boxed_spans(text: str) -> list[tuple[int, int]]:
