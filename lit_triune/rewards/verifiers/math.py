@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -53,6 +54,10 @@ def _truth(reward_model: Mapping[str, Any]) -> str:
     return str(gt)
 
 
+def _digit(ch: str) -> bool:
+    return len(ch) == 1 and "0" <= ch <= "9"  # ASCII only: int('²') raises
+
+
 def math_limits(text: str) -> str | None:
     """Why `text` is too dear to parse (length, nesting, power towers, huge numbers), or None.
 
@@ -75,9 +80,9 @@ def math_limits(text: str) -> str | None:
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
-        if ch.isdigit():
+        if _digit(ch):
             j = i
-            while j < n and text[j].isdigit():
+            while j < n and _digit(text[j]):
                 j += 1
             if j - i > MAX_NUMBER_DIGITS:
                 return f"number with {j - i} digits (at most {MAX_NUMBER_DIGITS})"
@@ -100,7 +105,7 @@ def math_limits(text: str) -> str | None:
                 last_group_digits = digits
                 if is_exp and base and digits:
                     inner = text[text.rfind("{", 0, i) + 1 : i].strip().lstrip("+-")
-                    exponent = int(inner) if inner.isdigit() else 10**digits
+                    exponent = int(inner) if inner.isascii() and inner.isdigit() else 10**digits
                     mass += base * exponent
         elif ch == "^":
             powers_above = sum(1 for frame in stack if frame[0])
@@ -109,10 +114,10 @@ def math_limits(text: str) -> str | None:
             before = text[:i].rstrip()[-1:]
             if powers_above and not before.isalpha():
                 return "a power tower with a numeric base"
-            if before.isdigit():
+            if _digit(before):
                 k = len(text[:i].rstrip())
                 start = k
-                while start > 0 and text[start - 1].isdigit():
+                while start > 0 and _digit(text[start - 1]):
                     start -= 1
                 base_digits = k - start
             elif before in ")]}":
@@ -123,7 +128,7 @@ def math_limits(text: str) -> str | None:
             after = rest[:1]
             if rest.startswith(("\\circ", "\\prime")):
                 after = "c"  # 40^\circ: a unit, not a number
-            if base_digits and after != "{" and not after.isdigit() and not after.isalpha():
+            if base_digits and after != "{" and not _digit(after) and not after.isalpha():
                 return "the exponent of a number must be a braced group or one character"
             exponent_next = True
             i += 1
@@ -132,9 +137,9 @@ def math_limits(text: str) -> str | None:
             before = text[:i].rstrip()
             if before.endswith("!"):
                 return "repeated factorial"
-            if before[-1:].isdigit():
+            if _digit(before[-1:]):
                 start = len(before)
-                while start > 0 and before[start - 1].isdigit():
+                while start > 0 and _digit(before[start - 1]):
                     start -= 1
                 if len(before) - start > 5:
                     return "factorial of a number with more than 5 digits"
@@ -293,6 +298,7 @@ def read_answer(response: str) -> tuple[str, list[Any]]:
     answer or it is above the cost limits."""
     block = single_answer_block(clip(response))
     text, config = read_block(block) if block is not None else read_completion(response)
+    text = unicodedata.normalize("NFKC", text)  # full-width and superscript digits are digits to the limits too
     why = math_limits(text)
     if why:
         raise AnswerError(why)
