@@ -15,6 +15,7 @@ from lit_triune.data.boxes import BoxError, box_verifiers, is_normalized, parse_
 FALLBACK_VERIFIERS = frozenset({"mathverify", "detection", "grounding", "counting", "ocr"})
 ROLES = frozenset({"system", "user", "assistant"})
 IMAGE_PLACEHOLDER = "<image>"
+LIST_TRUTH_VERIFIERS = frozenset({"ocr"})  # ground truth may be a list of acceptable strings (docs/rewards.md)
 REWARD_KEYS = ("answer", "ground_truth", "accuracy_ratio", "format_ratio", "verifier", "verifier_parm")
 
 
@@ -135,8 +136,14 @@ def _validate_reward_model(rm: Any, verifiers: frozenset[str]) -> None:
     if name not in verifiers:
         raise SampleError("reward_model.verifier", f"unknown verifier {name!r}; available: {sorted(verifiers)}")
     gt = rm["ground_truth"]
-    if isinstance(gt, bool) or not isinstance(gt, (str, int)) or not str(gt).strip():
-        raise SampleError("reward_model.ground_truth", f"must be a non-empty string (or int), got {gt!r:.80}")
+    if name in LIST_TRUTH_VERIFIERS and isinstance(gt, list):
+        if not gt or not all(isinstance(g, str) and g.strip() for g in gt):
+            raise SampleError(
+                "reward_model.ground_truth", f"a list ground truth must hold non-empty strings, got {gt!r:.80}"
+            )
+    elif isinstance(gt, bool) or not isinstance(gt, (str, int)) or not str(gt).strip():
+        allowed = "a non-empty string, an int" + (" or a list of strings" if name in LIST_TRUTH_VERIFIERS else "")
+        raise SampleError("reward_model.ground_truth", f"must be {allowed}, got {gt!r:.80}")
     if rm["answer"] is not None and not isinstance(rm["answer"], str):
         raise SampleError("reward_model.answer", f"must be a string or null, got {rm['answer']!r:.80}")
     _finite_ratio(rm["accuracy_ratio"], "reward_model.accuracy_ratio")

@@ -7,6 +7,7 @@ New tasks add a verifier, not a branch in the training loop: decorate a class or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -90,14 +91,42 @@ def available_verifiers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+DIAGNOSTIC_MODULE = "lit_triune.rewards.verifiers.debug"
+"""Registers `debug_sleep` / `debug_crash` when imported; they are not built in, so training data can't
+name them. Opt in explicitly: `import lit_triune.rewards.verifiers.debug` in-process, or
+`VerifierPool(imports=(DIAGNOSTIC_MODULE,))` for pool workers."""
+
+
 def get_verifier(name: str) -> Verifier:
     """The verifier registered under `name`; raises KeyError listing what is available."""
     _load_builtins()
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown verifier {name!r}; available verifiers: {', '.join(available_verifiers())}")
+        hint = (
+            f" (diagnostic verifiers are opt-in: import {DIAGNOSTIC_MODULE}, or pass "
+            f"imports=({DIAGNOSTIC_MODULE!r},) to VerifierPool)"
+            if isinstance(name, str) and name.startswith("debug_")
+            else ""
+        )
+        raise KeyError(
+            f"unknown verifier {name!r}; available verifiers: {', '.join(available_verifiers())}{hint}"
+        )
     return _REGISTRY[name]
+
+
+def reward_ratio(reward_model: Mapping[str, Any], key: str, default: float) -> float:
+    """`accuracy_ratio` / `format_ratio`: a finite number >= 0 (None -> default); ValueError otherwise.
+
+    A negative or infinite ratio would make the reward negative or unbounded (issue 17: `format_ratio: -3`
+    scored -0.5), so it is a spec error at prepare time and a `spec` failure at score time.
+    """
+    value = reward_model.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"reward_model[{key!r}] must be a finite number >= 0 or None, got {value!r}")
+    return float(value)
 
 
 def validate_reward_model(reward_model: Any) -> None:
@@ -112,11 +141,7 @@ def validate_reward_model(reward_model: Any) -> None:
     except KeyError as err:
         raise ValueError(str(err.args[0])) from None
     for key in ("accuracy_ratio", "format_ratio"):
-        value = reward_model.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
-        ):
-            raise ValueError(f"reward_model[{key!r}] must be a finite number or None, got {value!r}")
+        reward_ratio(reward_model, key, 0.0)
     parm = reward_model.get("verifier_parm")
     if parm is not None and not isinstance(parm, Mapping):
         raise ValueError(f"reward_model['verifier_parm'] must be a dict or None, got {type(parm).__name__}")

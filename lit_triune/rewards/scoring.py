@@ -14,7 +14,7 @@ from typing import Any
 
 from lit_triune.rewards.budget import VerifierTimeout, time_budget
 from lit_triune.rewards.format import format_reward
-from lit_triune.rewards.registry import get_verifier
+from lit_triune.rewards.registry import get_verifier, reward_ratio
 from lit_triune.rewards.result import Context, Verdict, failed, make_result
 from lit_triune.rewards.verifiers._common import parm
 
@@ -51,15 +51,6 @@ def warm_up() -> None:
     _warmed = True
     for response, reward_model, compat in _WARM_UP:
         score_sample(response, reward_model, compat=compat, budget_s=None)
-
-
-def _ratio(reward_model: Mapping[str, Any], key: str, default: float) -> float:
-    value = reward_model.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"reward_model[{key!r}] must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _check_args(image_size: Any, iou_threshold: Any, compat: Any) -> None:
@@ -108,8 +99,8 @@ def score_sample(
         verifier = get_verifier(name)
         p = parm(reward_model)
         fmt = format_reward(response, p.get("format_reward", verifier.default_format))
-        a = _ratio(reward_model, "accuracy_ratio", DEFAULT_ACCURACY_RATIO)
-        f = _ratio(reward_model, "format_ratio", DEFAULT_FORMAT_RATIO)
+        a = reward_ratio(reward_model, "accuracy_ratio", DEFAULT_ACCURACY_RATIO)
+        f = reward_ratio(reward_model, "format_ratio", DEFAULT_FORMAT_RATIO)
     except (KeyError, ValueError) as err:
         return make_result(name, 0.0, 0.0, 0.0, "spec", str(err.args[0]) if err.args else repr(err))
     except Exception as err:  # e.g. a format function of a plugin raising
@@ -124,7 +115,13 @@ def score_sample(
         verdict = failed("crash", f"verifier {name!r} raised {type(err).__name__}: {err}"[:500])
     if not isinstance(verdict, Verdict):
         verdict = failed("crash", f"verifier {name!r} returned {type(verdict).__name__}, not Verdict")
-    acc = float(verdict.accuracy)
+    try:
+        acc = float(verdict.accuracy)
+    except (TypeError, ValueError, OverflowError):
+        acc = math.nan
+    if not 0.0 <= acc <= 1.0:  # NaN fails too: keeps every reward within [0, accuracy_ratio + format_ratio]
+        verdict = failed("crash", f"verifier {name!r} returned accuracy {verdict.accuracy!r:.50}, not a number in [0, 1]")
+        acc = 0.0
     if verdict.failure == "spec":  # an unusable sample earns nothing, format included: it is a data bug
         return make_result(name, 0.0, 0.0, 0.0, "spec", verdict.detail, verdict.scores, verdict.extras)
     return make_result(

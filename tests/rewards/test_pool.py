@@ -9,13 +9,15 @@ import time
 import pytest
 
 from lit_triune.rewards import VerifierPool, score
+from lit_triune.rewards.registry import DIAGNOSTIC_MODULE
 
+DEBUG = (DIAGNOSTIC_MODULE,)  # debug_sleep / debug_crash are opt-in: the workers import them
 SLEEP = {"verifier": "debug_sleep", "verifier_parm": {"seconds": 0.3}}
 
 
 @pytest.fixture(scope="module")
 def pool():
-    with VerifierPool(num_workers=2, timeout_s=2.0) as p:
+    with VerifierPool(num_workers=2, timeout_s=2.0, imports=DEBUG) as p:
         assert p.wait_ready(60)
         yield p
 
@@ -62,7 +64,7 @@ def _kill_one_worker_mid_batch(p: VerifierPool, n: int) -> list[dict]:
 
 
 def test_worker_killed_mid_batch_is_retried_once():
-    with VerifierPool(num_workers=2, timeout_s=5.0) as p:
+    with VerifierPool(num_workers=2, timeout_s=5.0, imports=DEBUG) as p:
         assert p.wait_ready(60)
         out = _kill_one_worker_mid_batch(p, 6)
         assert len(out) == 6 and all(r["failure"] is None for r in out)  # the killed sample was retried
@@ -70,7 +72,7 @@ def test_worker_killed_mid_batch_is_retried_once():
 
 
 def test_worker_killed_mid_batch_without_retry_scores_zero():
-    with VerifierPool(num_workers=2, timeout_s=5.0, retry_crashed=False) as p:
+    with VerifierPool(num_workers=2, timeout_s=5.0, retry_crashed=False, imports=DEBUG) as p:
         assert p.wait_ready(60)
         out = _kill_one_worker_mid_batch(p, 6)
         assert [r["failure"] for r in out].count("crash") == 1
@@ -110,7 +112,7 @@ def test_rejects_fork_and_bad_arguments():
 
 
 def test_close_resolves_samples_in_flight():
-    p = VerifierPool(num_workers=1, timeout_s=5.0)
+    p = VerifierPool(num_workers=1, timeout_s=5.0, imports=DEBUG)
     assert p.wait_ready(60)
     futures = [p.submit("x", _sleepy(1.0, seconds=2.0)) for _ in range(3)]
     time.sleep(0.1)

@@ -1,0 +1,262 @@
+"""Worst-case verifier cost: generated completions (correct, padded, multi-candidate, hostile) through the pool.
+
+Each completion is scored in a `VerifierPool` worker by a `timed` wrapper that runs the real
+`score_sample` for the sample's verifier and measures wall and CPU time *inside the worker*, so
+the figure excludes pipes and queueing. Prints the slowest completions under 1 KB and ends with
+
+    max_ms_under_1kb: <worker wall ms>   (cpu <worker CPU ms>)
+
+Issue 17 asks that no completion under 1 KB cost more than ~50 ms; on a shared machine wall time
+includes other jobs' load, so CPU time is printed beside it. `corpus()` is also what
+tests/rewards/test_fuzz_verifiers.py checks for exceptions, bounds and padded answers.
+
+    python benchmarks/verifier_worst_case.py [--n 10000] [--workers 2] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+VERIFIERS = ("mathverify", "counting", "ocr", "detection", "grounding")
+KINDS = ("correct", "padded", "hostile")
+
+_WORDS = {
+    0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+    9: "nine", 10: "ten", 11: "eleven", 12: "twelve", 13: "thirteen", 14: "fourteen", 15: "fifteen",
+    16: "sixteen", 17: "seventeen", 18: "eighteen", 19: "nineteen", 20: "twenty", 30: "thirty",
+    40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty", 90: "ninety",
+}  # fmt: skip
+_LATEX_BITS = ["\\boxed{", "}", "{", "^", "10", "\\frac{", "(", ")", "x", "\\sqrt{", "!", "9" * 30, "\\infty",
+               "\\cdot", "e", "-", "[", "]", "\\left(", "\\right)", "$", " ", "=", "or", "3", "\\binom{", "_"]  # fmt: skip
+_OCR_WORDS = ["stop", "exit", "open", "hello world", "café", "24/7", "No. 5", "SALE 50%", "Main St.", "x"]
+
+
+def words(n: int) -> str:
+    """English words for 0 <= n < 1000, hyphenated ('twenty-one', 'one hundred five')."""
+    if n < 20 or (n < 100 and n % 10 == 0):
+        return _WORDS[n]
+    if n < 100:
+        return f"{_WORDS[n // 10 * 10]}-{_WORDS[n % 10]}"
+    rest = n % 100
+    return f"{_WORDS[n // 100]} hundred" + (f" {words(rest)}" if rest else "")
+
+
+@dataclass
+class Case:
+    response: str
+    reward_model: dict[str, Any]
+    kind: str  # correct | padded | hostile
+    image_size: tuple[int, int] | None = None
+    why: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+def _wrap(rng: random.Random, answer: str) -> str:
+    think = rng.choice(["", "<think>I look at the image.</think>", "<think>\nLet me count.\n</think>\n"])
+    return f"{think}<answer>{answer}</answer>"
+
+
+def _hostile(rng: random.Random) -> str:
+    """Cheap strings that are dear to parse, all under 1 KB."""
+    d = rng.randint(1, 14)
+    opener, closer = rng.choice([("(", ")"), ("[", "]"), ("{", "}"), ("\\left(", "\\right)"), ("\\sqrt{", "}"),
+                                 ("\\frac{1}{", "}"), ("x^{", "}"), ("9^{", "}"), ("\\sin(", ")")])  # fmt: skip
+    body = rng.choice([
+        opener * d + str(rng.randint(0, 99)) + closer * d,
+        "^{".join(str(rng.randint(2, 99)) for _ in range(d)) + "}" * (d - 1),
+        f"{rng.randint(10, 10**6)}!" + "!" * rng.randint(0, 2),
+        "9" * rng.randint(19, 400),
+        f"10^{{{rng.randint(100, 10**9)}}}",
+        f"\\binom{{{rng.randint(10**3, 10**12)}}}{{{rng.randint(10, 10**6)}}}",
+        "".join(rng.choice(_LATEX_BITS) for _ in range(rng.randint(1, 60))),
+        "+".join(str(rng.randint(1, 9)) for _ in range(rng.randint(10, 200))),
+        "".join(chr(rng.randint(32, 0x2FFF)) for _ in range(rng.randint(0, 300))),
+        " ".join(rng.choice(list(_WORDS.values()) + ["hundred", "thousand", "and", "dozen"]) for _ in range(rng.randint(2, 60))),
+        "[" + ", ".join(str(rng.randint(-99, 9999)) for _ in range(rng.randint(0, 40))),
+        "<answer>" * rng.randint(2, 60),
+        "-" * rng.randint(1, 200) + str(rng.randint(0, 9)),
+    ])  # fmt: skip
+    form = rng.choice(["<answer>{}</answer>", "<answer>\\boxed{{{}}}</answer>", "\\boxed{{{}}}", "{}",
+                       "<answer>${}$</answer>", "The final answer is ${}$", "<answer>{}"])  # fmt: skip
+    return form.format(body)[:1000]
+
+
+def _math(rng: random.Random, kind: str) -> Case:
+    k = rng.randint(0, 500)
+    gold, said = rng.choice([(str(k), str(k)), (f"\\frac{{{k}}}{{{k + 1}}}", f"\\frac{{{k}}}{{{k + 1}}}"),
+                             (f"\\boxed{{{k}}}", str(k)), (f"2^{{{k % 20}}}", str(2 ** (k % 20)))])  # fmt: skip
+    rm = {"verifier": "mathverify", "ground_truth": gold}
+    if kind == "hostile":
+        return Case(_hostile(rng), rm, kind)
+    w = str(rng.choice([v for v in (0, 1, 2, k + 1, k + 7, -k - 1) if str(v) != said]))
+    if kind == "correct":
+        form = rng.choice(["{}", "\\boxed{{{}}}", "${}$", "The answer is {}"])
+        return Case(_wrap(rng, form.format(said)) if rng.random() < 0.85 else f"so \\boxed{{{said}}}", rm, kind)
+    a, b = (said, w) if rng.random() < 0.5 else (w, said)
+    pad = rng.choice([
+        f"<answer>{a} {b}</answer>", f"<answer>{a} or {b}</answer>", f"<answer>{a}, {b}</answer>",
+        f"<answer>\\boxed{{{a}}}\\boxed{{{b}}}</answer>", f"<answer>${a}$ ${b}$</answer>",
+        f"<answer>{a}</answer><answer>{b}</answer>", f"<answer>The answer is {a} or maybe {b}</answer>",
+        f"<answer>x = {a} or x = {b}</answer>", f"\\boxed{{{a}}} or \\boxed{{{b}}}", f"<answer>{a}; {b}</answer>",
+        f"<answer>{a} \\text{{ or }} {b}</answer>", f"<answer>{a}\n{b}</answer>", f"<answer>\\boxed{{{a}}} {b}</answer>",
+        f"<answer>${a}$ or {b}</answer>", f"<answer>{a} \\quad {b}</answer>", f"<answer>{a}\\ {b}</answer>",
+    ])  # fmt: skip
+    return Case(pad, rm, kind, why="two candidates")
+
+
+def _counting(rng: random.Random, kind: str) -> Case:
+    c = rng.randint(0, 120)
+    rm = {"verifier": "counting", "ground_truth": rng.choice([c, str(c), words(c)])}
+    if kind == "hostile":
+        return Case(_hostile(rng), rm, kind)
+    if kind == "correct":
+        said = rng.choice([str(c), words(c), words(c).replace("-", " ")])
+        form = rng.choice(["{}", "There are {} shapes.", "{}."])
+        return Case(_wrap(rng, form.format(said)), rm, kind)
+    w = rng.choice([v for v in (0, 1, 2, c + 1, c + 10, 12) if v != c])
+    s, sw = rng.choice([(str(c), str(w)), (words(c), words(w)), (str(c), words(w)), (words(c), str(w))])
+    a, b = (s, sw) if rng.random() < 0.5 else (sw, s)
+    pads = [f"{a} {b}", f"{a} or {b}", f"{a}, {b}", f"{a} ({b})", f"{a}-{b}", f"{a} and {b}", f"{a}\n{b}"]
+    if c >= 2:  # assembled from pieces: 'three two' for 5, 'one twenty' for 21 (a unit never starts a longer phrase)
+        x = rng.randint(1, min(9, c - 1))
+        pads.append(f"{words(x)} {words(c - x)}")
+    if c % 12 == 0 and 12 <= c <= 108:
+        pads.append(f"{words(c // 12)} dozen")
+    answer = rng.choice(pads)
+    if rng.random() < 0.15:
+        return Case(f"<answer>{s}</answer><answer>{sw}</answer>", rm, kind, why="two blocks")
+    return Case(_wrap(rng, answer), rm, kind, why="two numbers / pieces")
+
+
+def _ocr(rng: random.Random, kind: str) -> Case:
+    gt = rng.choice(_OCR_WORDS) + ("" if rng.random() < 0.5 else f" {rng.randint(0, 999)}")
+    truths: Any = gt if rng.random() < 0.7 else [gt, gt.upper() + " alt"]
+    rm = {"verifier": "ocr", "ground_truth": truths, "verifier_parm": {"metric": rng.choice(["exact", "anls"])}}
+    if kind == "hostile":
+        return Case(_hostile(rng), rm, kind)
+    if kind == "correct":
+        return Case(_wrap(rng, rng.choice([gt, gt.upper(), f' "{gt}" ', f"{gt}."])), rm, kind)
+    other = rng.choice([w for w in _OCR_WORDS if w != gt] + ([truths[1]] if isinstance(truths, list) else []))
+    a, b = (gt, other) if rng.random() < 0.5 else (other, gt)
+    pad = rng.choice([f"<answer>{a} {b}</answer>", f"<answer>{a} / {b}</answer>", f"<answer>{a}\n{b}</answer>",
+                      f"<answer>{a}</answer><answer>{b}</answer>", f"<answer>{gt} {gt}</answer>",
+                      f"<answer>{a} or {b}</answer>", f"<answer>{gt}" + " pad" * rng.randint(1, 300) + "</answer>"])  # fmt: skip
+    return Case(pad, rm, kind, why="two candidates")
+
+
+def _box(rng: random.Random, size: int = 100) -> list[int]:
+    x1, y1 = rng.randint(0, size - 20), rng.randint(0, size - 20)
+    return [x1, y1, rng.randint(x1 + 10, size), rng.randint(y1 + 10, size)]
+
+
+def _detection(rng: random.Random, kind: str) -> Case:
+    gts = [(_box(rng), rng.choice(["dog", "cat"])) for _ in range(rng.randint(1, 3))]
+    gt = "[" + ", ".join(f"{{'bbox_2d': {b}, 'label': '{lab}'}}" for b, lab in gts) + "]"
+    rm = {"verifier": "detection", "ground_truth": f"<answer>\n{gt}\n</answer>",
+          "verifier_parm": {"det_reward_ratio": {"iou_max_label_first": 1.0, "iou_completeness": 0.3, "map": 1.0}}}  # fmt: skip
+    if kind == "hostile":
+        return Case(_hostile(rng), rm, kind, image_size=(100, 100))
+    if kind == "correct":
+        return Case(_wrap(rng, gt), rm, kind, image_size=(100, 100))
+    extra = rng.choice([gts[0], (_box(rng), gts[0][1])])
+    padded = "[" + ", ".join(f"{{'bbox_2d': {b}, 'label': '{lab}'}}" for b, lab in [*gts, extra]) + "]"
+    return Case(_wrap(rng, padded), rm, kind, image_size=(100, 100), why="an extra box")
+
+
+def _grounding(rng: random.Random, kind: str) -> Case:
+    box = _box(rng)
+    rm = {"verifier": "grounding", "ground_truth": str(box)}
+    if kind == "hostile":
+        return Case(_hostile(rng), rm, kind, image_size=(100, 100))
+    if kind == "correct":
+        return Case(_wrap(rng, str(box)), rm, kind, image_size=(100, 100))
+    other = _box(rng)
+    return Case(_wrap(rng, f"{box} {other}"), rm, kind, image_size=(100, 100), why="two boxes")
+
+
+_MAKERS = {"mathverify": _math, "counting": _counting, "ocr": _ocr, "detection": _detection, "grounding": _grounding}
+
+
+def corpus(n: int = 10_000, seed: int = 0) -> list[Case]:
+    """`n` seeded cases, evenly over verifiers; per verifier 20 % correct, 40 % padded, 40 % hostile."""
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        verifier = VERIFIERS[i % len(VERIFIERS)]
+        kind = rng.choices(KINDS, weights=(0.2, 0.4, 0.4))[0]
+        case = _MAKERS[verifier](rng, kind)
+        case.reward_model.setdefault("accuracy_ratio", rng.choice([1.0, 1.0, 0.5, 2.0]))
+        case.reward_model.setdefault("format_ratio", rng.choice([0.1, 0.5, 0.0]))
+        cases.append(case)
+    return cases
+
+
+# ----------------------------------------------------------------------------- the timed wrapper
+def _register_timed() -> None:
+    from lit_triune.rewards import Verdict, register_verifier
+    from lit_triune.rewards.scoring import score_sample
+
+    @register_verifier("timed", replace=True)
+    def timed(response: str, reward_model: Mapping[str, Any], ctx: Any) -> Verdict:
+        inner = reward_model["verifier_parm"]["inner"]
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = score_sample(response, inner, image_size=ctx.image_size, iou_threshold=ctx.iou_threshold, budget_s=None)
+        wall, cpu = (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+        return Verdict(out["accuracy"], {"worker_ms": wall, "worker_cpu_ms": cpu, "inner_reward": out["reward"]},
+                       out["failure"], out["detail"])  # fmt: skip
+
+
+_register_timed()  # on import: the pool's workers import this module (imports=...)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    args = parser.parse_args()
+
+    from lit_triune.rewards import VerifierPool
+
+    cases = corpus(args.n, args.seed)
+    rms = [{"verifier": "timed", "format_ratio": 0.0, "verifier_parm": {"inner": c.reward_model}} for c in cases]
+    start = time.perf_counter()
+    with VerifierPool(num_workers=args.workers, timeout_s=args.timeout, imports=("verifier_worst_case",)) as pool:
+        assert pool.wait_ready(120), "pool workers did not start"
+        out = pool.map([c.response for c in cases], rms, [c.image_size for c in cases])
+        counts = pool.failure_counts()
+    elapsed = time.perf_counter() - start
+    rows = []
+    for case, res in zip(cases, out, strict=True):
+        ms = res.get("worker_ms", float("nan"))
+        rows.append((ms, res.get("worker_cpu_ms", float("nan")), case, res))
+    small = [r for r in rows if len(r[2].response.encode()) < 1024]
+    unmeasured = [r for r in rows if r[0] != r[0]]  # NaN: the pool killed the worker (hard timeout)
+    print(f"{len(cases)} completions, {len(small)} under 1 KB, {args.workers} workers, {elapsed:.1f} s "
+          f"({len(cases) / elapsed:.0f}/s); pool failures: {counts.get('timed', {})}")  # fmt: skip
+    for verifier in VERIFIERS:
+        mine = sorted((r for r in small if r[2].reward_model["verifier"] == verifier and r[0] == r[0]),
+                      key=lambda r: r[0])  # fmt: skip
+        if mine:
+            p99 = mine[int(0.99 * (len(mine) - 1))][0]
+            print(f"  {verifier:10s} n={len(mine):5d}  median {mine[len(mine) // 2][0]:7.2f} ms  p99 {p99:7.2f} ms  "
+                  f"max {mine[-1][0]:7.1f} ms (cpu {max(r[1] for r in mine):7.1f} ms)")  # fmt: skip
+    print("slowest under 1 KB (worker wall ms, cpu ms, verifier, failure, completion):")
+    for ms, cpu, case, res in sorted((r for r in small if r[0] == r[0]), key=lambda r: -r[0])[:8]:
+        print(f"  {ms:8.1f} {cpu:8.1f}  {case.reward_model['verifier']:10s} {res['failure']!s:7s} {case.response[:70]!r}")
+    if unmeasured:
+        print(f"killed by the pool's hard timeout: {len(unmeasured)}, e.g. {unmeasured[0][2].response[:70]!r}")
+    measured = [r for r in small if r[0] == r[0]]
+    print(f"max_ms_under_1kb: {max(r[0] for r in measured):.1f}   (cpu {max(r[1] for r in measured):.1f})")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])  # workers import this module by name
+    main()
