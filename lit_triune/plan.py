@@ -31,6 +31,9 @@ class _ConfigOnly(TriuneCLI):
         parser.add_argument("--prompt_len", type=int, default=None,
                             help="prompt tokens (default: the vLLM engine's max_model_len - model.max_new_tokens)")
         parser.add_argument("--response_len", type=int, default=None, help="default: model.max_new_tokens")
+        parser.add_argument("--gpu_memory_utilization", type=float, default=None,
+                            help="what-if for the vLLM engine's share (default: the config's); set the same value "
+                                 "in your config to run with it")
 
     def instantiate_classes(self) -> None:  # the plan reads the config; nothing is built
         pass
@@ -111,6 +114,7 @@ def read_setup(cfg: Any) -> tuple[Any, Setup]:
     micro = min(model.micro_batch_size or rows, rows)
     return config, Setup(source, world, wrap, checkpointing, precision, param_bytes, rows, micro, model.group_size,
                          prompt, response, bool(model.shared_prefix_update),
+                         cfg.gpu_memory_utilization if cfg.gpu_memory_utilization is not None else
                          float(engine.gpu_memory_utilization) if engine is not None else 0.0,
                          bool(engine.enable_sleep_mode) if engine is not None else False, notes)
 
