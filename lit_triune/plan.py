@@ -162,7 +162,9 @@ def make_plan(config: Any, st: Setup, card: str) -> Plan:
         return persistent + fsdp_work + autocast_cache + a.saved + a.peak_extra + mp.RUNTIME_RESERVE + update_vllm
 
     # weight sync after each step: FSDP summon_full_params gathers the whole policy in fp32 (grads are freed)
-    sync = sb.params + sb.optimizer + (sb.full_fp32 if st.fsdp_wrap is not None else 0) + mp.RUNTIME_RESERVE + vllm
+    # (on one GPU FSDP runs NO_SHARD: the fp32 parameters are already whole, nothing is gathered)
+    gathered = sb.full_fp32 if st.fsdp_wrap is not None and st.world > 1 else 0
+    sync = sb.params + sb.optimizer + gathered + mp.RUNTIME_RESERVE + vllm
     act = activations(st.micro_batch, st.checkpointing)
     other = activations(st.micro_batch, not st.checkpointing)
     wrap_names = ", ".join(sorted(c.__name__ for c in st.fsdp_wrap)) if st.fsdp_wrap else ""
@@ -209,7 +211,7 @@ def make_plan(config: Any, st: Setup, card: str) -> Plan:
         f"GiB of activations; shared-prompt KV copies alone (checkpointed): {_g(act.kv_copies or other.kv_copies).strip()} "
         f"GiB = {shape.layers} layers x 2 x {shape.kv_heads} kv heads x {shape.head_dim} x {lp} tokens x "
         f"{prec.b} B x {st.micro_batch} rows",
-        f"weight sync after each step: {'summon_full_params gathers the policy in fp32, ' if st.fsdp_wrap else ''}"
+        f"weight sync after each step: {'summon_full_params gathers the policy in fp32, ' if gathered else ''}"
         f"total {_g(sync).strip()} GiB of {_g(capacity).strip()}",
         f"vLLM's share {_g(vllm).strip()} GiB holds its bf16 weights ({_g(2 * total_params).strip()} GiB) and its KV cache "
         f"(the rest, {_g(vllm - 2 * total_params).strip()} GiB)" if vllm else "no colocated vLLM engine",
