@@ -177,3 +177,14 @@ def test_kv_copies_follow_the_issue_formula():
     act = mp.micro_batch_activations(mp.Shape.of(config), mp.PRECISIONS["fsdp-bf16"], rows=1, prompts=1,
                                      prompt_len=1100, response_len=512, shared_prefix=True, checkpointing=True)
     assert act.kv_copies == 28 * 2 * 4 * 128 * 1100 * 2  # layers x 2 x kv_heads x head_dim x prompt x bytes: 63 MB
+
+
+def test_dry_run_warns_that_orsta_as_written_does_not_fit_and_names_a_micro_batch(capsys):
+    from lit_triune.plan import main
+
+    assert main(["-c", "conf/orsta.yaml", "--gpu", "h100-80gb"]) == 1  # 7B from model_path's name, 8 GPUs
+    out = capsys.readouterr().out
+    assert "Qwen2.5-VL-7B-Instruct.json: 8.29 B parameters" in out
+    assert "FSDP FULL_SHARD over 8 GPUs" in out and "activation checkpointing on" in out
+    assert "28 layers x 2 x 4 kv heads x 128 x 8192 tokens x 2 B x 16 rows" in out
+    assert "WARNING: the update does not fit" in out and "gpu_memory_utilization <=" in out
