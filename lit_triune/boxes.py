@@ -410,9 +410,21 @@ class BoxSpec:
     def boxes(self) -> list[Box]:
         return self.truth.boxes
 
+    def require_size(self, image_size: tuple[int, int] | None) -> None:
+        """A normalised (0-1000) spec meets pixels only through the image size: BoxError without it,
+        rather than a silent near-zero IoU."""
+        if self.normalized and image_size is None:
+            raise BoxError("ground truth is in the 0-1000 frame (normalized) but no image_size was given")
+
     def truth_in_pixels(self, image_size: tuple[int, int] | None) -> list[Box]:
-        """Ground truth in pixels of `image_size` (for image views); as stored when it is not normalised."""
-        return to_pixels(self.boxes, image_size) if self.normalized and image_size else list(self.boxes)
+        """Ground truth in pixels of the image as the model saw it, (height, width) `image_size`."""
+        self.require_size(image_size)
+        return to_pixels(self.boxes, image_size) if self.normalized else list(self.boxes)  # type: ignore[arg-type]
+
+    def in_truth_frame(self, pixel_boxes: Sequence[Box], image_size: tuple[int, int] | None) -> list[Box]:
+        """Predicted boxes (pixels of the image as the model saw it) in the ground truth's frame."""
+        self.require_size(image_size)
+        return to_normalized(pixel_boxes, image_size) if self.normalized else list(pixel_boxes)  # type: ignore[arg-type]
 
 
 def read_box_spec(

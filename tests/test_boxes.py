@@ -165,6 +165,10 @@ def test_box_spec_reads_once_and_gives_pixels_for_views():
     spec = read_box_spec(rm)
     assert spec.normalized and spec.boxes == [Box(0, 0, 500, 500)]
     assert spec.truth_in_pixels((200, 400))[0].xyxy == (0.0, 0.0, 200.0, 100.0)
-    assert spec.truth_in_pixels(None) == spec.boxes
+    assert spec.in_truth_frame([Box(40, 20, 80, 40)], (200, 400))[0].xyxy == (100.0, 100.0, 200.0, 200.0)
+    with pytest.raises(BoxError, match="no image_size"):  # 0-1000 truth never meets pixels unconverted
+        spec.in_truth_frame([Box(40, 20, 80, 40)], None)
+    pixels = read_box_spec({**rm, "verifier_parm": None})
+    assert pixels.truth_in_pixels(None) == pixels.boxes == pixels.in_truth_frame(pixels.boxes, None)
     with pytest.raises(BoxError, match="0..1000"):
         read_box_spec({**rm, "ground_truth": "[0, 0, 1500, 500]"})

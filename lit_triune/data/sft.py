@@ -29,8 +29,6 @@ def sft_target(reward_model: Mapping[str, Any], image_size: tuple[int, int] | No
     verifier = reward_model["verifier"]
     if verifier in box_verifiers():
         spec = read_box_spec(reward_model)
-        if spec.normalized and image_size is None:
-            raise ValueError("image_size is required for normalised (0-1000) box ground truth")
         answer = format_boxes(spec.truth_in_pixels(image_size), bare=spec.truth.bare, as_int=True)
     else:
         gt = str(reward_model["ground_truth"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lit_triune.boxes import Box, BoxSpec, read_box_spec, read_boxes, to_normalized
+from lit_triune.boxes import Box, BoxSpec, read_box_spec, read_boxes
 from lit_triune.rewards.coco import coco_map
 from lit_triune.rewards.matching import iou_matrix, match_iou_first, match_label_first, norm_label
 from lit_triune.rewards.registry import Verifier, register_verifier
@@ -70,16 +70,12 @@ class DetectionVerifier(Verifier):
     def score(self, response: str, reward_model: Mapping[str, Any], ctx: Context) -> Verdict:
         try:
             spec, ratios = _read(reward_model)
+            spec.require_size(ctx.image_size)
         except ValueError as err:
             return failed("spec", str(err))
         p, gt = spec.parm, spec.boxes
-        if spec.normalized and ctx.image_size is None:
-            return failed(
-                "spec",
-                "ground truth is in the 0-1000 frame (normalized) but no image_size was given to convert predictions",
-            )
         raw_pred, skipped = read_boxes(response_text(response))
-        pred = to_normalized(raw_pred, ctx.image_size) if spec.normalized else list(raw_pred)  # type: ignore[arg-type]
+        pred = spec.in_truth_frame(raw_pred, ctx.image_size)
         extras = {
             "pred_boxes": [list(b.xyxy) for b in raw_pred],
             "gt_boxes": [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lit_triune.boxes import BoxSpec, read_box_spec, read_boxes, to_normalized
+from lit_triune.boxes import BoxSpec, read_box_spec, read_boxes
 from lit_triune.rewards.matching import box_iou
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
@@ -29,12 +29,9 @@ class GroundingVerifier(Verifier):
     def score(self, response: str, reward_model: Mapping[str, Any], ctx: Context) -> Verdict:
         try:
             spec = _read(reward_model)
+            spec.require_size(ctx.image_size)
         except ValueError as err:
             return failed("spec", str(err))
-        if spec.normalized and ctx.image_size is None:
-            return failed(
-                "spec", "ground truth is in the 0-1000 frame (normalized) but no image_size was given"
-            )
         gt = spec.boxes[0]
         boxes, _ = read_boxes(response_text(response))
         extras: dict[str, Any] = {
@@ -43,7 +40,7 @@ class GroundingVerifier(Verifier):
         }
         if not boxes:
             return Verdict(0.0, {"iou": 0.0}, "parse", "no box read from the answer", extras)
-        pred = to_normalized(boxes[:1], ctx.image_size)[0] if spec.normalized else boxes[0]  # type: ignore[arg-type]
+        pred = spec.in_truth_frame(boxes[:1], ctx.image_size)[0]
         iou = box_iou(pred.xyxy, gt.xyxy)
         hit = iou >= threshold(ctx.iou_threshold)
         acc = (1.0 if spec.parm.get("binary") else iou) if hit else 0.0
