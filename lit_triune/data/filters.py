@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lit_triune.boxes import BoxError, box_verifiers, read_box_spec
+from lit_triune.boxes import NORMALIZED_MAX, BoxError, box_verifiers, read_box_spec
 
 _MC = re.compile(r"(^|\n|\s)\(?[A-E][.):]\s|\b(options|choices)\s*:", re.I)
 _TF = {"true", "false", "yes", "no"}
@@ -33,7 +33,7 @@ def _question(sample: dict[str, Any]) -> str:
 
 def _boxes(sample: dict[str, Any], size: tuple[int, int] | None):
     spec = read_box_spec(sample["reward_model"])
-    total = 1000.0 * 1000.0 if spec.normalized else (size[0] * size[1] if size else None)
+    total = NORMALIZED_MAX * NORMALIZED_MAX if spec.normalized else (size[0] * size[1] if size else None)
     return spec.boxes, total
 
 
