@@ -20,18 +20,10 @@ from lit_triune.rewards.vtriune import math as mth
 from lit_triune.rewards.vtriune.released_boxes import detection_format
 
 VERIFIERS = ("mathverify", "detection")
-CONSTRUCTOR_KEYS = frozenset(
-    {
-        "is_training",
-        "step",
-        "total_steps",
-        "image_path",
-        "image_grid_thw",
-        "verifier_style",
-        "det_verifier_normalized",
-        "det_reward_ratio",
-    }
-)  # fmt: skip  (what the server's verifier constructor accepts)
+CONSTRUCTOR_KEYS = frozenset(  # what the server's verifier constructor accepts
+    ("is_training", "step", "total_steps", "image_path", "image_grid_thw", "verifier_style")
+    + ("det_verifier_normalized", "det_reward_ratio")
+)
 _DETAIL = {
     None: None,
     "timeout": "released verifier exceeded the time budget",
