@@ -13,12 +13,12 @@ from typing import Any
 
 from PIL import Image
 
-from lit_triune.data.boxes import (
+from lit_triune.boxes import (
     BoxError,
     box_verifiers,
     format_boxes,
     is_normalized,
-    parse_boxes,
+    parse_truth,
     rescale,
     smart_resize,
     verifier_parm,
@@ -207,7 +207,7 @@ def to_model_frame(reward_model: Mapping[str, Any], orig: tuple[int, int], size:
         return rm
     normalized = is_normalized(rm["verifier_parm"])
     try:
-        parsed = parse_boxes(rm["ground_truth"], normalized=normalized, size=None if normalized else orig)
+        parsed = parse_truth(rm["ground_truth"], normalized=normalized, size=None if normalized else orig)
     except BoxError as err:
         raise SkipSample("bad_boxes", str(err)) from err
     if not normalized and size != orig:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lit_triune.data.boxes import Box, format_boxes
+from lit_triune.boxes import Box, format_boxes
 from lit_triune.data.synthetic.common import FORMAT_INSTRUCTION
 
 

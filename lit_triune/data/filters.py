@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lit_triune.data.boxes import BoxError, box_verifiers, is_normalized, parse_boxes, verifier_parm
+from lit_triune.boxes import NORMALIZED_MAX, BoxError, box_verifiers, read_box_spec
 
 _MC = re.compile(r"(^|\n|\s)\(?[A-E][.):]\s|\b(options|choices)\s*:", re.I)
 _TF = {"true", "false", "yes", "no"}
@@ -32,11 +32,9 @@ def _question(sample: dict[str, Any]) -> str:
 
 
 def _boxes(sample: dict[str, Any], size: tuple[int, int] | None):
-    rm = sample["reward_model"]
-    normalized = is_normalized(verifier_parm(rm))
-    boxes = parse_boxes(str(rm["ground_truth"]), normalized=normalized).boxes
-    total = 1000.0 * 1000.0 if normalized else (size[0] * size[1] if size else None)
-    return boxes, total
+    spec = read_box_spec(sample["reward_model"])
+    total = NORMALIZED_MAX * NORMALIZED_MAX if spec.normalized else (size[0] * size[1] if size else None)
+    return spec.boxes, total
 
 
 def sample_rules(sample: dict[str, Any], size: tuple[int, int] | None) -> str | None:

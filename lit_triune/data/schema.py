@@ -10,7 +10,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from lit_triune.data.boxes import BoxError, box_verifiers, is_normalized, parse_boxes, verifier_parm
+from lit_triune.boxes import BoxError, box_verifiers, is_normalized, parse_truth, verifier_parm
 
 FALLBACK_VERIFIERS = frozenset({"mathverify", "detection", "grounding", "counting", "ocr"})
 ROLES = frozenset({"system", "user", "assistant"})
@@ -154,7 +154,7 @@ def _validate_reward_model(rm: Any, verifiers: frozenset[str]) -> None:
         raise SampleError("reward_model.verifier_parm", str(err)) from err
     if name in box_verifiers():
         try:
-            parse_boxes(rm["ground_truth"], normalized=is_normalized(parm))
+            parse_truth(rm["ground_truth"], normalized=is_normalized(parm))
         except BoxError as err:
             raise SampleError("reward_model.ground_truth", str(err)) from err
     _registry_validate({**rm, "verifier_parm": parm})  # the registry wants verifier_parm as a dict

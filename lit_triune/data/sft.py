@@ -10,14 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lit_triune.data.boxes import (
-    box_verifiers,
-    format_boxes,
-    is_normalized,
-    parse_boxes,
-    to_pixels,
-    verifier_parm,
-)
+from lit_triune.boxes import box_verifiers, format_boxes, read_box_spec
 
 _TAGS = re.compile(r"^\s*<answer>(.*)</answer>\s*$", re.S)
 DEFAULT_THINK = {"counting": "I count the objects.", "detection": "I locate each object.",
@@ -34,17 +27,11 @@ def sft_target(reward_model: Mapping[str, Any], image_size: tuple[int, int] | No
         think: the rationale text; defaults to a short sentence per verifier.
     """
     verifier = reward_model["verifier"]
-    gt = str(reward_model["ground_truth"])
-    normalized = is_normalized(verifier_parm(reward_model))
     if verifier in box_verifiers():
-        parsed = parse_boxes(gt, normalized=normalized)
-        boxes = parsed.boxes
-        if normalized:
-            if image_size is None:
-                raise ValueError("image_size is required for normalised (0-1000) box ground truth")
-            boxes = to_pixels(boxes, image_size)
-        answer = format_boxes(boxes, bare=parsed.bare, as_int=True)
+        spec = read_box_spec(reward_model)
+        answer = format_boxes(spec.truth_in_pixels(image_size), bare=spec.truth.bare, as_int=True)
     else:
+        gt = str(reward_model["ground_truth"])
         m = _TAGS.match(gt)
         answer = (m.group(1) if m else gt).strip()
     text = think if think is not None else DEFAULT_THINK.get(verifier, "I work it out.")

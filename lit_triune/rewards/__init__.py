@@ -4,9 +4,9 @@ Public entry points: `score`, `score_batch`, `VerifierPool`; extension: `registe
 `get_verifier`, `available_verifiers`, `validate_reward_model`. See docs/rewards.md.
 """
 
-from lit_triune.rewards.boxes import box_iou
 from lit_triune.rewards.coco import coco_map
 from lit_triune.rewards.format import format_reward, tags_format
+from lit_triune.rewards.matching import box_iou
 from lit_triune.rewards.pool import VerifierPool
 from lit_triune.rewards.registry import (
     Verifier,

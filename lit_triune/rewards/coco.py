@@ -1,125 +1,126 @@
-"""COCO-style mAP for one image: AP averaged over IoU 0.50:0.95 and 101 recall points, plus AP50 / AP75.
+"""COCO box mAP for one image, every prediction at confidence 1.0: mAP@[.50:.95], AP50 and AP75.
 
-A line-by-line re-derivation of what pycocotools' `COCOeval` (bbox, area "all", maxDets 100) computes
-when every detection has score 1.0, written for one image so a reward costs microseconds, not a COCO
-object. Arithmetic follows pycocotools exactly (IoU in the C `bbIou` order, ids, stable sorts, the
-`searchsorted` interpolation, `np.mean` over the valid cells), which is why the same function also
-serves the V-Triune compatibility mode: the released reward server runs pycocotools on the same input.
-Categories are the ground-truth labels; detections of other labels are dropped, as the released code does.
+The numbers are those of pycocotools' `COCOeval` (iouType "bbox", area range "all", maxDets 100; see
+NOTICE) on the same single image, to the last float: that is what the released V-Triune reward
+server runs, so the compatibility mode shares this function. Written for one image and one call
+per reward, so a reward costs microseconds rather than a COCO index. What has to agree with
+pycocotools, and why each piece is written the way it is:
+
+* IoU in the order of its C routine (`fmin`/`fmax`, so a NaN operand loses; zero union -> inf/NaN);
+* greedy matching in detection order (all scores tie, so order decides), each detection taking the
+  free ground truth of highest IoU at or above the threshold, the later one on a tie, ground truth
+  outside the area range only when no other is left;
+* precision made non-increasing from the right, read at 101 recall points by left bisection;
+* the mean over every cell that is not -1, in the array layout pycocotools averages over.
+
+Categories are the ground-truth labels; predictions with other labels are dropped, as the released
+code does.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)  # [T=10]
-RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)  # [R=101]
-AREA_RANGE = (0**2, 1e5**2)  # pycocotools' "all"
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # [T]
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # [R]
+AREA_RANGE = (0.0, 1e5**2)  # "all"
 MAX_DETS = 100
-_EPS = np.spacing(1)
+_EPS = np.spacing(1)  # in the precision denominator, as pycocotools adds it
+_TIE_CAP = 1 - 1e-10  # a threshold of 1.0 still admits IoU 1 - 1e-10
 
 
-def _fmin(a: float, b: float) -> float:  # C fmin: a NaN argument loses
-    if a != a:
-        return b
-    if b != b:
-        return a
-    return a if a < b else b
-
-
-def _fmax(a: float, b: float) -> float:
-    if a != a:
-        return b
-    if b != b:
-        return a
-    return a if a > b else b
-
-
-def _bb_iou(d: Sequence[float], g: Sequence[float]) -> float:
-    """pycocotools `bbIou` for one pair of [x, y, w, h] doubles, non-crowd."""
-    w = _fmin(d[2] + d[0], g[2] + g[0]) - _fmax(d[0], g[0])
-    if w <= 0:
-        return 0.0
-    h = _fmin(d[3] + d[1], g[3] + g[1]) - _fmax(d[1], g[1])
-    if h <= 0:
-        return 0.0
-    i = w * h
-    u = d[2] * d[3] + g[2] * g[3] - i
-    if u == 0:
-        return math.inf if i > 0 else math.nan
-    return i / u
-
-
-def _coco(xyxy: Sequence[float]) -> tuple[list[float], float]:
-    """([x, y, w, h] as doubles, area with Python arithmetic): what pycocotools sees for a box."""
+def _xywh_and_area(xyxy: Sequence[float]) -> tuple[list[float], float]:
+    """What COCO stores for a box: [x, y, w, h] as doubles, and the area from the original numbers."""
     x1, y1, x2, y2 = xyxy
-    area = (x2 - x1) * (y2 - y1)
-    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], area
+    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], (x2 - x1) * (y2 - y1)
 
 
-def _out_of_range(area: float) -> bool:
-    return area < AREA_RANGE[0] or area > AREA_RANGE[1]
+def _pairwise_iou(dt: np.ndarray, gt: np.ndarray) -> np.ndarray:  # [D, 4], [G, 4] xywh -> [D, G]
+    """IoU of every (detection, ground truth) pair with the C routine's arithmetic, element by element."""
+    d, g = dt[:, None, :], gt[None, :, :]  # [D, 1, 4], [1, G, 4]
+    with np.errstate(all="ignore"):  # inf/NaN coordinates (compat mode reads JSON's 1e400) take the C path
+        d_right, g_right = d[..., 2] + d[..., 0], g[..., 2] + g[..., 0]  # w + x, in the C order
+        d_bottom, g_bottom = d[..., 3] + d[..., 1], g[..., 3] + g[..., 1]
+        width = np.fmin(d_right, g_right) - np.fmax(d[..., 0], g[..., 0])  # [D, G]
+        height = np.fmin(d_bottom, g_bottom) - np.fmax(d[..., 1], g[..., 1])  # [D, G]
+        inter = width * height
+        union = d[..., 2] * d[..., 3] + g[..., 2] * g[..., 3] - inter
+        safe_union = np.where(union == 0, 1.0, union)
+        iou = np.where(union == 0, np.where(inter > 0, np.inf, np.nan), inter / safe_union)
+    return np.where((width <= 0) | (height <= 0), 0.0, iou)  # NaN extents are not "<= 0": they go on
+
+
+def _pick(ious: np.ndarray, taken: np.ndarray, ignored: np.ndarray, threshold: float) -> int:
+    """Ground-truth index one detection matches, or -1.
+
+    A scan in ground-truth order (non-ignored first) that keeps the latest free entry not below the
+    best so far, and stops at the ignored block once a non-ignored match is held. Kept as a scan
+    because a NaN IoU resets the running best, which no max/argmax reproduces.
+    """
+    best, chosen = min(float(threshold), _TIE_CAP), -1
+    for g, iou in enumerate(ious.tolist()):
+        if taken[g]:
+            continue
+        if chosen >= 0 and ignored[g] and not ignored[chosen]:
+            break
+        if not iou < best:
+            best, chosen = iou, g
+    return chosen
 
 
 def _category_precision(
     dts: list[tuple[list[float], float]], gts: list[tuple[list[float], float]]
 ) -> np.ndarray | None:
-    """[T, R] interpolated precision for one category, or None when it has no non-ignored ground truth."""
+    """[T, R] interpolated precision for one category; None when no ground truth counts (all ignored)."""
     dts = dts[:MAX_DETS]
-    gt_ignore = [1 if _out_of_range(area) else 0 for _, area in gts]
-    order = sorted(range(len(gts)), key=lambda k: gt_ignore[k])  # stable: non-ignored first
-    gts = [gts[k] for k in order]
-    gt_ig = [gt_ignore[k] for k in order]
-    n_t, n_d, n_g = len(IOU_THRESHOLDS), len(dts), len(gts)
-    ious = [[_bb_iou(d[0], g[0]) for g in gts] for d in dts]  # [D, G]
-    dtm = np.zeros((n_t, n_d))
-    dt_ig = np.zeros((n_t, n_d))
-    gtm = np.zeros((n_t, n_g))
-    if n_d and n_g:
-        for t_idx, t in enumerate(IOU_THRESHOLDS):
-            for d_idx in range(n_d):
-                best, m = min(float(t), 1 - 1e-10), -1
-                for g_idx in range(n_g):
-                    if gtm[t_idx, g_idx] > 0:
-                        continue
-                    if m > -1 and gt_ig[m] == 0 and gt_ig[g_idx] == 1:
-                        break
-                    if ious[d_idx][g_idx] < best:
-                        continue
-                    best, m = ious[d_idx][g_idx], g_idx
-                if m == -1:
-                    continue
-                dt_ig[t_idx, d_idx] = gt_ig[m]
-                dtm[t_idx, d_idx] = order[m] + 1  # any non-zero id marks a match
-                gtm[t_idx, m] = d_idx + 1
-    outside = np.array([_out_of_range(area) for _, area in dts], dtype=bool).reshape((1, n_d))
-    dt_ig = np.logical_or(dt_ig, np.logical_and(dtm == 0, np.repeat(outside, n_t, 0)))  # [T, D]
-    npig = int(np.count_nonzero(np.array(gt_ig) == 0))
-    if npig == 0:
+    gts = sorted(gts, key=lambda box: _outside(box[1]))  # stable: counted ground truth first
+    gt_ignored = np.array([_outside(area) for _, area in gts], dtype=bool)  # [G]
+    n_counted = int((~gt_ignored).sum())
+    if n_counted == 0:
         return None
-    tps = np.logical_and(dtm, np.logical_not(dt_ig))
-    fps = np.logical_and(np.logical_not(dtm), np.logical_not(dt_ig))
-    tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)  # [T, D]
-    fp_sum = np.cumsum(fps, axis=1).astype(dtype=float)  # [T, D]
-    precision = np.zeros((n_t, len(RECALL_THRESHOLDS)))  # [T, R]
-    for t_idx in range(n_t):
-        tp, fp = tp_sum[t_idx], fp_sum[t_idx]
-        rc = tp / npig
-        pr = (tp / (fp + tp + _EPS)).tolist()
-        for i in range(len(pr) - 1, 0, -1):
-            if pr[i] > pr[i - 1]:
-                pr[i - 1] = pr[i]
-        inds = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
-        q = np.zeros(len(RECALL_THRESHOLDS))
-        for r_idx, p_idx in enumerate(inds):
-            if p_idx >= len(pr):
-                break
-            q[r_idx] = pr[p_idx]
-        precision[t_idx] = q
-    return precision
+    n_t, n_d = len(IOU_THRESHOLDS), len(dts)
+    matched = np.zeros((n_t, n_d), dtype=bool)
+    matched_ignored = np.zeros((n_t, n_d), dtype=bool)
+    if n_d:
+        ious = _pairwise_iou(np.array([b for b, _ in dts]), np.array([b for b, _ in gts]))  # [D, G]
+        for t, threshold in enumerate(IOU_THRESHOLDS):
+            taken = np.zeros(len(gts), dtype=bool)
+            for d in range(n_d):
+                g = _pick(ious[d], taken, gt_ignored, threshold)
+                if g >= 0:
+                    taken[g] = matched[t, d] = True
+                    matched_ignored[t, d] = gt_ignored[g]
+    dt_outside = np.array([_outside(area) for _, area in dts], dtype=bool)  # [D]
+    ignored = matched_ignored | (~matched & dt_outside[None, :])  # [T, D]
+    tp = np.cumsum(matched & ~ignored, axis=1, dtype=float)  # [T, D]
+    fp = np.cumsum(~matched & ~ignored, axis=1, dtype=float)  # [T, D]
+    return _interpolated(tp, fp, n_counted)
+
+
+def _interpolated(
+    tp: np.ndarray,  # [T, D] cumulative true positives, in detection order
+    fp: np.ndarray,  # [T, D] cumulative false positives
+    n_counted: int,  # ground truth not ignored
+) -> np.ndarray:  # [T, R]
+    """Precision at each recall point: the best precision at that recall or beyond, 0 past the last detection."""
+    n_t, n_d = tp.shape
+    out = np.zeros((n_t, len(RECALL_POINTS)))
+    if n_d == 0:
+        return out
+    recall = tp / n_counted  # [T, D], non-decreasing along D
+    precision = tp / (fp + tp + _EPS)  # [T, D]
+    envelope = np.flip(np.maximum.accumulate(np.flip(precision, axis=1), axis=1), axis=1)  # [T, D]
+    first_reaching = (recall[:, :, None] < RECALL_POINTS[None, None, :]).sum(axis=1)  # [T, R]: left bisection
+    reached = first_reaching < n_d
+    picked = np.take_along_axis(envelope, np.minimum(first_reaching, n_d - 1), axis=1)  # [T, R]
+    out[reached] = picked[reached]
+    return out
+
+
+def _outside(area: float) -> bool:
+    return area < AREA_RANGE[0] or area > AREA_RANGE[1]
 
 
 def coco_map(
@@ -131,30 +132,31 @@ def coco_map(
     Every prediction has confidence 1.0, so order is the tie-break; returns (0, 0, 0) when no prediction
     carries a ground-truth label, and -1 entries where pycocotools would (no scorable ground truth).
     """
-    categories: dict[Hashable, int] = {}
+    category_of: dict[Hashable, int] = {}
     for _, label in gt:
-        categories.setdefault(label, len(categories))
-    kept = [(box, label) for box, label in pred if label in categories]
+        category_of.setdefault(label, len(category_of))
+    kept = [(box, label) for box, label in pred if label in category_of]
     if not kept:
         return 0.0, 0.0, 0.0
-    per_cat_gt: list[list[tuple[list[float], float]]] = [[] for _ in categories]
-    per_cat_dt: list[list[tuple[list[float], float]]] = [[] for _ in categories]
+    gt_by_cat: list[list[tuple[list[float], float]]] = [[] for _ in category_of]
+    dt_by_cat: list[list[tuple[list[float], float]]] = [[] for _ in category_of]
     for box, label in gt:
-        per_cat_gt[categories[label]].append(_coco(box))
+        gt_by_cat[category_of[label]].append(_xywh_and_area(box))
     for box, label in kept:
-        per_cat_dt[categories[label]].append(_coco(box))
-    precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(categories)))  # [T, R, K]
-    for k in range(len(categories)):
-        cat = _category_precision(per_cat_dt[k], per_cat_gt[k])
-        if cat is not None:
-            precision[:, :, k] = cat
+        dt_by_cat[category_of[label]].append(_xywh_and_area(box))
+    table = np.full((len(IOU_THRESHOLDS), len(RECALL_POINTS), len(category_of)), -1.0)  # [T, R, K]
+    for k, (dts, gts) in enumerate(zip(dt_by_cat, gt_by_cat, strict=True)):
+        precision = _category_precision(dts, gts)
+        if precision is not None:
+            table[:, :, k] = precision
     return (
-        _mean_valid(precision),
-        _mean_valid(precision[IOU_THRESHOLDS == 0.5]),
-        _mean_valid(precision[IOU_THRESHOLDS == 0.75]),
+        _mean_scored(table),
+        _mean_scored(table[IOU_THRESHOLDS == 0.5]),
+        _mean_scored(table[IOU_THRESHOLDS == 0.75]),
     )
 
 
-def _mean_valid(s: np.ndarray) -> float:
-    valid = s[s > -1]
-    return -1.0 if valid.size == 0 else float(np.mean(valid))
+def _mean_scored(table: np.ndarray) -> float:
+    """Mean over the cells that were scored (not -1), in C order as pycocotools takes it; -1 if none."""
+    scored = table[table > -1]
+    return -1.0 if scored.size == 0 else float(np.mean(scored))

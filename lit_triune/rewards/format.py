@@ -25,7 +25,7 @@ def tags_newline_format(response: str) -> float:
 
 def detection_format(response: str) -> float:
     """Released detection verifier: binary, answer block present and its boxes parse (released parser)."""
-    from lit_triune.rewards.vtriune.boxes import detection_format as _released
+    from lit_triune.rewards.vtriune.released_boxes import detection_format as _released
 
     return _released(response)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from lit_triune.boxes import smart_resize
 from lit_triune.data import DEFAULT_TEMPLATES, CoTPool, PromptBuilder, TriuneDataModule, generate
-from lit_triune.data.boxes import smart_resize
 
 
 def test_cot_pool_is_seeded_and_applied_only_where_configured():

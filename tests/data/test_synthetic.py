@@ -1,7 +1,7 @@
 import pytest
 
+from lit_triune.boxes import parse_truth
 from lit_triune.data import TASKS, generate, sft_target, validate_sample
-from lit_triune.data.boxes import parse_boxes
 from lit_triune.data.images import encode_png
 from lit_triune.data.synthetic import DIFFICULTIES
 
@@ -27,7 +27,7 @@ def test_easy_levels_are_coarse():
     assert counts == {"1", "2", "3"}
     boxes, counts = set(), set()
     for s in generate("detection", 60):
-        parsed = parse_boxes(s["reward_model"]["ground_truth"], normalized=False).boxes
+        parsed = parse_truth(s["reward_model"]["ground_truth"], normalized=False).boxes
         counts.add(len(parsed))
         corners = [(b.y1, b.x1) for b in parsed]
         assert corners == sorted(corners)  # reading order: one canonical answer per image

@@ -75,8 +75,8 @@ def test_package_never_evaluates_model_output():
         r"\b(eval|exec|literal_eval)\s*\(|pickle\.loads|yaml\.load\(|marshal\.loads|__import__\("
     )
     offenders = [
-        f"{path.relative_to(root)}:{n}: {line.strip()}"
-        for path in root.rglob("*.py")
+        f"{path.relative_to(root.parent)}:{n}: {line.strip()}"
+        for path in [*root.rglob("*.py"), root.parent / "boxes.py"]  # the box reader is shared with data
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if forbidden.search(line)
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from lit_triune.data.boxes import Box, format_boxes
+from lit_triune.boxes import Box, format_boxes
 from lit_triune.data.synthetic.common import Drawn
 from lit_triune.data.synthetic.render import COLOURS, SHAPES, canvas, cell_box, draw_shape, draw_text_centred, tint_cells
 

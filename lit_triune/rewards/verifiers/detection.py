@@ -13,19 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lit_triune.rewards.boxes import (
-    iou_matrix,
-    match_iou_first,
-    match_label_first,
-    norm_label,
-    to_normalized,
-    to_pixels,
-)
-from lit_triune.rewards.boxparse import Box, parse_boxes
+from lit_triune.boxes import Box, BoxSpec, read_box_spec, read_boxes
 from lit_triune.rewards.coco import coco_map
+from lit_triune.rewards.matching import iou_matrix, match_iou_first, match_label_first, norm_label
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import NAN, Context, Verdict, failed
-from lit_triune.rewards.verifiers._common import is_normalized, parm, response_text, threshold, truth_boxes
+from lit_triune.rewards.verifiers._common import response_text, threshold, truth_text
 
 RATIO_KEYS = ("iou_max_label_first", "iou_max_iou_first", "iou_completeness", "map", "map50", "map75")
 WEIGHT_KEYS = ("iou_max_iou_first", "iou_max_label_first", "map", "map50", "map75")
@@ -59,34 +52,34 @@ def _fixed(box: Box) -> Box:
     return Box(box.x1, box.y1, max(box.x1, box.x2), max(box.y1, box.y2), box.label)
 
 
+def _read(reward_model: Mapping[str, Any]) -> tuple[BoxSpec, dict[str, float]]:
+    """The sample's spec, read and checked once: (boxes, frame and verifier_parm; det_reward_ratio)."""
+    spec = read_box_spec(reward_model, truth_text(reward_model), allow_empty=True)
+    if spec.parm.get("det_reward", "combined") not in MODES:
+        raise ValueError(
+            f"verifier_parm['det_reward'] must be one of {MODES}, got {spec.parm.get('det_reward')!r}"
+        )
+    return spec, ratios_of(spec.parm)
+
+
 @register_verifier("detection")
 class DetectionVerifier(Verifier):
     def check(self, reward_model: Mapping[str, Any]) -> None:
-        p = parm(reward_model)
-        if p.get("det_reward", "combined") not in MODES:
-            raise ValueError(
-                f"verifier_parm['det_reward'] must be one of {MODES}, got {p.get('det_reward')!r}"
-            )
-        ratios_of(p)
-        truth_boxes(reward_model)
+        _read(reward_model)
 
     def score(self, response: str, reward_model: Mapping[str, Any], ctx: Context) -> Verdict:
         try:
-            self.check(reward_model)
-            p = parm(reward_model)
-            gt = truth_boxes(reward_model)
+            spec, ratios = _read(reward_model)
+            spec.require_size(ctx.image_size)
         except ValueError as err:
             return failed("spec", str(err))
-        normalized = is_normalized(p)
-        if normalized and ctx.image_size is None:
-            return failed(
-                "spec",
-                "ground truth is in the 0-1000 frame (normalized) but no image_size was given to convert predictions",
-            )
-        raw_pred, skipped = parse_boxes(response_text(response))
-        pred = to_normalized(raw_pred, ctx.image_size) if normalized else list(raw_pred)  # type: ignore[arg-type]
-        gt_px = to_pixels(gt, ctx.image_size) if normalized and ctx.image_size else gt
-        extras = {"pred_boxes": [list(b.xyxy) for b in raw_pred], "gt_boxes": [list(b.xyxy) for b in gt_px]}
+        p, gt = spec.parm, spec.boxes
+        raw_pred, skipped = read_boxes(response_text(response))
+        pred = spec.in_truth_frame(raw_pred, ctx.image_size)
+        extras = {
+            "pred_boxes": [list(b.xyxy) for b in raw_pred],
+            "gt_boxes": [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)],
+        }
         n_p, n_g = len(pred), len(gt)
         if n_g == 0:
             acc = 1.0 if n_p == 0 else 0.0
@@ -100,7 +93,7 @@ class DetectionVerifier(Verifier):
                 detail,
                 extras,
             )
-        ratios, eps = ratios_of(p), threshold(ctx.iou_threshold)
+        eps = threshold(ctx.iou_threshold)
         ious = iou_matrix(pred, gt)  # [P, G]
         cw = ratios["iou_completeness"]
 

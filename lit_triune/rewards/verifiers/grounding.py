@@ -9,40 +9,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lit_triune.rewards.boxes import box_iou, to_normalized, to_pixels
-from lit_triune.rewards.boxparse import parse_boxes
+from lit_triune.boxes import BoxSpec, read_box_spec, read_boxes
+from lit_triune.rewards.matching import box_iou
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
-from lit_triune.rewards.verifiers._common import is_normalized, parm, response_text, threshold, truth_boxes
+from lit_triune.rewards.verifiers._common import response_text, threshold, truth_text
+
+
+def _read(reward_model: Mapping[str, Any]) -> BoxSpec:
+    """The sample's spec, read once; the referred box is the first ground-truth box."""
+    return read_box_spec(reward_model, truth_text(reward_model))
 
 
 @register_verifier("grounding")
 class GroundingVerifier(Verifier):
     def check(self, reward_model: Mapping[str, Any]) -> None:
-        parm(reward_model)
-        truth_boxes(reward_model, single=True)
+        _read(reward_model)
 
     def score(self, response: str, reward_model: Mapping[str, Any], ctx: Context) -> Verdict:
         try:
-            p = parm(reward_model)
-            gt = truth_boxes(reward_model, single=True)[0]
+            spec = _read(reward_model)
+            spec.require_size(ctx.image_size)
         except ValueError as err:
             return failed("spec", str(err))
-        normalized = is_normalized(p)
-        if normalized and ctx.image_size is None:
-            return failed(
-                "spec", "ground truth is in the 0-1000 frame (normalized) but no image_size was given"
-            )
-        boxes, _ = parse_boxes(response_text(response))
-        gt_px = to_pixels([gt], ctx.image_size)[0] if normalized and ctx.image_size else gt
+        gt = spec.boxes[0]
+        boxes, _ = read_boxes(response_text(response))
         extras: dict[str, Any] = {
-            "gt_boxes": [list(gt_px.xyxy)],
+            "gt_boxes": [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)[:1]],
             "pred_boxes": [list(boxes[0].xyxy)] if boxes else [],
         }
         if not boxes:
             return Verdict(0.0, {"iou": 0.0}, "parse", "no box read from the answer", extras)
-        pred = to_normalized(boxes[:1], ctx.image_size)[0] if normalized else boxes[0]  # type: ignore[arg-type]
+        pred = spec.in_truth_frame(boxes[:1], ctx.image_size)[0]
         iou = box_iou(pred.xyxy, gt.xyxy)
         hit = iou >= threshold(ctx.iou_threshold)
-        acc = (1.0 if p.get("binary") else iou) if hit else 0.0
+        acc = (1.0 if spec.parm.get("binary") else iou) if hit else 0.0
         return Verdict(acc, {"iou": iou}, extras=extras)

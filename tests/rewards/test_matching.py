@@ -1,4 +1,4 @@
-"""IoU properties (hypothesis), frame conversion and the two greedy matchers."""
+"""IoU properties (hypothesis) and the two greedy matchers."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lit_triune.rewards.boxes import (
-    box_iou,
-    iou_matrix,
-    match_iou_first,
-    match_label_first,
-    to_normalized,
-    to_pixels,
-)
-from lit_triune.rewards.boxparse import Box
+from lit_triune.boxes import Box
+from lit_triune.rewards.matching import box_iou, iou_matrix, match_iou_first, match_label_first
 
 coord = st.floats(min_value=-2000, max_value=2000, allow_nan=False, allow_infinity=False)
 
@@ -57,14 +50,6 @@ def test_iou_hand_values():
     assert box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching edges
     assert box_iou((5, 5, 5, 9), (0, 0, 10, 10)) == 0.0  # zero area
     assert box_iou((10, 10, 0, 0), (0, 0, 10, 10)) == 0.0  # inverted
-
-
-def test_frames_round_trip():
-    # image as the model saw it: 420 high, 616 wide
-    px = [Box(61.6, 42.0, 308.0, 210.0, "dog")]
-    norm = to_normalized(px, (420, 616))
-    assert norm[0].xyxy == pytest.approx((100.0, 100.0, 500.0, 500.0))
-    assert to_pixels(norm, (420, 616))[0].xyxy == pytest.approx(px[0].xyxy)
 
 
 def test_label_first_prefers_best_same_label_box():

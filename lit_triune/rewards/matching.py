@@ -1,9 +1,4 @@
-"""Box geometry: IoU, the pixel -> 0-1000 frame change, and greedy matching of predictions to ground truth.
-
-Qwen2.5-VL predicts absolute pixels of the *resized* image, while Orsta ground truth is in a 0-1000
-normalised frame; comparing the two unconverted is the classic cause of IoU stuck near zero.
-Frames here are explicit arguments, never guessed.
-"""
+"""IoU and greedy matching of predicted boxes to ground truth (boxes, parsing and frames: `lit_triune.boxes`)."""
 
 from __future__ import annotations
 
@@ -12,9 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lit_triune.rewards.boxparse import Box
-
-NORMALIZED_SIZE = 1000.0
+from lit_triune.boxes import Box
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -47,20 +40,6 @@ def iou_matrix(pred: Sequence[Box], gt: Sequence[Box]) -> np.ndarray:  # [P, G] 
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(valid, inter / np.where(union > 0, union, 1.0), 0.0)
     return np.clip(out, 0.0, 1.0)
-
-
-def to_normalized(boxes: Sequence[Box], image_size: tuple[int, int]) -> list[Box]:
-    """Pixel boxes of an image of (height, width) -> the 0-1000 frame, as floats (no truncation)."""
-    height, width = image_size
-    sx, sy = NORMALIZED_SIZE / width, NORMALIZED_SIZE / height
-    return [Box(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, b.label) for b in boxes]
-
-
-def to_pixels(boxes: Sequence[Box], image_size: tuple[int, int]) -> list[Box]:
-    """0-1000 boxes -> pixels of an image of (height, width)."""
-    height, width = image_size
-    sx, sy = width / NORMALIZED_SIZE, height / NORMALIZED_SIZE
-    return [Box(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, b.label) for b in boxes]
 
 
 def norm_label(label: str | None) -> str:
