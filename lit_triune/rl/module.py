@@ -18,11 +18,10 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
-from callbacks.rollout_callback import fsdp_root_module
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
-from lit_triune.rl.sharding import fsdp_root
+from lit_triune.rl.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
@@ -240,7 +239,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        fsdp_root = fsdp_root_module(self.trainer)
+        fsdp_root = trainer_fsdp_root(self.trainer)
         if fsdp_root is not None:  # sharded gradients: the norm must be all-reduced (a collective on every rank)
             norm = float(fsdp_root.clip_grad_norm_(self.hparams.max_grad_norm))
         elif params:

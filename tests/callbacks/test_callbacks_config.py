@@ -10,8 +10,14 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
-import callbacks
-from callbacks import DynamicIoUThreshold, LayerGradNorm, RolloutSamplesLogger, ScheduledValue, SourceMetrics
+import triune_callbacks
+from triune_callbacks import (
+    DynamicIoUThreshold,
+    LayerGradNorm,
+    RolloutSamplesLogger,
+    ScheduledValue,
+    SourceMetrics,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +39,7 @@ def test_builds_from_config(cls: type, init_args: dict[str, Any], attr: str, exp
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--callback", type=cls)
     cfg = parser.parse_object(
-        {"callback": {"class_path": f"callbacks.{cls.__name__}", "init_args": init_args}}
+        {"callback": {"class_path": f"triune_callbacks.{cls.__name__}", "init_args": init_args}}
     )
     callback = parser.instantiate_classes(cfg).callback
     assert isinstance(callback, cls)
@@ -42,7 +48,7 @@ def test_builds_from_config(cls: type, init_args: dict[str, Any], attr: str, exp
 
 
 def test_package_imports_nothing_from_lit_triune() -> None:
-    for path in Path(callbacks.__file__).parent.glob("*.py"):
+    for path in Path(triune_callbacks.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
