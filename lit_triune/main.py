@@ -55,6 +55,12 @@ def register_resolvers() -> None:
 
 
 class TriuneCLI(LightningCLI):
+    """LightningCLI with `fit`, `validate` and `test` (TriuneModule has no `predict_step`)."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
         # The data module renders prompts with the policy's own chat template and image processor.
         parser.link_arguments("model.model_path", "data.model_path")
@@ -75,8 +81,13 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
         TriuneDataModule,
         args=args,
         run=run,
-        parser_kwargs={"parser_mode": "omegaconf+"},
+        # No prefix abbreviations: `--trainer.max_step=10` is an error, not `--trainer.max_steps=10`
+        # (jsonargparse hands the setting to the subcommand parsers; tests/test_cli.py).
+        parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
+        # TriuneModule builds its own AdamW pair (RL + warm-start) from model.lr, model.warm_start_lr, ...:
+        # --optimizer / --lr_scheduler would be accepted and ignored, so they are not offered.
+        auto_configure_optimizers=False,
     )
 
 
