@@ -20,13 +20,16 @@ if __name__ == "__main__":  # run as a script: keep lit_triune/'s subfolders fro
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import math  # noqa: E402
+from typing import Any  # noqa: E402
 
 import omegaconf  # noqa: E402
 from jsonargparse import set_parsing_settings  # noqa: E402
+from lightning.pytorch import Trainer  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from lit_triune.data import TriuneDataModule  # noqa: E402
+from lit_triune.progress import progress_callbacks  # noqa: E402
 from lit_triune.rl.module import TriuneModule  # noqa: E402
 
 
@@ -65,6 +68,16 @@ class TriuneCLI(LightningCLI):
         # The data module renders prompts with the policy's own chat template and image processor.
         parser.link_arguments("model.model_path", "data.model_path")
         parser.link_arguments("model.seed", "data.seed")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The configured Trainer plus progress and a closing summary (lit_triune/progress.py): a bar on a
+        terminal, a metrics line every `log_every_n_steps` steps otherwise."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = config.get("trainer", {})
+        callbacks = list(kwargs.pop("callbacks", None) or trainer_config.get("callbacks") or [])
+        added, enable_bar = progress_callbacks(callbacks, trainer_config.get("enable_progress_bar"))
+        kwargs.setdefault("enable_progress_bar", enable_bar)
+        return super().instantiate_trainer(callbacks=callbacks + added, **kwargs)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
