@@ -53,7 +53,10 @@ def _hms(seconds: float) -> str:
 
 
 class StepProgressBar(TQDMProgressBar):
-    """A tqdm bar over optimizer steps: `RL  42%|####  | 168/400 [01:02<01:26, 2.7 step/s, reward=0.41, ...]`."""
+    """A tqdm bar over optimizer steps: `RL:  42%|####  | 168/400 [01:02<01:26, 2.70s/step, reward=0.410, ...]`."""
+
+    # Lightning's, with tqdm's rate_fmt (s/step when slower than a step a second) instead of rate_noinv_fmt
+    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
     @override
     def init_train_tqdm(self) -> Any:

@@ -31,7 +31,7 @@ def piped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             "--model.max_new_tokens=8", "--model.reward_workers=0", "--data.batch_size=2",
             "--data.val_synthetic={counting: 4, chart: 4}", "--data.num_workers=0",
             "--trainer.default_root_dir=runs/tiny", "--trainer.logger.init_args.save_dir=runs"]  # fmt: skip
-    proc = subprocess.run(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)  # stdout: a pipe
     assert proc.returncode == 0, proc.stderr[-4000:]
     return cwd, proc.stdout
 
@@ -102,3 +102,41 @@ def test_a_configured_progress_bar_is_left_alone() -> None:
 
     added, enable_bar = progress_callbacks([RichProgressBar()], None, stream=_Stream(True))
     assert [type(c) for c in added] == [RunSummary] and enable_bar is None
+
+
+def test_bar_counts_steps_and_shows_the_stage_and_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar's text (tqdm writes it to whatever sys.stdout is; here a buffer instead of a terminal)."""
+    import torch
+    from lightning.pytorch import LightningModule, Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Staged(LightningModule):  # logs what TriuneModule logs, under the same keys
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        @property
+        def in_warm_start(self) -> bool:
+            return self.global_step < 2
+
+        def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+            loss = self.layer(batch[0]).pow(2).mean()
+            if self.in_warm_start:
+                self.log("warm_start/loss", 1.5)
+            else:
+                self.log_dict({"train/reward_mean": 0.25, "train/accuracy_mean": 0.5, "train/loss": 0.125})
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    trainer = Trainer(max_steps=5, callbacks=[StepProgressBar()], logger=False, enable_checkpointing=False,
+                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer.fit(Staged(), DataLoader(TensorDataset(torch.randn(64, 2)), batch_size=2))
+    frames = [f.strip() for f in out.getvalue().split("\r") if f.strip()]
+    assert any(re.match(r"warm-start: +\d+%.*\| 1/5 \[.*(s/step|step/s), loss=1\.500\]", f) for f in frames), frames
+    last = frames[-1]
+    assert re.match(r"RL: 100%.*\| 5/5 \[.*(s/step|step/s), reward=0\.250, accuracy=0\.500, loss=0\.125\]", last), last
+    assert "v_num" not in out.getvalue() and "Epoch" not in out.getvalue()
