@@ -83,13 +83,13 @@ def _ours(args: argparse.Namespace) -> dict:
 
     callbacks: list = [Clock()]
     if args.engine == "vllm":
-        from callbacks.rollout_callback import RolloutCallback
         from lit_triune.rollout import VLLMEngine
+        from triune_callbacks.rollout_callback import RolloutCallback
 
         callbacks.append(RolloutCallback(VLLMEngine(max_model_len=1024, max_num_seqs=64)))
     elif ablate & {"shared_prefill", "fast_sampler"} or args.chunk_size:  # the HF engine with other options
-        from callbacks.rollout_callback import RolloutCallback
         from lit_triune.rollout import HFGenerateEngine
+        from triune_callbacks.rollout_callback import RolloutCallback
 
         callbacks.append(RolloutCallback(HFGenerateEngine(share_prompt_prefill="shared_prefill" not in ablate,
                                                           fast_sampler="fast_sampler" not in ablate,

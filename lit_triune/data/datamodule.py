@@ -81,14 +81,15 @@ class TriuneDataModule(pl.LightningDataModule):
         val_batch_size: defaults to batch_size.
         num_workers: DataLoader worker processes; shards are split over rank x worker.
         seed: fixes order, mixing and CoT template draws.
-        min_pixels, max_pixels: resize bounds; None -> the processor's.
+        min_pixels: smallest image area in pixels after resizing; None -> the processor's.
+        max_pixels: largest image area in pixels after resizing; None -> the processor's.
         model_path: processor directory or tiny preset name ("tiny", "small"); None -> built-in Qwen template.
         cot: draw a CoT prompt template per sample (for samples with `extra_info.question`).
         cot_sources: only these sources get CoT templates (None: all).
         cot_templates: the template pool (each with `{question}`); None -> 20 defaults.
         math_instructions: append a seeded step-by-step + answer-format instruction to `mathverify`
             prompts the CoT pool did not rewrite — what the released loader does for Orsta-Data-47k rows
-            (free-form: \boxed{} only; closed-form: <think>/<answer> with a boxed answer).
+            (free-form: \\boxed{} only; closed-form: <think>/<answer> with a boxed answer).
         cache_dir: where synthetic shards are generated.
         image_size: synthetic image side in pixels.
         shard_size: samples per generated shard.

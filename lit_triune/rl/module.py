@@ -18,12 +18,11 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
-from callbacks.rollout_callback import fsdp_root_module
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
-from lit_triune.rl.sharding import fsdp_root
+from lit_triune.rl.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
@@ -38,18 +37,36 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             name (`tiny`, `small`) built offline by `lit_triune.models.tiny`.
         freeze: "vision" (paper default), "language" or "none" during RL. Frozen parts are in eval
             mode and outside the optimizer.
+        dtype: torch dtype name the policy is loaded in ("float32", "bfloat16", ...); mixed precision
+            is the Trainer's `precision`.
+        attn_implementation: HF attention backend ("sdpa", "eager", "flash_attention_2"); None lets
+            transformers choose.
         lr: RL learning rate (paper: 1e-6, constant after `warmup_steps` of linear warm-up).
+        warmup_steps: RL steps of linear learning-rate warm-up (0 = constant from the first RL step).
+        weight_decay: AdamW weight decay of the RL optimizer.
+        adam_betas: AdamW (beta1, beta2) of the RL optimizer.
+        max_grad_norm: gradient-norm clipping threshold of every optimizer step (both stages).
         group_size: G completions per prompt.
-        clip_low, clip_high: ε_low / ε_high of the clip-higher surrogate (0.2 / 0.28).
+        max_new_tokens: longest completion sampled in training; longer ones are cut and counted as
+            truncated.
+        temperature: sampling temperature of the training rollouts (validation decodes greedily).
+        top_p: nucleus-sampling mass of the training rollouts (1.0 = off).
+        top_k: top-k of the training rollouts (0 = off).
+        val_max_new_tokens: longest completion in validation and stage reports; None = `max_new_tokens`.
+        clip_low: ε_low of the clip-higher surrogate (paper 0.2).
+        clip_high: ε_high of the clip-higher surrogate (paper 0.28).
         loss_aggregation: "token" (DAPO, paper), "sequence" (GRPO), "fixed" (Dr. GRPO).
         scale_rewards: "group" (divide advantages by the group std), "batch" or "none".
         kl_coef: weight of a k3 KL to the initial policy; 0 (paper) loads no reference model.
         dual_clip: dual-clip constant c for negative-advantage tokens (released V-Triune script: 3);
             None turns it off (TRL's loss).
         updates_per_rollout: 1 = on-policy; k > 1 = k minibatch optimizer steps per rollout batch.
+        micro_batch_size: rows per forward/backward pass in the update (gradients accumulate within
+            a minibatch); None = the whole minibatch at once.
         dynamic_sampling: DAPO's filter: drop groups whose accuracy has zero std and refill from
             up to `max_refill_batches` further batches before updating. Under DDP the ranks decide
             together (refill while any rank is short) and run the same micro-batches (rl/training.py).
+        max_refill_batches: extra rollout batches dynamic sampling may draw per update (0 = none).
         overlong_filter: exclude truncated completions from the loss (DAPO overlong filtering).
         cache_vision_features: with a frozen ViT, compute image features once per rollout batch.
         shared_prefix_update: in the update, run each group's prompt through the language model once
@@ -58,8 +75,11 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         gradient_checkpointing: HF's activation checkpointing (non-reentrant) of every decoder layer and
             ViT block, for one device or DDP. Under FSDP use the strategy's
             `activation_checkpointing_policy` instead (conf/orsta.yaml).
-        reward_workers, reward_timeout_s, compat: the verifier pool (`compat="vtriune"` scores as
-            the released V-Triune reward server does).
+        reward_workers: verifier worker processes per trainer process (0 = score in-process).
+        reward_timeout_s: hard time limit in seconds for scoring one completion; over it the sample is
+            reported as a timeout.
+        compat: None scores with lit-triune's verifiers; "vtriune" scores as the released V-Triune
+            reward server does.
         verifier_failures: what a completion whose scoring failed for infrastructure reasons (failure
             "timeout" or "crash") does to its group: "renormalize" (default) leaves it out of the loss and
             computes the group's advantages over the others; "drop_group" leaves the whole group out.
@@ -67,11 +87,15 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         iou_threshold: current IoU threshold ε for box rewards; a DynamicIoUThreshold callback
             overwrites it on schedule.
         warm_start_steps: supervised steps before RL (0 = none); `warm_start_lr`,
-            `warm_start_freeze` ("none": the whole model trains, ViT included) apply to them.
+            `warm_start_freeze` apply to them.
+        warm_start_lr: AdamW learning rate of the supervised warm-start.
+        warm_start_freeze: what is frozen during the warm-start: "none" (the whole model trains,
+            ViT included), "vision" or "language".
         stage_reports: print and log per-source validation figures at the start ("init"), at the end of
             the warm-start ("after_warm_start") and at the end of training ("final"): true for all three,
             false for none, or a list of those names (the init report of a random model costs as much as
             the others and shows zeros).
+        seed: seed of rollout sampling and of the data order (linked to `data.seed`).
     """
 
     def __init__(
@@ -251,7 +275,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        fsdp_root = fsdp_root_module(self.trainer)
+        fsdp_root = trainer_fsdp_root(self.trainer)
         if fsdp_root is not None:  # sharded gradients: the norm must be all-reduced (a collective on every rank)
             norm = float(fsdp_root.clip_grad_norm_(self.hparams.max_grad_norm))
         elif params:

@@ -15,6 +15,7 @@ FSDP registers its backward hooks on the output, so a backward afterwards is a n
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,6 +31,26 @@ def fsdp_root(model: Any) -> nn.Module | None:
     except ImportError:  # pragma: no cover - torch builds without distributed
         return None
     return model if isinstance(model, FullyShardedDataParallel) else None
+
+
+def trainer_fsdp_root(trainer: Any) -> nn.Module | None:
+    """The outermost FSDP module of a trainer's model when it runs FSDP, else None: the policy, which
+    `TriuneModule.configure_model` wraps as its own root (or the whole module had Lightning wrapped it)."""
+    model = getattr(getattr(trainer, "strategy", None), "model", None)
+    if model is None:
+        return None
+    return next((m for m in model.modules() if fsdp_root(m) is not None), None)
+
+
+def full_parameters(trainer: Any) -> contextlib.AbstractContextManager:
+    """Under FSDP, a context in which every rank sees the whole (unsharded) parameters, read-only: an
+    engine on each rank needs all weights, not its shard. Elsewhere a no-op."""
+    root = trainer_fsdp_root(trainer)
+    if root is None:
+        return contextlib.nullcontext()
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return FullyShardedDataParallel.summon_full_params(root, writeback=False, recurse=True)
 
 
 def in_root_forward(model: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from lit_triune.rl.records import source_summary, summary_means
+from lit_triune.rl.sharding import full_parameters
 
 
 def _merge(into: dict[str, dict[str, float]], part: dict[str, dict[str, float]]) -> None:
@@ -53,8 +54,6 @@ class StageReporter:
         module.runner.start()
         engine = module.rollout_engine
         if hasattr(engine, "sync_weights"):  # engines with their own weight copy (vLLM) see this step's policy
-            from callbacks.rollout_callback import full_parameters
-
             with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
                 engine.sync_weights(module.policy)
         sums: dict[str, dict[str, float]] = {}

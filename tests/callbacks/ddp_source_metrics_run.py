@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers.logger import Logger
 
-from callbacks import SourceMetrics, SourceStats
+from triune_callbacks import SourceMetrics, SourceStats
 
 
 class AllRanksLogger(Logger):

@@ -10,8 +10,14 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
-import callbacks
-from callbacks import DynamicIoUThreshold, LayerGradNorm, RolloutSamplesLogger, ScheduledValue, SourceMetrics
+import triune_callbacks
+from triune_callbacks import (
+    DynamicIoUThreshold,
+    LayerGradNorm,
+    RolloutSamplesLogger,
+    ScheduledValue,
+    SourceMetrics,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +39,7 @@ def test_builds_from_config(cls: type, init_args: dict[str, Any], attr: str, exp
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--callback", type=cls)
     cfg = parser.parse_object(
-        {"callback": {"class_path": f"callbacks.{cls.__name__}", "init_args": init_args}}
+        {"callback": {"class_path": f"triune_callbacks.{cls.__name__}", "init_args": init_args}}
     )
     callback = parser.instantiate_classes(cfg).callback
     assert isinstance(callback, cls)
@@ -41,14 +47,26 @@ def test_builds_from_config(cls: type, init_args: dict[str, Any], attr: str, exp
         assert getattr(callback, attr) == expected
 
 
+def _imported_packages(path: Path) -> set[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.append(node.module or "")
+    return {n.split(".")[0] for n in names}
+
+
 def test_package_imports_nothing_from_lit_triune() -> None:
-    for path in Path(callbacks.__file__).parent.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not any(n.split(".")[0] == "lit_triune" for n in names), path
+    for path in Path(triune_callbacks.__file__).parent.glob("*.py"):
+        assert "lit_triune" not in _imported_packages(path), path
+
+
+def test_lit_triune_imports_nothing_from_the_callbacks() -> None:
+    """The dependency runs one way: lit-triune's configs use the callbacks, its code does not."""
+    root = Path(__file__).resolve().parents[2] / "lit_triune"
+    for path in root.rglob("*.py"):
+        assert not _imported_packages(path) & {"triune_callbacks", "callbacks"}, path
 
 
 def test_metric_state_follows_the_module_device() -> None:

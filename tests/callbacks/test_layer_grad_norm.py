@@ -10,7 +10,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.utils.data import DataLoader
 
-from callbacks import LayerGradNorm
+from triune_callbacks import LayerGradNorm
 
 
 class TwoTower(LightningModule):

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from callbacks import RolloutSamplesLogger
+from triune_callbacks import RolloutSamplesLogger
 
 B, G = 2, 4  # prompts, rollouts per prompt
 

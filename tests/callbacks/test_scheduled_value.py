@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from callbacks import DynamicIoUThreshold, ScheduledValue
+from triune_callbacks import DynamicIoUThreshold, ScheduledValue
 
 
 class ThresholdModel(BoringModel):

@@ -13,8 +13,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from callbacks import SourceMetrics, SourceStats
-from callbacks.source_metrics import reflection_pattern
+from triune_callbacks import SourceMetrics, SourceStats
+from triune_callbacks.source_metrics import reflection_pattern
 
 STATS = [
     "reward", "accuracy", "format", "response_length", "response_length_correct", "response_length_wrong",
@@ -119,7 +119,7 @@ def test_rejects_bad_args(kwargs: dict[str, Any], match: str) -> None:
     ],
 )
 def test_reflection_words_match_whole_words_case_insensitively(text: str, reflects: bool) -> None:
-    from callbacks.source_metrics import DEFAULT_REFLECTION_WORDS
+    from triune_callbacks.source_metrics import DEFAULT_REFLECTION_WORDS
 
     assert bool(reflection_pattern(DEFAULT_REFLECTION_WORDS).search(text)) is reflects
 

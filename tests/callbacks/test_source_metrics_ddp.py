@@ -22,7 +22,7 @@ def test_two_process_ddp_metrics_equal_those_of_the_gathered_data(tmp_path: Path
     env = {
         k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK")
     }
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "callbacks"), str(HERE)]))
     proc = subprocess.run(
         [sys.executable, str(HERE / "ddp_source_metrics_run.py"), str(tmp_path)],
         cwd=REPO,

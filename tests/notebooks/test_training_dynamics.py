@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 from torch import nn
 from torch.utils.data import DataLoader
 
-from callbacks import DynamicIoUThreshold, LayerGradNorm, SourceMetrics
+from triune_callbacks import DynamicIoUThreshold, LayerGradNorm, SourceMetrics
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "training_dynamics.ipynb"
 SOURCES = ["math", "refcoco"]

@@ -69,7 +69,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK")}
     env.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent)]), **extra)
+               PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "callbacks"), str(Path(__file__).parent)]), **extra)
     return env
 
 

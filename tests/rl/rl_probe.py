@@ -53,10 +53,10 @@ class RankProbe(pl.Callback):
 def full_weights(trainer: pl.Trainer, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The policy's whole weights under HF names: under FSDP gathered (every rank), wrapper names dropped
     (`checkpoint_weights`, what the vLLM weight sync sends)."""
-    from callbacks.rollout_callback import fsdp_root_module, full_parameters
+    from lit_triune.rl.sharding import full_parameters, trainer_fsdp_root
     from lit_triune.rollout.vllm_engine import checkpoint_weights
 
-    if fsdp_root_module(trainer) is None:
+    if trainer_fsdp_root(trainer) is None:
         return {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
     with full_parameters(trainer):
         return {name: p.cpu().clone() for name, p in checkpoint_weights(policy)}

@@ -43,7 +43,7 @@ def _fit(root: Path, config: Path, strategy: list[str], resume: Path | None = No
     args = tiny_args(root, max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=2, config=config, num_workers=0,
                      extra=["--trainer.devices=2", "--model.reward_workers=0", *strategy,
                             *([f"--ckpt_path={resume}"] if resume else []),
-                            "--trainer.callbacks+=callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
+                            "--trainer.callbacks+=triune_callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
                             "--trainer.callbacks.init_args.log_every_n_steps=1",
                             "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def test_fsdp_with_colocated_vllm_engines(tmp_path: Path) -> None:
     After a warm-start and two GRPO steps each rank's engine samples from the trained policy: its
     sampled-token log-probs equal the trainer's recompute, and not the initial weights'."""
     pytest.importorskip("vllm")
-    engine = {"class_path": "callbacks.RolloutCallback", "init_args": {"engine": {
+    engine = {"class_path": "triune_callbacks.RolloutCallback", "init_args": {"engine": {
         "class_path": "lit_triune.rollout.VLLMEngine",
         "init_args": {"max_model_len": 512, "max_num_seqs": 32, "kv_cache_memory_bytes": 64 << 20,
                       "engine_kwargs": {"distributed_executor_backend": "external_launcher"}}}}}

@@ -14,19 +14,19 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks import RolloutCallback
 from lit_triune.main import cli_main
 from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy import load_policy
 from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rollout.base import SamplingConfig
+from triune_callbacks import RolloutCallback
 
 pytest.importorskip("vllm")
 from lit_triune.rollout.vllm_engine import VLLMEngine  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 REPO = Path(__file__).parents[2]
-ENGINE = {"class_path": "callbacks.RolloutCallback",
+ENGINE = {"class_path": "triune_callbacks.RolloutCallback",
           "init_args": {"engine": {"class_path": "lit_triune.rollout.VLLMEngine",
                                    "init_args": {"max_model_len": 512, "max_num_seqs": 32,
                                                  "kv_cache_memory_bytes": 64 << 20}}}}  # fmt: skip

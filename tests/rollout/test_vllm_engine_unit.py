@@ -137,8 +137,8 @@ def test_engines_configurable_from_yaml_as_rollout_callback_engines(engine_class
     """LightningCLI (jsonargparse) checks protocol signatures exactly; a mismatch rejects the config."""
     from jsonargparse import ArgumentParser
 
-    from callbacks.rollout_callback import GenerationEngine
     from lit_triune.rollout.base import RolloutEngine
+    from triune_callbacks.rollout_callback import GenerationEngine
 
     for protocol in (GenerationEngine, RolloutEngine):
         parser = ArgumentParser(exit_on_error=False)

@@ -13,8 +13,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from callbacks._trainer_steps import is_logging_batch, logger_step
-from callbacks.rollout_callback import fsdp_root_module
+from triune_callbacks._fsdp import fsdp_root_module
+from triune_callbacks._trainer_steps import is_logging_batch, logger_step
 
 DEFAULT_GROUPS = {"vit": r"visual\.blocks\.(\d+)\.", "llm": r"language_model\.layers\.(\d+)\."}
 
@@ -51,7 +51,7 @@ class LayerGradNorm(Callback):
     Example::
 
         >>> from lightning.pytorch import Trainer
-        >>> from callbacks import LayerGradNorm
+        >>> from triune_callbacks import LayerGradNorm
         >>> trainer = Trainer(max_steps=10, callbacks=[LayerGradNorm(log_every_n_steps=5)])
     """
 

@@ -17,8 +17,8 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor
 from typing_extensions import override
 
-from callbacks._trainer_steps import is_logging_batch, logger_step
-from callbacks.metrics import SourceStats
+from triune_callbacks._trainer_steps import is_logging_batch, logger_step
+from triune_callbacks.metrics import SourceStats
 
 DEFAULT_REFLECTION_WORDS = (
     "re-check", "re-evaluate", "re-examine", "re-think", "recheck", "reevaluate", "reexamine",
@@ -69,7 +69,7 @@ class SourceMetrics(Callback):
     loggers at Lightning's logger step and reset (a last partial window is flushed at train end).
     Validation metrics cover the whole epoch and are logged with ``pl_module.log`` at epoch end, so
     ``ModelCheckpoint(monitor="val/accuracy/all")`` works; sanity-check results are discarded.
-    Under DDP each compute is one sync of one ``[S + 1, C, 2]`` tensor (:class:`~callbacks.metrics.SourceStats`)
+    Under DDP each compute is one sync of one ``[S + 1, C, 2]`` tensor (:class:`~triune_callbacks.metrics.SourceStats`)
     and all ranks log the same numbers; the values are already reduced, so Lightning's hint to pass
     ``sync_dist=True`` is silenced for this callback's own keys.
 
@@ -102,7 +102,7 @@ class SourceMetrics(Callback):
     Example::
 
         >>> from lightning.pytorch import Trainer
-        >>> from callbacks import SourceMetrics
+        >>> from triune_callbacks import SourceMetrics
         >>> metrics = SourceMetrics(sources=["mm_math", "v3det", "refcoco"], log_every_n_steps=10)
         >>> trainer = Trainer(max_steps=100, callbacks=[metrics])
     """

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from callbacks._trainer_steps import is_logging_batch, logger_step
+from triune_callbacks._trainer_steps import is_logging_batch, logger_step
 
 
 class ScheduledValue(Callback):
@@ -54,7 +54,7 @@ class ScheduledValue(Callback):
     Example::
 
         >>> from lightning.pytorch import Trainer
-        >>> from callbacks import ScheduledValue
+        >>> from triune_callbacks import ScheduledValue
         >>> warmup = ScheduledValue("entropy_coef", milestones=[0.5], values=[0.01, 0.0])
         >>> trainer = Trainer(max_steps=100, callbacks=[warmup], logger=False)
         >>> warmup.value_at(0.25), warmup.value_at(0.5)

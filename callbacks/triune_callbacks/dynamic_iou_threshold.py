@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from callbacks.scheduled_value import ScheduledValue
+from triune_callbacks.scheduled_value import ScheduledValue
 
 
 class DynamicIoUThreshold(ScheduledValue):
@@ -16,7 +16,7 @@ class DynamicIoUThreshold(ScheduledValue):
     defaults are the paper's: 0.85 for the first 10 % of the steps, 0.95 until 25 %, then 0.99.
     The threshold is written to ``pl_module.<attr>``, which the trainer passes to every verifier
     call; a milestone belongs to the stage it opens (at exactly 10 % the threshold is already 0.95).
-    See :class:`~callbacks.ScheduledValue` for progress, resume and logging.
+    See :class:`~triune_callbacks.ScheduledValue` for progress, resume and logging.
 
     Args:
         attr: Attribute of the LightningModule that holds the threshold (dotted names allowed).
@@ -27,13 +27,13 @@ class DynamicIoUThreshold(ScheduledValue):
             remaining steps.
 
     Raises:
-        MisconfigurationException: On the conditions of :class:`~callbacks.ScheduledValue`, or if a
+        MisconfigurationException: On the conditions of :class:`~triune_callbacks.ScheduledValue`, or if a
             threshold is outside ``(0, 1]``.
 
     Example::
 
         >>> from lightning.pytorch import Trainer
-        >>> from callbacks import DynamicIoUThreshold
+        >>> from triune_callbacks import DynamicIoUThreshold
         >>> iou = DynamicIoUThreshold()
         >>> trainer = Trainer(max_steps=1000, callbacks=[iou], logger=False)
         >>> [iou.value_at(p) for p in (0.0, 0.1, 0.2, 0.25, 0.9)]

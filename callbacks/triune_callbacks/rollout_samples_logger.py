@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
-from callbacks._trainer_steps import logger_step
+from triune_callbacks._trainer_steps import logger_step
 
 PRED_COLOR = (255, 0, 0)
 GT_COLOR = (0, 255, 0)
@@ -74,7 +74,7 @@ class RolloutSamplesLogger(Callback):
 
         >>> from lightning.pytorch import Trainer
         >>> from lightning.pytorch.loggers import TensorBoardLogger
-        >>> from callbacks import RolloutSamplesLogger
+        >>> from triune_callbacks import RolloutSamplesLogger
         >>> trainer = Trainer(max_steps=100, logger=TensorBoardLogger("runs"),
         ...                   callbacks=[RolloutSamplesLogger(every_n_steps=50, num_samples=4)])
     """

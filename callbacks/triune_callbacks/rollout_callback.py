@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,6 +9,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks.callback import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
+
+from triune_callbacks._fsdp import full_parameters
 
 
 @runtime_checkable
@@ -19,31 +20,6 @@ class GenerationEngine(Protocol):
     def generate(self, prompts: list[str], images: list[Any], sampling: Any) -> Any: ...
 
     def sync_weights(self, model: Any) -> None: ...
-
-
-def full_parameters(trainer: pl.Trainer) -> contextlib.AbstractContextManager:
-    """Under FSDP, a context in which every rank sees the whole (unsharded) parameters, read-only —
-    an engine on each rank needs all weights, not its shard. Elsewhere a no-op."""
-    root = fsdp_root_module(trainer)
-    if root is None:
-        return contextlib.nullcontext()
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    return FullyShardedDataParallel.summon_full_params(root, writeback=False, recurse=True)
-
-
-def fsdp_root_module(trainer: pl.Trainer) -> Any:
-    """The outermost FSDP module when the trainer runs FSDP, else None: the strategy's model when
-    Lightning wrapped the whole LightningModule, or the first FSDP module inside it when the module
-    wrapped a part itself in `configure_model` (lit_triune wraps its policy: rl/sharding.py)."""
-    model = getattr(getattr(trainer, "strategy", None), "model", None)
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-    except ImportError:  # pragma: no cover - torch builds without distributed
-        return None
-    if model is None:
-        return None
-    return next((m for m in model.modules() if isinstance(m, FullyShardedDataParallel)), None)
 
 
 class RolloutCallback(Callback):

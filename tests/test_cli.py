@@ -1,0 +1,91 @@
+"""The command line refuses what it would otherwise guess at or ignore (issue 17 item 4, issue 13 item 6).
+
+argparse expands an unambiguous prefix by default, so `--trainer.max_step=10` used to run as
+`--trainer.max_steps=10`; `predict` and `--optimizer`/`--lr_scheduler` were offered and then failed or
+were ignored. Everything here only parses: no fit runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.cli import LightningArgumentParser
+
+from lit_triune.data import TriuneDataModule
+from lit_triune.main import cli_main
+from lit_triune.rl.module import TriuneModule
+
+TINY = "conf/tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["main.py"])  # LightningCLI warns when sys.argv has arguments too
+
+
+def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2, args
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "refused"),
+    [
+        (["fit", "-c", TINY, "--trainer.max_step=10"], "--trainer.max_step=10"),  # prefix of --trainer.max_steps
+        (["fit", "-c", TINY, "--trainer.max_step", "10"], "--trainer.max_step 10"),
+        (["fit", "-c", TINY, "--model.warm_start=3"], "--model.warm_start=3"),  # prefix of model.warm_start_*
+        (["validate", "-c", TINY, "--trainer.limit_val_batche=1"], "--trainer.limit_val_batche=1"),  # all subcommands
+        (["fit", "-c", TINY, "--model.learning_rate=1e-3"], "--model.learning_rate=1e-3"),  # no such key at all
+    ],
+    ids=["max_step=", "max_step", "warm_start", "validate", "unknown"],
+)
+def test_abbreviated_or_unknown_option_is_an_error(
+    args: list[str], refused: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert f"unrecognized arguments: {refused}" in _refused(args, capsys)
+
+
+def test_unknown_key_in_a_config_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("trainer:\n  max_step: 10\n")
+    err = _refused(["fit", "-c", TINY, "-c", str(overlay)], capsys)
+    assert "trainer.max_step" in err and "does not accept" in err
+
+
+def test_full_names_still_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # --print_config exits 0 after parsing
+        cli_main(["fit", "-c", TINY, "--trainer.max_steps=10", "--model.warm_start_steps=3",
+                  "--trainer.callbacks+=triune_callbacks.LayerGradNorm", "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "max_steps: 10" in out and "warm_start_steps: 3" in out
+    assert out.count("class_path: triune_callbacks.LayerGradNorm") == 2  # tiny.yaml's and the appended one
+
+
+def test_help_offers_only_what_is_implemented(capsys: pytest.CaptureFixture[str]) -> None:
+    _refused(["predict", "-c", TINY], capsys)  # invalid choice: TriuneModule has no predict_step
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    top = capsys.readouterr().out
+    assert "{fit,validate,test}" in top and "predict" not in top
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--help"])
+    fit_help = capsys.readouterr().out
+    assert "--optimizer" not in fit_help and "--lr_scheduler" not in fit_help  # the module builds its AdamW
+    assert "\\boxed{}" in fit_help  # the docstring's \b is no longer a backspace
+    assert "\b" not in fit_help.replace("--print_config \b[=flags]", "")  # jsonargparse's own metavar trick
+    _refused(["fit", "-c", TINY, "--optimizer=torch.optim.SGD"], capsys)
+
+
+def test_every_module_and_datamodule_argument_has_help() -> None:
+    parser = LightningArgumentParser()
+    parser.add_lightning_class_args(TriuneModule, "model")
+    parser.add_lightning_class_args(TriuneDataModule, "data")
+    actions = [a for a in parser._actions if a.dest.startswith(("model.", "data."))]
+    assert len(actions) > 50
+    missing = [a.dest for a in actions if not (a.help or "").strip()]
+    assert not missing, f"arguments without help text (a docstring Args entry): {missing}"
