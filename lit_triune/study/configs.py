@@ -83,7 +83,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 # ----- callbacks ---------------------------------------------------------------------------------
 def callbacks_named(cfg: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    """The trainer.callbacks entries whose class is `name` (`callbacks.DynamicIoUThreshold` or a bare name)."""
+    """The trainer.callbacks entries whose class is `name` (`triune_callbacks.DynamicIoUThreshold` or a bare name)."""
     out = []
     for cb in get(cfg, "trainer.callbacks", []) or []:
         path = cb.get("class_path", "") if isinstance(cb, dict) else ""

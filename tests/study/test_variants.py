@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from callbacks import DynamicIoUThreshold
+from triune_callbacks import DynamicIoUThreshold
 from lit_triune.data.synthetic import TASKS
 from lit_triune.study import configs, layout
 from lit_triune.study.variants import (
@@ -33,9 +33,9 @@ def _base() -> dict[str, Any]:
                     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                "init_args": {"save_dir": "runs", "name": "tiny"}},
                     "callbacks": [
-                        {"class_path": "callbacks.DynamicIoUThreshold",
+                        {"class_path": "triune_callbacks.DynamicIoUThreshold",
                          "init_args": {"start_step": "${model.warm_start_steps}"}},
-                        {"class_path": "callbacks.SourceMetrics", "init_args": {"sources": ["synthetic_math"]}},
+                        {"class_path": "triune_callbacks.SourceMetrics", "init_args": {"sources": ["synthetic_math"]}},
                         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                          "init_args": {"every_n_train_steps": 100, "save_last": True}},
                     ]},
