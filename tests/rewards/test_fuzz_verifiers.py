@@ -23,8 +23,7 @@ N_COMPLETIONS = 10_000
 POOL_SLICE = 300
 BUDGET_S = 30.0  # generous: this checks outcomes, not time (a shared 2-core machine can run 10x slow)
 CORRECT = 1.0 - 1e-9  # detection's weighted sum of 1.0s can come out as 0.9999999999999999
-# grounding reads the first box of a multi-box answer: a known gap, owned by the box-code rewrite
-PADDING_CHECKED = ("mathverify", "counting", "ocr", "detection")
+PADDING_CHECKED = ("mathverify", "counting", "ocr", "detection", "grounding")
 
 
 def _corpus():

@@ -202,3 +202,31 @@ def test_debug_verifiers_need_an_explicit_opt_in():
     # a fresh interpreter: this test session has opted in already (test_pool.py imports the module)
     proc = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+GROUNDING = {"verifier": "grounding", "ground_truth": "[4, 4, 52, 52]", "verifier_parm": {"normalized": False}}
+
+
+@pytest.mark.parametrize("answer", [
+    "<answer>[4, 4, 52, 52] [60, 4, 108, 52]</answer>",                 # every candidate listed
+    "<answer>[[4, 4, 52, 52], [60, 4, 108, 52]]</answer>",
+    "<answer>[60, 4, 108, 52] or [4, 4, 52, 52]</answer>",
+    "<answer>[60, 4, 108, 52]</answer><answer>[4, 4, 52, 52]</answer>",  # two blocks
+])  # fmt: skip
+def test_grounding_pays_one_box_only(answer):
+    out = score(answer, GROUNDING, image_size=(112, 112), iou_threshold=0.85)
+    assert (out["accuracy"], out["failure"]) == (0.0, "parse"), out
+
+
+def test_grounding_one_box_with_a_label_is_read():
+    out = score("<answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'red shape'}]</answer>", GROUNDING,
+                image_size=(112, 112), iou_threshold=0.85)
+    assert (out["accuracy"], out["failure"]) == (1.0, None)
+
+
+def test_detection_two_answer_blocks_are_a_parse_failure():
+    rm = {"verifier": "detection", "ground_truth": "[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]",
+          "verifier_parm": {"normalized": False}}
+    out = score("<answer>[]</answer><answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]</answer>", rm,
+                image_size=(112, 112), iou_threshold=0.85)
+    assert (out["accuracy"], out["failure"]) == (0.0, "parse")

@@ -1,11 +1,15 @@
 """`grounding`: one referred box; accuracy is the paper's IoU reward `IoU if IoU >= eps else 0`.
 
+The answer must hold exactly one box in one `<answer>` block: with several, a policy could list every
+candidate and be paid for the one that fits (the first box read was scored), so more are a `parse` failure.
+
 verifier_parm: `normalized` (or Orsta's `det_verifier_normalized`): ground truth in the 0-1000 frame,
 predictions converted from pixels of `image_size`; `binary`: score 1 instead of the IoU when it clears eps.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +17,11 @@ from lit_triune.boxes import BoxSpec, read_box_spec, read_boxes
 from lit_triune.rewards.matching import box_iou
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
-from lit_triune.rewards.verifiers._common import response_text, threshold, truth_text
+from lit_triune.rewards.text import AnswerError, clip, single_answer_block
+from lit_triune.rewards.verifiers._common import threshold, truth_text
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")  # a standalone number (not the 2 of bbox_2d)
 
 
 def _read(reward_model: Mapping[str, Any]) -> BoxSpec:
@@ -33,13 +41,20 @@ class GroundingVerifier(Verifier):
         except ValueError as err:
             return failed("spec", str(err))
         gt = spec.boxes[0]
-        boxes, _ = read_boxes(response_text(response))
-        extras: dict[str, Any] = {
-            "gt_boxes": [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)[:1]],
-            "pred_boxes": [list(boxes[0].xyxy)] if boxes else [],
-        }
+        gt_px = [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)[:1]]
+        try:
+            block = single_answer_block(clip(response))
+        except AnswerError as err:
+            return Verdict(0.0, {"iou": 0.0}, "parse", str(err), {"gt_boxes": gt_px, "pred_boxes": []})
+        text = block if block is not None else clip(response)
+        boxes, _ = read_boxes(text)
+        extras: dict[str, Any] = {"gt_boxes": gt_px, "pred_boxes": [list(b.xyxy) for b in boxes[:1]]}
         if not boxes:
             return Verdict(0.0, {"iou": 0.0}, "parse", "no box read from the answer", extras)
+        numbers = len(_NUMBER.findall(text))  # the box reader takes the first literal: count what else is there
+        if len(boxes) > 1 or numbers > 4:
+            return Verdict(0.0, {"iou": 0.0}, "parse", f"{max(len(boxes), numbers // 4)} boxes or more numbers than "
+                           f"one box ({numbers}); grounding takes exactly one box", extras)
         pred = spec.in_truth_frame(boxes[:1], ctx.image_size)[0]
         iou = box_iou(pred.xyxy, gt.xyxy)
         hit = iou >= threshold(ctx.iou_threshold)
