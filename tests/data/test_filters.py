@@ -38,7 +38,9 @@ def test_rules_report_per_rule_per_source():
 
 
 def test_detection_balance_and_counting_balance():
-    single = generate("detection", 12, difficulty="easy")  # one box each
+    easy = generate("detection", 60, difficulty="easy")  # 1-3 boxes each: keep 12 with one box
+    single = [s for s in easy if s["reward_model"]["ground_truth"].count("bbox_2d") == 1][:12]
+    assert len(single) == 12
     multi = generate("detection", 4, difficulty="medium")  # 2-3 boxes each
     for s in multi:
         s["data_source"] = "synthetic_detection"
