@@ -79,7 +79,8 @@ def test_tiny_fit_with_vllm_engine_samples_from_updated_weights(tmp_path: Path) 
          "--model.max_new_tokens=16", "--model.stage_reports=false", "--trainer.log_every_n_steps=1",
          f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
          "--data.synthetic.counting=32", "--data.synthetic.grounding=32", "--data.synthetic.ocr=32",
-         "--data.synthetic.chart=32", "--data.val_synthetic.counting=4", "--data.num_workers=0",
+         "--data.synthetic.chart=32", "--data.synthetic.detection=32", "--data.synthetic.math=32",
+         "--data.batch_size=4", "--data.val_synthetic.counting=4", "--data.num_workers=0",
          f"--data.cache_dir={tmp_path / 'data'}"],
         run=False,
     )  # fmt: skip
