@@ -24,10 +24,27 @@ def _stepped(steps: list[dict]) -> list[bool]:
     return [s["after_step"] > s["global_step"] for s in steps]
 
 
-def test_refills_then_updates_single_process(tmp_path: Path) -> None:
-    """Random init: most groups score alike, so the step refills before it updates; a refill takes no
-    optimizer step and logs no `train/loss` (the previous update's value is not repeated)."""
+def test_refills_then_updates_single_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random init: every group scores alike (accuracy 0), and every other rollout one completion is scripted
+    correct, so the step refills before it updates; a refill takes no optimizer step and logs no
+    `train/loss` (the previous update's value is not repeated). Scripted, because the verifiers now read
+    exactly one answer and a random policy no longer hits one by chance: without any signal the loop would
+    sample forever (that is DAPO's filter doing its job)."""
     from lightning.pytorch.loggers import CSVLogger
+
+    from lit_triune.rl.rollout_step import RolloutRunner
+
+    rollouts = {"n": 0}
+    real_rollout = RolloutRunner.rollout
+
+    def scripted(self, batch, salt=0):  # noqa: ANN001, ANN202
+        scored = real_rollout(self, batch, salt)
+        rollouts["n"] += 1
+        if rollouts["n"] % 2 == 0:
+            scored.results[0] = {**scored.results[0], "accuracy": 1.0, "reward": 1.1}
+        return scored
+
+    monkeypatch.setattr(RolloutRunner, "rollout", scripted)
 
     from lightning.pytorch.callbacks import Callback
 
