@@ -95,7 +95,7 @@ EXPECTED = {
               ("trainer.precision", "bf16-mixed"), ("model.dtype", "float32"), ("model.group_size", 8)],
     "orsta+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 540), ("model.warmup_steps", 24),
                          ("cb:ModelCheckpoint.every_n_train_steps", 20), ("data.batch_size", 128)],
-    "tiny+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 400)],
+    "tiny+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 800)],
     "orsta+freeze_vision": [("model.freeze", "vision")],
     "orsta+freeze_language": [("model.freeze", "language")],
     "orsta+freeze_none": [("model.freeze", "none")],
@@ -132,9 +132,9 @@ def test_print_config(files, capsys, request):
         assert set(config["data"]["train"]) == (reasoning if "reasoning" in name else ORSTA_TASKS - reasoning)
         assert set(config["data"]["val"]) == ORSTA_TASKS  # the variants are compared on the same sources
     if name.startswith("tiny+tiny_"):
-        want = {"chart"} if "reasoning" in name else {"counting", "grounding", "ocr"}
+        want = {"chart", "math"} if "reasoning" in name else {"grounding", "detection", "counting", "ocr"}
         assert set(config["data"]["synthetic"]) == want
-        assert set(config["data"]["val_synthetic"]) == {"counting", "grounding", "ocr", "chart"}
+        assert set(config["data"]["val_synthetic"]) == {"grounding", "detection", "counting", "ocr", "chart", "math"}
 
 
 def test_orsta_interpolation_follows_command_line(capsys):
