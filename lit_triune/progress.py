@@ -66,12 +66,15 @@ class StepProgressBar(TQDMProgressBar):
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
-        super().on_train_epoch_start(trainer)
+        # not super()'s: it draws an `Epoch 0` frame first; this stream is one long epoch counted in steps
+        if self._leave or self._train_progress_bar is None:
+            self.train_progress_bar = self.init_train_tqdm()
+        bar = self.train_progress_bar
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self.train_progress_bar.reset(total=total)
-        self.train_progress_bar.initial = trainer.global_step  # resumed runs start where they stopped
-        self.train_progress_bar.n = trainer.global_step
-        self.train_progress_bar.set_description(stage_name(trainer.lightning_module))
+        bar.set_description(stage_name(trainer.lightning_module), refresh=False)
+        bar.reset(total=total)
+        bar.initial = trainer.global_step  # resumed runs start where they stopped
+        bar.n = trainer.global_step
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
