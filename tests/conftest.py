@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,17 @@ def tiny_processor(tiny_model_path: Path):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(tiny_model_path)
+
+
+@pytest.fixture
+def kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernel spec for this interpreter, so a notebook runs in this venv whatever else is installed."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "lit-triune-test"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "lit-triune test", "language": "python"}  # fmt: skip
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    return "lit-triune-test"

@@ -3,8 +3,6 @@ reads the study's recipe run, its study section writes the table and the study's
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import nbformat
@@ -15,20 +13,6 @@ from nbclient import NotebookClient
 from lit_triune.study import layout
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "training_dynamics.ipynb"
-
-
-@pytest.fixture
-def kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernel spec for this interpreter (as tests/notebooks/test_training_dynamics.py)."""
-    spec_dir = tmp_path / "jupyter" / "kernels" / "lit-triune-test"
-    spec_dir.mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "lit-triune test", "language": "python"}  # fmt: skip
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    return "lit-triune-test"
 
 
 def test_notebook_draws_a_study(tmp_path: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
