@@ -26,7 +26,7 @@ from lit_triune.rl.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
-from lit_triune.rl.warm_start import warm_start_loss
+from lit_triune.rl.warm_start import warm_start_backward
 
 
 class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
@@ -61,8 +61,10 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         dual_clip: dual-clip constant c for negative-advantage tokens (released V-Triune script: 3);
             None turns it off (TRL's loss).
         updates_per_rollout: 1 = on-policy; k > 1 = k minibatch optimizer steps per rollout batch.
-        micro_batch_size: rows per forward/backward pass in the update (gradients accumulate within
-            a minibatch); None = the whole minibatch at once.
+        micro_batch_size: rows per forward/backward pass in the update and the warm-start (gradients
+            accumulate within a minibatch); None = the whole minibatch at once. Micro-batches take rows
+            (RL: whole groups) ordered by their longest completion, so short answers are not padded to
+            the longest one.
         dynamic_sampling: DAPO's filter: drop groups whose accuracy has zero std and refill from
             up to `max_refill_batches` further batches before updating. Under DDP the ranks decide
             together (refill while any rank is short) and run the same micro-batches (rl/training.py).
@@ -242,17 +244,17 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def _warm_start_step(self, batch: Any) -> dict[str, Any]:
         opt = self.optimizers()[1]
-        loss, tokens = warm_start_loss(self.policy, self.processor, batch)
-        self.manual_backward(loss)
-        stepped, grad_norm = self._clip_and_step(opt, finite=bool(torch.isfinite(loss)))
-        logged = {"warm_start/loss": float(loss.detach()), "warm_start/grad_norm": grad_norm,
+        loss, tokens, finite = warm_start_backward(self.policy, self.processor, batch, self.manual_backward,
+                                                   self.update_settings.micro_batch_size)
+        stepped, grad_norm = self._clip_and_step(opt, finite=finite)
+        logged = {"warm_start/loss": loss, "warm_start/grad_norm": grad_norm,
                   "warm_start/tokens": float(tokens)}
         self.log_dict(logged, batch_size=len(batch.prompts), sync_dist=True)
         self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (GRPOTrainerMixin._forget)
         self._log_counters(len(batch.prompts))  # data skips and non-finite steps are logged in this stage too
         if self.global_step >= self.hparams.warm_start_steps:
             self._end_warm_start()
-        return {"loss": loss.detach(), "rollout": None}  # no rollout: the metric callbacks skip this step
+        return {"loss": torch.tensor(loss), "rollout": None}  # no rollout: the metric callbacks skip this step
 
     def _end_warm_start(self) -> None:
         self._apply_stage_freeze()

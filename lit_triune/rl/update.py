@@ -35,10 +35,29 @@ def _chunks(rows: Tensor, size: int | None) -> list[Tensor]:
     return list(torch.split(rows, size))
 
 
+def by_group_length(rows: Tensor, inputs: PolicyInputs) -> Tensor:  # [M] long, a permutation of `rows`
+    """`rows` with each prompt's rows kept together and prompts ordered by their longest completion.
+
+    A micro-batch is padded to its longest row, so mixing a 100-token detection answer with 10-token
+    numbers pads every row to 100; ordered, each micro-batch pads to its own kind. Keeping a group
+    whole runs its shared prompt once per micro-batch. The loss is a sum over tokens (or rows, weighted
+    by share), so the order changes no figure beyond float summation order.
+    """
+    lengths = inputs.completion_mask[rows].sum(-1)  # [M]
+    prompts = inputs.prompt_index[rows]  # [M]
+    longest: dict[int, int] = {}
+    for p, n in zip(prompts.tolist(), lengths.tolist(), strict=True):
+        longest[p] = max(longest.get(p, 0), n)
+    order = sorted(range(rows.numel()), key=lambda i: (longest[int(prompts[i])], int(prompts[i]), i))
+    return rows[torch.as_tensor(order, dtype=torch.long)]
+
+
 @torch.no_grad()
 def batched_logprobs(model: Any, inputs: PolicyInputs, rows: Tensor, settings: UpdateSettings,
                      features: tuple[Tensor, ...] | None) -> Tensor:  # [N, T]
     out = torch.zeros(inputs.completion_ids.shape, dtype=torch.float32, device=inputs.input_ids.device)
+    if settings.micro_batch_size:
+        rows = by_group_length(rows, inputs)
     for chunk in _chunks(rows, settings.micro_batch_size):
         sub = inputs.select(chunk)
         lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features,
@@ -75,6 +94,8 @@ def run_update(
     diag_sums: dict[str, float] = {}
     minibatches = [m for m in torch.chunk(all_rows, k) if m.numel()]
     for rows in minibatches:
+        if settings.micro_batch_size:
+            rows = by_group_length(rows, inputs)
         tokens = global_token_count(loss_mask[rows].sum().float())
         local_tokens = float(loss_mask[rows].sum())
         loss_total = 0.0

@@ -197,3 +197,31 @@ def test_gradient_checkpointing_trains_the_same_weights_through_the_shared_prefi
     assert full_rows["n"] == 0
     for name, w in weights[False].items():
         assert torch.allclose(w, weights[True][name], atol=1e-6), name
+
+
+def test_micro_batches_take_whole_groups_ordered_by_their_longest_completion():
+    from types import SimpleNamespace
+
+    lengths = torch.tensor([3, 1, 40, 2, 12, 12, 5, 6, 9, 100, 1, 1])  # 4 prompts x 3 rows
+    mask = torch.arange(100)[None, :] < lengths[:, None]  # [12, 100]
+    fake = SimpleNamespace(completion_mask=mask, prompt_index=torch.arange(4).repeat_interleave(3))
+    order = update_mod.by_group_length(torch.arange(12), fake)
+    # longest per prompt: 40, 12, 9, 100 -> prompts 2, 1, 0, 3; rows of a prompt stay together, in order
+    assert order.tolist() == [6, 7, 8, 3, 4, 5, 0, 1, 2, 9, 10, 11]
+    sub = update_mod.by_group_length(torch.tensor([9, 10, 0, 2]), fake)  # a minibatch's own rows only
+    assert sub.tolist() == [0, 2, 9, 10]
+
+
+def test_micro_batches_are_padded_to_their_own_groups(model, inputs, monkeypatch):
+    """With micro_batch_size = one group, each forward sees exactly one prompt's rows."""
+    seen: list[list[int]] = []
+    real = update_mod.completion_logprobs
+
+    def spy(m, sub, **kw):
+        seen.append(sub.prompt_index.tolist())
+        return real(m, sub, **kw)
+
+    monkeypatch.setattr(update_mod, "completion_logprobs", spy)
+    model.zero_grad(set_to_none=True)
+    _run(model, inputs, UpdateSettings(micro_batch_size=G))
+    assert sorted(seen) == [[0] * G, [1] * G]

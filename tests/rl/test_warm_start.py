@@ -1,0 +1,79 @@
+"""The supervised warm-start's loss: micro-batches ordered by target length give the one-forward gradient."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+from torch.testing import assert_close
+
+from lit_triune.rl.warm_start import warm_start_backward, warm_start_loss
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    return AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32).train()
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_processor):
+    content = [{"type": "image"}, {"type": "text", "text": "Locate the red shape."}]
+    prompt = tiny_processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                                tokenize=False)
+    targets = ["<think>a</think><answer>3</answer>",
+               "<think>I find it.</think><answer>[60, 60, 108, 108]</answer>",
+               "<think>b</think><answer>sun</answer>",
+               "<think>I locate each shape.</think><answer>[{'bbox_2d': [1, 2, 30, 40], 'label': 'circle'}]</answer>",
+               "<think>c</think><answer>12</answer>"]
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (90, 90, 90), (200, 200, 40)]
+    return SimpleNamespace(prompts=[prompt] * len(targets), images=[Image.new("RGB", (112, 112), c) for c in colours],
+                           sft_targets=targets)
+
+
+def _grads(model):
+    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize("micro", [None, 2, 3])
+def test_micro_batches_give_the_one_forward_loss_and_gradient(model, tiny_processor, batch, micro):
+    model.zero_grad(set_to_none=True)
+    loss, tokens = warm_start_loss(model, tiny_processor, batch)
+    loss.backward()
+    reference = _grads(model)
+    forwards: list[torch.Tensor] = []
+
+    def backward(part):
+        forwards.append(part)
+        part.backward()
+
+    total, counted, finite = warm_start_backward(model, tiny_processor, batch, backward, micro)
+    assert finite and counted == tokens > 20
+    assert total == pytest.approx(float(loss), abs=1e-5)
+    assert len(forwards) == (1 if micro is None else -(-5 // micro))
+    got = _grads(model)
+    assert got.keys() == reference.keys() and any("visual" in n for n in got)  # the ViT trains in the warm-start
+    for name, g in reference.items():
+        assert_close(got[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_micro_batches_are_ordered_by_target_length(model, tiny_processor, batch, monkeypatch):
+    import lit_triune.rl.warm_start as ws
+
+    lengths: list[int] = []
+    real = ws.completion_logprobs
+
+    def spy(m, sub, **kw):
+        lengths.append(sub.completion_ids.shape[1])  # each micro-batch is padded to its own longest target
+        return real(m, sub, **kw)
+
+    monkeypatch.setattr(ws, "completion_logprobs", spy)
+    warm_start_backward(model, tiny_processor, batch, lambda part: part.backward(), 2)
+    model.zero_grad(set_to_none=True)
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1] / 3
