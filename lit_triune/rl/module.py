@@ -29,6 +29,11 @@ from lit_triune.rl.update import UpdateSettings
 from lit_triune.rl.warm_start import warm_start_backward
 
 
+def warm_start_lr_scale(step: int, steps: int, floor: float = 0.1) -> float:
+    """Cosine from 1 at step 0 to `floor` at `steps` (and after): the warm-start's learning-rate factor."""
+    progress = min(max(step, 0), steps) / max(steps, 1)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
 class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
     """GRPO/DAPO for image-text-to-text policies, with the V-Triune defaults.
 
@@ -90,7 +95,9 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             overwrites it on schedule.
         warm_start_steps: supervised steps before RL (0 = none); `warm_start_lr`,
             `warm_start_freeze` apply to them.
-        warm_start_lr: AdamW learning rate of the supervised warm-start.
+        warm_start_lr: AdamW learning rate of the supervised warm-start; cosine-decayed to a tenth of
+            it over `warm_start_steps` (`warm_start_lr_scale`), so the model RL starts from is the
+            settled end of the warm-start, not wherever a constant 2e-3 step last threw it.
         warm_start_freeze: what is frozen during the warm-start: "none" (the whole model trains,
             ViT included), "vision" or "language".
         stage_reports: print and log per-source validation figures at the start ("init"), at the end of
@@ -228,7 +235,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             return [rl_opt], [rl_sched]
         sft_params = self._trainable_under(hp.warm_start_freeze)
         sft_opt = torch.optim.AdamW(sft_params, lr=hp.warm_start_lr, weight_decay=0.0)
-        return [rl_opt, sft_opt], [rl_sched]
+        sft_sched = torch.optim.lr_scheduler.LambdaLR(sft_opt, lambda step: warm_start_lr_scale(step, start))
+        return [rl_opt, sft_opt], [rl_sched, sft_sched]
 
     def _trainable_under(self, freeze: str) -> list[torch.nn.Parameter]:
         """Parameters an optimizer owns under a freeze choice: frozen parts never enter it."""
@@ -246,8 +254,10 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         opt = self.optimizers()[1]
         loss, tokens, finite = warm_start_backward(self.policy, self.processor, batch, self.manual_backward,
                                                    self.update_settings.micro_batch_size)
+        lr = opt.param_groups[0]["lr"]
         stepped, grad_norm = self._clip_and_step(opt, finite=finite)
-        logged = {"warm_start/loss": loss, "warm_start/grad_norm": grad_norm,
+        self.lr_schedulers()[1].step()  # per attempted step, as global_step counts
+        logged = {"warm_start/loss": loss, "warm_start/grad_norm": grad_norm, "warm_start/lr": lr,
                   "warm_start/tokens": float(tokens)}
         self.log_dict(logged, batch_size=len(batch.prompts), sync_dist=True)
         self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (GRPOTrainerMixin._forget)

@@ -25,8 +25,8 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lit_triune.rl.logprobs import cache_rows
-from lit_triune.rl.sharding import fsdp_root, in_root_forward
 from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
+from lit_triune.rl.sharding import fsdp_root, in_root_forward
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
 from lit_triune.rollout.vision_tokens import (

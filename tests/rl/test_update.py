@@ -177,8 +177,9 @@ def test_gradient_checkpointing_trains_the_same_weights_through_the_shared_prefi
     """`gradient_checkpointing=True` (HF, non-reentrant) recomputes activations, nothing else: three GRPO
     steps (trainable ViT, one warm-start step) end in the same weights as without it, and the update keeps
     the shared-prefix path (no fallback to full rows)."""
-    import lit_triune.rl.logprobs as logprobs_mod
     from rl_fit import fit, tiny_data, tiny_module
+
+    import lit_triune.rl.logprobs as logprobs_mod
 
     full_rows = {"n": 0}
     original = logprobs_mod._forward_hidden

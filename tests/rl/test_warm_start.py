@@ -77,3 +77,11 @@ def test_micro_batches_are_ordered_by_target_length(model, tiny_processor, batch
     warm_start_backward(model, tiny_processor, batch, lambda part: part.backward(), 2)
     model.zero_grad(set_to_none=True)
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1] / 3
+
+
+def test_warm_start_learning_rate_decays_by_cosine_to_a_tenth():
+    from lit_triune.rl.module import warm_start_lr_scale
+
+    scales = [warm_start_lr_scale(s, 100) for s in range(0, 121, 10)]
+    assert scales[0] == 1.0 and scales[5] == pytest.approx(0.55) and scales[10] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(scales, scales[1:], strict=False)) and scales[-1] == pytest.approx(0.1)

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from triune_callbacks import DynamicIoUThreshold
 from lit_triune.data.synthetic import TASKS
 from lit_triune.study import configs, layout
 from lit_triune.study.variants import (
@@ -20,6 +19,7 @@ from lit_triune.study.variants import (
     resolve,
     synthetic_ability,
 )
+from triune_callbacks import DynamicIoUThreshold
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "conf" / "tiny.yaml"

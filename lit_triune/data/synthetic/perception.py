@@ -11,7 +11,15 @@ import random
 
 from lit_triune.boxes import Box, format_boxes
 from lit_triune.data.synthetic.common import Drawn
-from lit_triune.data.synthetic.render import COLOURS, SHAPES, canvas, cell_box, draw_shape, draw_text_centred, tint_cells
+from lit_triune.data.synthetic.render import (
+    COLOURS,
+    SHAPES,
+    canvas,
+    cell_box,
+    draw_shape,
+    draw_text_centred,
+    tint_cells,
+)
 
 # difficulty -> knobs; documented in docs/data.md
 COUNTING = {

@@ -20,7 +20,6 @@ from lit_triune.rewards.result import Context, Verdict, failed
 from lit_triune.rewards.text import AnswerError, clip, single_answer_block
 from lit_triune.rewards.verifiers._common import threshold, truth_text
 
-
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")  # a standalone number (not the 2 of bbox_2d)
 
 
