@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from collections import Counter
 from typing import Any
 
 import torch
@@ -97,3 +100,38 @@ def summary_means(sums: dict[str, dict[str, float]]) -> dict[str, dict[str, floa
             m["box_count"] = s["box_count"]
         means[src] = m
     return means
+
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def final_answer(response: str) -> str:
+    """The text of the last <answer> block (whitespace-trimmed), or the whole response without one."""
+    found = _ANSWER.findall(response)
+    return (found[-1] if found else response).strip()
+
+
+def answer_counts(records: dict[str, Any], truths: list[Any]) -> dict[str, dict[str, Counter]]:
+    """Per source: how often each final answer and each ground truth occurs (greedy rows, one per prompt).
+
+    Added across batches and ranks (`Counter` sums), they show a policy that gives one answer to every
+    image -- a format-1.0 collapse onto the most common truth that accuracy alone does not reveal.
+    """
+    out: dict[str, dict[str, Counter]] = {}
+    for src, response, truth in zip(records["data_source"], records["response"], truths, strict=True):
+        c = out.setdefault(src, {"answers": Counter(), "truths": Counter()})
+        c["answers"][final_answer(response)] += 1
+        c["truths"][truth if isinstance(truth, str) else json.dumps(truth, sort_keys=True)] += 1
+    return out
+
+
+def answer_spread(counts: dict[str, dict[str, Counter]]) -> dict[str, dict[str, float]]:
+    """Per source: `top_answer` (share of rows given the most common answer), `top_truth` (share of the
+    most common ground truth) and `distinct_answers`."""
+    out = {}
+    for src, c in counts.items():
+        n = max(sum(c["answers"].values()), 1)
+        out[src] = {"top_answer": max(c["answers"].values(), default=0) / n,
+                    "top_truth": max(c["truths"].values(), default=0) / max(sum(c["truths"].values()), 1),
+                    "distinct_answers": float(len(c["answers"]))}
+    return out

@@ -7,13 +7,14 @@ They are printed as a table (rank 0), logged under `stage/<name>/<metric>/<sourc
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from lit_triune.rl.records import source_summary, summary_means
+from lit_triune.rl.records import answer_counts, answer_spread, source_summary, summary_means
 from lit_triune.rl.sharding import full_parameters
 
 
@@ -57,19 +58,32 @@ class StageReporter:
             with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
                 engine.sync_weights(module.policy)
         sums: dict[str, dict[str, float]] = {}
+        answers: dict[str, dict[str, Any]] = {}
         with torch.no_grad():
             for batch in loader:
-                _merge(sums, source_summary(module.runner.evaluate(batch), module.iou_threshold))
+                records = module.runner.evaluate(batch)
+                _merge(sums, source_summary(records, module.iou_threshold))
+                truths = [rm.get("ground_truth") for rm in batch.reward_models]
+                for src, c in answer_counts(records, truths).items():
+                    into = answers.setdefault(src, {"answers": Counter(), "truths": Counter()})
+                    into["answers"].update(c["answers"])
+                    into["truths"].update(c["truths"])
         if was_training:
             module.policy.train()
             module._keep_frozen_in_eval()
         if dist.is_available() and dist.is_initialized():
             gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, sums)
-            sums = {}
-            for part in gathered:
+            dist.all_gather_object(gathered, (sums, answers))
+            sums, answers = {}, {}
+            for part, part_answers in gathered:
                 _merge(sums, part)
+                for src, c in part_answers.items():
+                    into = answers.setdefault(src, {"answers": Counter(), "truths": Counter()})
+                    into["answers"].update(c["answers"])
+                    into["truths"].update(c["truths"])
         means = summary_means(sums)
+        for src, spread in answer_spread(answers).items():
+            means.setdefault(src, {}).update(spread)
         self.reports[stage] = means
         # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
         log_dir = trainer.log_dir or trainer.default_root_dir
@@ -78,7 +92,7 @@ class StageReporter:
             self._save(log_dir, stage, module.global_step, means, module.iou_threshold)
         for logger in trainer.loggers:
             flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items()
-                    if k not in ("count", "box_count")}
+                    if k not in ("count", "box_count", "distinct_answers")}
             logger.log_metrics(flat, step=module.global_step)
         return means
 
@@ -98,18 +112,34 @@ class StageReporter:
 NOT_BOXES_BELOW = 0.8
 """A box source whose answers parse as boxes less often than this is flagged in the printed table."""
 
+ONE_ANSWER_ABOVE = 0.9
+"""A source whose most common answer is given to at least this share of its images, when no truth is
+that common, is flagged as answering the same thing whatever the image (a collapse, not perception)."""
+
+
+def one_answer_flag(m: dict[str, float]) -> str:
+    """The printed flag for a source that answers the same thing to (almost) every image, or ''."""
+    top, truth = m.get("top_answer"), m.get("top_truth")
+    if top is None or truth is None or top < ONE_ANSWER_ABOVE or truth >= ONE_ANSWER_ABOVE:
+        return ""
+    return f"  <- one answer for {top:.0%} of images (most common truth: {truth:.0%})"
+
 
 def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> str:
     """The printed per-source table; box sources add mean IoU, IoU >= 0.5, IoU >= the current threshold and
-    the share of answers that parse as boxes, and are flagged when too few do."""
+    the share of answers that parse as boxes, and are flagged when too few do. `top-ans` is the share of
+    images given the most common answer; a source answering one thing to nearly every image is flagged."""
     lines = [f"\n== validation: {stage} (step {step}, IoU threshold {iou_threshold:.2f}) ==",
              f"{'source':24s} {'n':>4s} {'accuracy':>8s} {'format':>6s} {'reward':>6s} {'mIoU':>5s} "
-             f"{'iou@.5':>6s} {'iou@thr':>7s} {'boxes':>5s}"]
+             f"{'iou@.5':>6s} {'iou@thr':>7s} {'boxes':>5s} {'top-ans':>6s}"]
     for src, m in means.items():
         row = f"{src:24s} {int(m['count']):4d} {m['accuracy']:8.3f} {m['format']:6.3f} {m['reward']:6.3f}"
         if "box_count" in m:
             row += f" {m['iou']:5.3f} {m['iou@0.5']:6.3f} {m['iou@threshold']:7.3f} {m['parsed_boxes']:5.3f}"
             if m["parsed_boxes"] < NOT_BOXES_BELOW:
                 row += f"  <- only {m['parsed_boxes']:.0%} of answers are boxes"
-        lines.append(row)
+        else:
+            row += " " * 27
+        row += f" {m['top_answer']:7.2f}" if "top_answer" in m else ""
+        lines.append((row + one_answer_flag(m)).rstrip())
     return "\n".join(lines)

@@ -88,3 +88,16 @@ def test_group_advantages_batch_scale_and_constant_groups():
     with pytest.raises(ValueError, match="scale"):
         group_advantages(rewards, 4, "median")
     assert informative_groups(rewards, 4).tolist() == [True, False]
+
+
+def test_answer_counts_and_spread_show_one_answer_for_every_image():
+    from lit_triune.rl.records import answer_counts, answer_spread, final_answer
+
+    assert final_answer("<think>x</think><answer> 3 </answer>") == "3"
+    assert final_answer("<answer>1</answer><answer>2</answer>") == "2" and final_answer(" 7 ") == "7"
+    records = {"data_source": ["m", "m", "m", "m", "o", "o"],
+               "response": ["<answer>3</answer>"] * 4 + ["<answer>sun</answer>", "<answer>go</answer>"]}
+    counts = answer_counts(records, ["3", "2", "4", "3", ["sun"], ["go"]])
+    spread = answer_spread(counts)
+    assert spread["m"] == {"top_answer": 1.0, "top_truth": 0.5, "distinct_answers": 1.0}
+    assert spread["o"] == {"top_answer": 0.5, "top_truth": 0.5, "distinct_answers": 2.0}

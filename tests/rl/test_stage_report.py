@@ -1,0 +1,40 @@
+"""The printed stage table flags what accuracy and format hide: box sources that write no boxes and
+sources that give one answer to every image."""
+
+from __future__ import annotations
+
+import pytest
+
+from lit_triune.rl.stage_report import format_table, one_answer_flag, report_stages
+
+
+def _row(table: str, source: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(source))
+
+
+def test_table_flags_one_answer_for_every_image_but_not_a_source_whose_truth_is_one_answer():
+    means = {
+        "collapsed": {"count": 64, "accuracy": 0.52, "format": 1.0, "reward": 0.62, "top_answer": 1.0, "top_truth": 0.52},
+        "learning": {"count": 64, "accuracy": 0.9, "format": 1.0, "reward": 1.0, "top_answer": 0.4, "top_truth": 0.35},
+        "constant_truth": {"count": 64, "accuracy": 1.0, "format": 1.0, "reward": 1.1, "top_answer": 1.0, "top_truth": 1.0},
+    }
+    table = format_table("final", 80, means, 0.99)
+    assert "one answer for 100% of images (most common truth: 52%)" in _row(table, "collapsed")
+    assert "<-" not in _row(table, "learning") and "<-" not in _row(table, "constant_truth")
+    assert " 0.40" in _row(table, "learning")  # the top-answer share is printed for every source
+    assert one_answer_flag({"accuracy": 0.5}) == ""  # reports without the figures (older runs) print no flag
+
+
+def test_table_flags_box_sources_whose_answers_are_not_boxes():
+    means = {"synthetic_grounding": {"count": 10, "accuracy": 0.0, "format": 1.0, "reward": 0.1, "box_count": 10,
+                                     "iou": 0.0, "iou@0.5": 0.0, "iou@threshold": 0.0, "parsed_boxes": 0.3,
+                                     "top_answer": 0.5, "top_truth": 0.3}}
+    row = _row(format_table("final", 5, means, 0.85), "synthetic_grounding")
+    assert "only 30% of answers are boxes" in row and " 0.300" in row
+
+
+def test_report_stages_reads_true_false_or_a_list():
+    assert report_stages(True) == ("init", "after_warm_start", "final") and report_stages(False) == ()
+    assert report_stages(["final", "after_warm_start"]) == ("after_warm_start", "final")
+    with pytest.raises(ValueError, match="unknown stages"):
+        report_stages(["end"])
