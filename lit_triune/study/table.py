@@ -255,6 +255,11 @@ def reproduce_table(found: dict[int, tuple[Reports, dict[str, Any]]]) -> str:
         rows += [row(f"{src} {BOX_LABELS[m]}", src, m) for m in BOX_METRICS]
     for src in sources:
         rows.append(row(f"{src} format", src, "format"))
+    for src in sources:  # a share near 1 with a lower truth share: one answer to every image, not perception
+        if any(value(r, "final", src, "top_answer") is not None for r in runs.values()):
+            truth = stat(v for r in runs.values() if (v := value(r, "final", src, "top_truth")) is not None)
+            rows.append(row(f"{src} share of images given the most common answer (truth: {fmt(truth)})", src,
+                            "top_answer"))
     table = md_table(["source", "after warm-start", "after RL", "RL gain (points)", f"gain per seed ({', '.join(map(str, seeds))})"],
                      rows)
     walls = [f"seed {s}: {found[s][1].get('wall_time_s', float('nan')) / 60:.1f} min" for s in seeds]
