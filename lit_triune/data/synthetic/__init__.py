@@ -25,10 +25,11 @@ TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
 
 __all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "TASKS", "generate", "iter_samples"]
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bumped whenever a task draws differently, so cached shards (`data.cache_dir`) are regenerated, not reused.
 2: detection easy has 1-3 boxes in reading order; easy box tasks tint their quadrants. 3: easy OCR words of
-different widths (caches written by an intermediate 2 hold the old words)."""
+different widths (caches written by an intermediate 2 hold the old words). 4: easy OCR words and easy math
+expressions in bold (3 px stroke)."""
 
 
 def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy",

@@ -45,6 +45,7 @@ OCR_WORDS = {
              "plant", "sugar", "house", "train", "money", "water", "green", "smile", "paper", "night"),
 }
 OCR_FONT = {"easy": 36, "medium": 24, "hard": 16}
+OCR_STROKE = {"easy": 3, "medium": 0, "hard": 0}  # bold easy words: thin strokes left a tiny ViT's features ~1 % apart
 
 
 def _place(rng: random.Random, k: int, grid: int, size: int, obj: int, jitter: bool) -> list[tuple[int, int, int, int]]:
@@ -142,5 +143,5 @@ def ocr(rng: random.Random, difficulty: str, size: int) -> Drawn:
     text = rng.choice(words)
     if difficulty == "hard":
         text = f"{text} {rng.choice(words)}"
-    draw_text_centred(draw, text, (0, 0, size, size), OCR_FONT[difficulty])
+    draw_text_centred(draw, text, (0, 0, size, size), OCR_FONT[difficulty], stroke=OCR_STROKE[difficulty])
     return Drawn(img, "What text is written in the image?", text, "ocr", "I read the text.", "ocr")

@@ -11,7 +11,7 @@ import random
 from lit_triune.data.synthetic.common import Drawn
 from lit_triune.data.synthetic.render import COLOURS, canvas, cell_box, draw_shape, draw_text_centred
 
-MATH = {"easy": {"lo": 1, "hi": 2, "ops": "+", "font": 36},
+MATH = {"easy": {"lo": 1, "hi": 2, "ops": "+", "font": 36, "stroke": 3},  # bold: see OCR_STROKE
         "medium": {"lo": 0, "hi": 20, "ops": "+-", "font": 24},
         "hard": {"lo": 2, "hi": 9, "ops": "area", "font": 14}}
 CHART = {"easy": {"bars": (1, 3), "ask": "count"},
@@ -37,7 +37,7 @@ def math(rng: random.Random, difficulty: str, size: int) -> Drawn:
     if op == "-" and b > a:
         a, b = b, a
     value = a + b if op == "+" else a - b
-    draw_text_centred(draw, f"{a}{op}{b}", (0, 0, size, size), p["font"])
+    draw_text_centred(draw, f"{a}{op}{b}", (0, 0, size, size), p["font"], stroke=p.get("stroke", 0))
     return Drawn(img, "Compute the expression in the image.", str(value), "mathverify", "I compute it.", "math")
 
 

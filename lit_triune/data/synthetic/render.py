@@ -67,9 +67,10 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def draw_text_centred(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], size: int,
-                      fill: tuple[int, int, int] = (0, 0, 0)) -> None:
+                      fill: tuple[int, int, int] = (0, 0, 0), stroke: int = 0) -> None:
+    """`text` centred in `box`; `stroke` > 0 thickens every glyph by that many pixels (bold)."""
     f = font(size)
-    left, t, r, b = draw.textbbox((0, 0), text, font=f)
+    left, t, r, b = draw.textbbox((0, 0), text, font=f, stroke_width=stroke)
     x = box[0] + (box[2] - box[0] - (r - left)) / 2 - left
     y = box[1] + (box[3] - box[1] - (b - t)) / 2 - t
-    draw.text((x, y), text, font=f, fill=fill)
+    draw.text((x, y), text, font=f, fill=fill, stroke_width=stroke, stroke_fill=fill)
