@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 NORMALIZED_MAX = 1000.0
@@ -427,20 +428,33 @@ class BoxSpec:
         return to_normalized(pixel_boxes, image_size) if self.normalized else list(pixel_boxes)  # type: ignore[arg-type]
 
 
+@lru_cache(maxsize=256)
+def _shared_truth(text: str, normalized: bool, size: tuple[int, int] | None, allow_empty: bool) -> BoxAnswer:
+    """`parse_truth`, kept per process: the G completions of a group share one ground truth.
+    The boxes are a tuple, so no caller can change what the next one reads."""
+    parsed = parse_truth(text, normalized=normalized, size=size, allow_empty=allow_empty)
+    return BoxAnswer(tuple(parsed.boxes), parsed.bare, parsed.tagged)  # type: ignore[arg-type]
+
+
 def read_box_spec(
     reward_model: Mapping[str, Any],
     truth: str | None = None,
     *,
     size: tuple[int, int] | None = None,
     allow_empty: bool = False,
+    shared: bool = False,
 ) -> BoxSpec:
     """Read `verifier_parm` and parse the ground truth (`truth`, else `reward_model["ground_truth"]`).
 
-    Raises ValueError for a bad `verifier_parm`, BoxError (a ValueError) for bad boxes.
+    `shared=True` (the verifiers) reuses the parse of an identical ground truth from this process,
+    with the boxes as a read-only tuple. Raises ValueError for a bad `verifier_parm`, BoxError (a
+    ValueError) for bad boxes.
     """
     parm = verifier_parm(reward_model)
     normalized = is_normalized(parm)
     text = str(reward_model["ground_truth"]) if truth is None else truth
+    if shared:
+        return BoxSpec(parm, normalized, _shared_truth(text, normalized, size, allow_empty))
     return BoxSpec(
         parm, normalized, parse_truth(text, normalized=normalized, size=size, allow_empty=allow_empty)
     )

@@ -52,15 +52,16 @@ def _pairwise_iou(dt: np.ndarray, gt: np.ndarray) -> np.ndarray:  # [D, 4], [G, 
     return np.where((width <= 0) | (height <= 0), 0.0, iou)  # NaN extents are not "<= 0": they go on
 
 
-def _pick(ious: np.ndarray, taken: np.ndarray, ignored: np.ndarray, threshold: float) -> int:
+def _pick(ious: list[float], taken: list[bool], ignored: list[bool], threshold: float) -> int:
     """Ground-truth index one detection matches, or -1.
 
     A scan in ground-truth order (non-ignored first) that keeps the latest free entry not below the
     best so far, and stops at the ignored block once a non-ignored match is held. Kept as a scan
-    because a NaN IoU resets the running best, which no max/argmax reproduces.
+    because a NaN IoU resets the running best, which no max/argmax reproduces. Plain lists: the
+    scan runs T * D times per category, where numpy's per-element access costs more than the work.
     """
     best, chosen = min(float(threshold), _TIE_CAP), -1
-    for g, iou in enumerate(ious.tolist()):
+    for g, iou in enumerate(ious):
         if taken[g]:
             continue
         if chosen >= 0 and ignored[g] and not ignored[chosen]:
@@ -84,14 +85,15 @@ def _category_precision(
     matched = np.zeros((n_t, n_d), dtype=bool)
     matched_ignored = np.zeros((n_t, n_d), dtype=bool)
     if n_d:
-        ious = _pairwise_iou(np.array([b for b, _ in dts]), np.array([b for b, _ in gts]))  # [D, G]
-        for t, threshold in enumerate(IOU_THRESHOLDS):
-            taken = np.zeros(len(gts), dtype=bool)
+        rows = _pairwise_iou(np.array([b for b, _ in dts]), np.array([b for b, _ in gts])).tolist()  # [D][G]
+        ignored_gt = gt_ignored.tolist()  # [G]
+        for t, threshold in enumerate(IOU_THRESHOLDS.tolist()):
+            taken = [False] * len(gts)
             for d in range(n_d):
-                g = _pick(ious[d], taken, gt_ignored, threshold)
+                g = _pick(rows[d], taken, ignored_gt, threshold)
                 if g >= 0:
                     taken[g] = matched[t, d] = True
-                    matched_ignored[t, d] = gt_ignored[g]
+                    matched_ignored[t, d] = ignored_gt[g]
     dt_outside = np.array([_outside(area) for _, area in dts], dtype=bool)  # [D]
     ignored = matched_ignored | (~matched & dt_outside[None, :])  # [T, D]
     tp = np.cumsum(matched & ~ignored, axis=1, dtype=float)  # [T, D]

@@ -55,7 +55,7 @@ def _fixed(box: Box) -> Box:
 
 def _read(reward_model: Mapping[str, Any]) -> tuple[BoxSpec, dict[str, float]]:
     """The sample's spec, read and checked once: (boxes, frame and verifier_parm; det_reward_ratio)."""
-    spec = read_box_spec(reward_model, truth_text(reward_model), allow_empty=True)
+    spec = read_box_spec(reward_model, truth_text(reward_model), allow_empty=True, shared=True)
     if spec.parm.get("det_reward", "combined") not in MODES:
         raise ValueError(
             f"verifier_parm['det_reward'] must be one of {MODES}, got {spec.parm.get('det_reward')!r}"

@@ -25,7 +25,7 @@ _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")  # a standalone numb
 
 def _read(reward_model: Mapping[str, Any]) -> BoxSpec:
     """The sample's spec, read once; the referred box is the first ground-truth box."""
-    return read_box_spec(reward_model, truth_text(reward_model))
+    return read_box_spec(reward_model, truth_text(reward_model), shared=True)
 
 
 @register_verifier("grounding")

@@ -11,6 +11,10 @@ Cost is bounded *before* math-verify runs (`math_limits`): its LaTeX parser cost
 nesting level and sympy evaluates integer powers and factorials eagerly in C, where no signal reaches,
 so expressions above the limits are `parse` failures. math-verify's own SIGALRM timeouts are off
 (whole seconds, main thread only, reset by each other); the caller's budget bounds the call.
+
+The ground truth is read once per process (`read_gold`, cached): the G completions of a group share
+it. When gold and answer are both plain numbers, `plain_number` gives math-verify's verdict without
+sympy; whenever it is not certain, math-verify runs as before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +31,7 @@ import lit_triune.rewards._mathlog  # noqa: F401
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
 from lit_triune.rewards.text import AnswerError, clip, single_answer_block
+from lit_triune.rewards.verifiers.plain_number import PlainNumber, plain_verdict, read_plain
 
 MAX_ANSWER_CHARS = 10_000  # ground truths are read from their tail beyond this
 MAX_MATH_CHARS = 200  # the expression handed to the LaTeX parser
@@ -305,8 +311,16 @@ def read_answer(response: str) -> tuple[str, list[Any]]:
     return text, config
 
 
+@dataclass(frozen=True)
+class Gold:
+    """A ground truth read once per process and shared by every completion of its group."""
+
+    parsed: list[Any]  # math-verify's parse: [sympy expression, extracted string], or [] if unparseable
+    plain: PlainNumber | None  # the plain number it is, for the fast path; None: math-verify decides
+
+
 @lru_cache(maxsize=256)
-def _gold(truth: str) -> Any:
+def read_gold(truth: str) -> Gold:
     """Ground truth parsed like an answer block (so '2^{10}' is 1024, not the 2 an extractor finds first)."""
     from math_verify import parse
 
@@ -316,11 +330,14 @@ def _gold(truth: str) -> Any:
         gold = parse(text, extraction_config=config, parsing_timeout=None)
     except AnswerError:
         gold = []
-    return gold or parse(truth, parsing_timeout=None)
+    parsed = gold or parse(truth, parsing_timeout=None)
+    return Gold(parsed, read_plain(truth) if parsed else None)
 
 
 @register_verifier("mathverify")
 class MathVerifier(Verifier):
+    fast_path = True  # plain numbers judged by `plain_number` (math-verify's verdicts, without sympy)
+
     def check(self, reward_model: Mapping[str, Any]) -> None:
         _truth(reward_model)
 
@@ -331,14 +348,19 @@ class MathVerifier(Verifier):
             truth = _truth(reward_model)
         except ValueError as err:
             return failed("spec", str(err))
-        gold = _gold(truth)
-        if not gold:
+        gold = read_gold(truth)
+        if not gold.parsed:
             return failed("spec", f"ground truth is not parseable by math-verify: {truth[:200]!r}")
         try:
             text, config = read_answer(response)
         except AnswerError as err:
             return Verdict(0.0, failure="parse", detail=str(err))
+        if self.fast_path and gold.plain is not None:
+            answer = read_plain(text)
+            same = plain_verdict(gold.plain, answer) if answer is not None else None
+            if same is not None:
+                return Verdict(1.0 if same else 0.0)
         pred = parse(text, extraction_config=config, parsing_timeout=None)
         if not pred:
             return Verdict(0.0, failure="parse", detail="no answer read from the completion")
-        return Verdict(1.0 if verify(gold, pred, timeout_seconds=None) else 0.0)
+        return Verdict(1.0 if verify(gold.parsed, pred, timeout_seconds=None) else 0.0)
