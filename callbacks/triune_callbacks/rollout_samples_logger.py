@@ -218,7 +218,8 @@ def draw_boxes(image: Any, pred: Sequence[Any], gt: Sequence[Any], caption: str)
     w, h = image.size[0] * scale, image.size[1] * scale
     font = ImageFont.load_default(size=12)
     line = 16
-    canvas = Image.new("RGB", (w, h + 2 * line + 4), (255, 255, 255))
+    text_w = math.ceil(max(font.getlength(caption), font.getlength("predicted · ground truth"))) + 6
+    canvas = Image.new("RGB", (max(w, text_w), h + 2 * line + 4), (255, 255, 255))  # caption never cut off
     canvas.paste(image.convert("RGB").resize((w, h), Image.NEAREST), (0, 0))
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(w, h) / 110))

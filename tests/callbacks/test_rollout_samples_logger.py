@@ -146,3 +146,10 @@ def test_missing_response_is_a_clear_error(tmp_path: Path) -> None:
             logger=TensorBoardLogger(tmp_path),
             enable_progress_bar=False,
         ).fit(NoResponse())
+
+
+def test_a_long_caption_widens_the_image_instead_of_being_cut() -> None:
+    from triune_callbacks.rollout_samples_logger import draw_boxes
+
+    canvas = draw_boxes(Image.new("RGB", (64, 48)), [], [[1, 1, 2, 2]], "synthetic_grounding_long_name " * 3)
+    assert canvas.size[0] > 256 and canvas.size[1] == 192 + 36
