@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from lit_triune.rl.records import source_summary, summary_means
