@@ -19,6 +19,7 @@ from typing_extensions import override
 
 from triune_callbacks._trainer_steps import is_logging_batch, logger_step
 from triune_callbacks.metrics import SourceStats
+from triune_callbacks.scalars_layout import source_layout, write_layout
 
 DEFAULT_REFLECTION_WORDS = (
     "re-check", "re-evaluate", "re-examine", "re-think", "recheck", "reevaluate", "reexamine",
@@ -69,6 +70,9 @@ class SourceMetrics(Callback):
     loggers at Lightning's logger step and reset (a last partial window is flushed at train end).
     Validation metrics cover the whole epoch and are logged with ``pl_module.log`` at epoch end, so
     ``ModelCheckpoint(monitor="val/accuracy/all")`` works; sanity-check results are discarded.
+    With a :class:`~lightning.pytorch.loggers.TensorBoardLogger` (and ``tensorboard_layout``), a custom-scalars
+    layout (:func:`~triune_callbacks.scalars_layout.source_layout`) puts each statistic of each prefix on one
+    chart with all sources overlaid; it is rewritten whenever a statistic is logged for the first time.
     Under DDP each compute is one sync of one ``[S + 1, C, 2]`` tensor (:class:`~triune_callbacks.metrics.SourceStats`)
     and all ranks log the same numbers; the values are already reduced, so Lightning's hint to pass
     ``sync_dist=True`` is silenced for this callback's own keys.
@@ -91,6 +95,7 @@ class SourceMetrics(Callback):
         reflection_words: Words that mark a reflective response; ``None`` uses V-Triune's list.
         correct_threshold: Accuracy at or above which a sample counts as correct.
         iou_thresholds: IoU thresholds in ``(0, 1]`` for the ``iou@<t>`` ratios.
+        tensorboard_layout: Write the custom-scalars layout to TensorBoard loggers.
 
     Raises:
         MisconfigurationException: On an empty or duplicate source list, a reserved or ``/``-containing
@@ -117,6 +122,7 @@ class SourceMetrics(Callback):
         reflection_words: Sequence[str] | None = None,
         correct_threshold: float = 0.5,
         iou_thresholds: Sequence[float] = (0.5, 0.75),
+        tensorboard_layout: bool = True,
     ) -> None:
         sources = list(sources)
         if not sources or len(set(sources)) != len(sources):
@@ -169,6 +175,8 @@ class SourceMetrics(Callback):
         self._pending_batches = 0
         self._loaded: dict[str, Any] | None = None  # open training window from a checkpoint
         self.last_logged: dict[str, dict[str, float]] = {}
+        self.tensorboard_layout = tensorboard_layout
+        self._charted: dict[str, list[str]] = {}  # prefix -> statistics in the written layout
 
     @property
     @override
@@ -312,6 +320,17 @@ class SourceMetrics(Callback):
         self.last_logged[prefix] = metrics
         return metrics
 
+    def _update_layout(self, trainer: pl.Trainer, prefix: str, metrics: Mapping[str, float]) -> None:
+        """Rewrites the custom-scalars layout when ``metrics`` hold a statistic it has no chart for."""
+        if not self.tensorboard_layout:
+            return
+        logged = {tag.split("/")[-2] for tag in metrics}
+        charted = self._charted.get(prefix, [])
+        if logged <= set(charted):
+            return
+        self._charted[prefix] = [c for c in self.columns if c in logged or c in charted]  # column order
+        write_layout(trainer, source_layout(self._charted))
+
     # ---------------------------------------------------------------- hooks
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -355,6 +374,7 @@ class SourceMetrics(Callback):
     def _log_train(self, trainer: pl.Trainer, prefix: str, step: int) -> None:
         metrics = self._compute(self.train_stats, prefix)
         self._pending_batches = 0
+        self._update_layout(trainer, prefix, metrics)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 
@@ -381,4 +401,5 @@ class SourceMetrics(Callback):
             return
         metrics = self._compute(self.val_stats, self.log_prefix_val)
         if not trainer.sanity_checking and metrics:
+            self._update_layout(trainer, self.log_prefix_val, metrics)
             pl_module.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)

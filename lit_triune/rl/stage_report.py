@@ -1,7 +1,9 @@
 """Per-source validation figures at the stage boundaries of a run: init, after warm-start, final.
 
-They are printed as a table (rank 0), logged under `stage/<name>/<metric>/<source>` and appended to
-`<log_dir>/stage_reports.json`, so a user sees what each stage added without opening TensorBoard.
+They are printed as a table (rank 0), written to TensorBoard as a markdown table (text tag
+`stage_reports/<name>`; a one-point chart per figure said nothing), logged to other loggers under
+`stage/<name>/<metric>/<source>` and appended to `<log_dir>/stage_reports.json`, so a user sees what each
+stage added without opening TensorBoard.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from lit_triune.rl.records import answer_counts, answer_spread, source_summary, summary_means
 from lit_triune.rl.sharding import full_parameters
@@ -90,10 +93,7 @@ class StageReporter:
         if trainer.is_global_zero:
             self._print(stage, module.global_step, means, module.iou_threshold)
             self._save(log_dir, stage, module.global_step, means, module.iou_threshold)
-        for logger in trainer.loggers:
-            flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items()
-                    if k not in ("count", "box_count", "distinct_answers")}
-            logger.log_metrics(flat, step=module.global_step)
+        log_report(trainer.loggers, stage, module.global_step, means, module.iou_threshold)
         return means
 
     @staticmethod
@@ -107,6 +107,19 @@ class StageReporter:
         data = json.loads(path.read_text()) if path.exists() else {}
         data[stage] = {"step": step, "iou_threshold": iou_threshold, "sources": means}
         path.write_text(json.dumps(data, indent=2))
+
+
+def log_report(loggers: list[Logger], stage: str, step: int, means: dict[str, dict[str, float]],
+               iou_threshold: float) -> None:
+    """A markdown table for TensorBoard (text tag `stage_reports/<stage>`), flat metrics for other loggers."""
+    flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items()
+            if k not in ("count", "box_count", "distinct_answers")}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            text = markdown_table(stage, step, means, iou_threshold)
+            logger.experiment.add_text(f"stage_reports/{stage}", text, global_step=step)
+        else:
+            logger.log_metrics(flat, step=step)
 
 
 NOT_BOXES_BELOW = 0.8
@@ -142,4 +155,21 @@ def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_
             row += " " * 27
         row += f" {m['top_answer']:7.2f}" if "top_answer" in m else ""
         lines.append((row + one_answer_flag(m)).rstrip())
+    return "\n".join(lines)
+
+
+def markdown_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> str:
+    """The printed table as markdown (TensorBoard's text view renders it): a row per source; box columns
+    are left blank (–) for sources without ground-truth boxes."""
+    head = ["source", "n", "accuracy", "format", "reward", "mIoU", "IoU ≥ 0.5", "IoU ≥ threshold", "boxes parsed",
+            "most common answer"]
+    lines = [f"**validation: {stage}** · step {step} · IoU threshold {iou_threshold:.2f}", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"]
+    for src, m in means.items():
+        cells = [f"`{src}`", f"{int(m['count'])}", *(f"{m[k]:.3f}" for k in ("accuracy", "format", "reward"))]
+        box_keys = ("iou", "iou@0.5", "iou@threshold", "parsed_boxes")
+        cells += [f"{m[k]:.3f}" for k in box_keys] if "box_count" in m else ["–"] * len(box_keys)
+        cells.append(f"{m['top_answer']:.0%}{' ⚠ ' + one_answer_flag(m).strip(' <-') if one_answer_flag(m) else ''}"
+                     if "top_answer" in m else "–")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

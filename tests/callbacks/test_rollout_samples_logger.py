@@ -13,27 +13,32 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from triune_callbacks import RolloutSamplesLogger
+from triune_callbacks.rollout_samples_logger import GT_COLOR, PRED_COLOR
 
 B, G = 2, 4  # prompts, rollouts per prompt
 
 
+def boxes_record() -> dict[str, Any]:
+    """Prompt 0 a grounding task (ground-truth box), prompt 1 a chart task (image, no boxes)."""
+    return {
+        "data_source": ["refcoco"] * G + ["chart"] * G,
+        "prompt": [f"Where is the cat? (prompt {b}) ```" for b in range(B)],
+        "response": [f"<answer>[10, 10, 30, 30]</answer> ``` # not a heading {i}" for i in range(B * G)],
+        "reward": [0.5] * (B * G),
+        "accuracy": [1.0] * (B * G),
+        "iou": [0.25] * G + [float("nan")] * G,
+        "images": [Image.new("RGB", (64, 48), (200, 200, 200)) for _ in range(B)],
+        "pred_boxes": [[[10, 10, 30, 30], ["bad", None], [0, 0, 1e30, float("inf")]] for _ in range(B * G)],
+        "gt_boxes": [[[40, 20, 60, 40]], []],
+    }
+
+
 class BoxesModel(BoringModel):
-    """Grounding-style records: one image and ground truth per prompt, predictions per sample."""
+    """Grounding-style and chart-style records: one image and ground truth per prompt, predictions per sample."""
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
-        images = [Image.new("RGB", (64, 48), (0, 0, 255)) for _ in range(B)]
-        record = {
-            "data_source": ["refcoco"] * (B * G),
-            "prompt": [f"Where is the cat? (prompt {b}) ```" for b in range(B)],
-            "response": [f"<answer>[10, 10, 30, 30]</answer> ``` # not a heading {i}" for i in range(B * G)],
-            "reward": [0.5] * (B * G),
-            "accuracy": [1.0] * (B * G),
-            "images": images,
-            "pred_boxes": [[[10, 10, 30, 30], ["bad", None]] for _ in range(B * G)],
-            "gt_boxes": [[[40, 20, 60, 40]] for _ in range(B)],
-        }
-        return {"loss": out["loss"], "rollout": record}
+        return {"loss": out["loss"], "rollout": boxes_record()}
 
 
 def _fit(tmp_path: Path, cb: RolloutSamplesLogger, logger: Any, steps: int = 4) -> None:
@@ -54,6 +59,7 @@ def _fit(tmp_path: Path, cb: RolloutSamplesLogger, logger: Any, steps: int = 4) 
         ({"every_n_steps": 0}, "every_n_steps.*>= 1, got 0"),
         ({"num_samples": 0}, "num_samples"),
         ({"max_chars": 0}, "max_chars"),
+        ({"wrap_width": 0}, "wrap_width"),
         ({"output_key": ""}, "output_key"),
     ],
 )
@@ -71,17 +77,39 @@ def test_writes_text_and_box_images_to_tensorboard(tmp_path: Path) -> None:
     assert texts == [f"rollout/sample_{k}/text_summary" for k in range(3)]
     assert [e.step for e in acc.Tensors("rollout/sample_0/text_summary")] == [0, 2]
     markdown = acc.Tensors("rollout/sample_2/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "`refcoco`" in markdown and "**reward** 0.500" in markdown
+    assert "`chart`" in markdown and "**reward** 0.500" in markdown and "**iou**" not in markdown  # NaN: n/a
     assert "    Where is the cat? (prompt 1) ```" in markdown  # per-prompt entry of the last sample, indented
     assert "    <answer>[10, 10, 30, 30]</answer>" in markdown
+    first = acc.Tensors("rollout/sample_0/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "`refcoco`" in first and "**iou** 0.250" in first
 
+    # 3 box images, all of grounding samples: the chart samples have an image but no boxes
     assert sorted(acc.Tags()["images"]) == [f"rollout/boxes_{k}" for k in range(3)]
     event = acc.Images("rollout/boxes_0")[0]
     image = Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB")
-    assert image.size == (64, 48)
-    assert image.getpixel((10, 20)) == (255, 0, 0)  # predicted box edge: red
-    assert image.getpixel((40, 30)) == (0, 255, 0)  # ground-truth box edge: green
-    assert image.getpixel((50, 30)) == (0, 0, 255)  # inside: untouched
+    assert image.size == (256, 192 + 36)  # scaled x4 to >= 224 px, plus a two-line caption strip
+    assert image.getpixel((40, 80)) == PRED_COLOR  # predicted box [10, 10, 30, 30] x4, left edge: orange
+    assert image.getpixel((160, 120)) == GT_COLOR  # ground-truth box [40, 20, 60, 40] x4, left edge: blue
+    assert image.getpixel((200, 120)) == (200, 200, 200)  # inside: untouched
+    caption = [image.getpixel((x, y)) for x in range(256) for y in range(192, 228)]
+    assert {PRED_COLOR, GT_COLOR} <= set(caption)  # the legend's words in the boxes' colours
+
+
+def test_only_box_tasks_get_images_and_captions_name_source_reward_iou() -> None:
+    cb = RolloutSamplesLogger(num_samples=3)
+    record = boxes_record()
+    assert cb.box_indices(record) == [0, 2, 3]  # spread over the G grounding samples only
+    assert cb.boxes_image(record, G) is None  # chart sample: image, but no ground-truth boxes
+    assert cb.caption(record, 0) == "refcoco · reward 0.50 · IoU 0.25"
+    assert cb.caption(record, G) == "chart · reward 0.50 · IoU n/a"
+
+
+def test_prompt_and_response_lines_wrap() -> None:
+    cb = RolloutSamplesLogger(wrap_width=20)
+    text = cb.format_sample({"data_source": ["x"], "response": ["abcd " * 10]}, 0)
+    code = [line for line in text.splitlines() if line.startswith("    ")]
+    assert len(code) == 3 and all(len(line) <= 4 + 20 for line in code)
+    assert "".join(line[4:] for line in code) == "abcd " * 10  # wrapping loses no character
 
 
 def test_sample_indices_spread_over_the_batch() -> None:
@@ -118,3 +146,10 @@ def test_missing_response_is_a_clear_error(tmp_path: Path) -> None:
             logger=TensorBoardLogger(tmp_path),
             enable_progress_bar=False,
         ).fit(NoResponse())
+
+
+def test_a_long_caption_widens_the_image_instead_of_being_cut() -> None:
+    from triune_callbacks.rollout_samples_logger import draw_boxes
+
+    canvas = draw_boxes(Image.new("RGB", (64, 48)), [], [[1, 1, 2, 2]], "synthetic_grounding_long_name " * 3)
+    assert canvas.size[0] > 256 and canvas.size[1] == 192 + 36
