@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lit_triune.boxes import verifier_parm as parm  # noqa: F401  (the one reader, re-exported for the verifiers)
-from lit_triune.rewards.text import answer_block, clip
+from lit_triune.rewards.text import answer_block, clip, single_answer_block
 
 DEFAULT_IOU_THRESHOLD = 0.5
 """IoU threshold when the caller passes None: the conventional "correct detection" bar. During training
@@ -21,8 +21,9 @@ def threshold(iou_threshold: float | None) -> float:
 
 
 def response_text(response: str) -> str:
-    """The `<answer>` block if there is one, else the (clipped) whole completion."""
-    block = answer_block(clip(response))
+    """The one `<answer>` block if there is one, else the (clipped) whole completion; AnswerError when the
+    completion opens several blocks (several candidate answers, a `parse` failure)."""
+    block = single_answer_block(clip(response))
     return block if block is not None else clip(response)
 
 

@@ -18,8 +18,8 @@ from lit_triune.rewards.coco import coco_map
 from lit_triune.rewards.matching import iou_matrix, match_iou_first, match_label_first, norm_label
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import NAN, Context, Verdict, failed
-from lit_triune.rewards.text import AnswerError, clip, single_answer_block
-from lit_triune.rewards.verifiers._common import threshold, truth_text
+from lit_triune.rewards.text import AnswerError
+from lit_triune.rewards.verifiers._common import response_text, threshold, truth_text
 
 RATIO_KEYS = ("iou_max_label_first", "iou_max_iou_first", "iou_completeness", "map", "map50", "map75")
 WEIGHT_KEYS = ("iou_max_iou_first", "iou_max_label_first", "map", "map50", "map75")
@@ -76,11 +76,11 @@ class DetectionVerifier(Verifier):
             return failed("spec", str(err))
         p, gt = spec.parm, spec.boxes
         try:  # several <answer> blocks are several candidate lists: the policy must commit to one
-            block = single_answer_block(clip(response))
+            text = response_text(response)
         except AnswerError as err:
             return Verdict(0.0, {"iou": 0.0, "recall": 0.0, "map": 0.0, "map50": 0.0, "map75": 0.0}, "parse", str(err),
                            {"pred_boxes": [], "gt_boxes": [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)]})
-        raw_pred, skipped = read_boxes(block if block is not None else clip(response))
+        raw_pred, skipped = read_boxes(text)
         pred = spec.in_truth_frame(raw_pred, ctx.image_size)
         extras = {
             "pred_boxes": [list(b.xyxy) for b in raw_pred],

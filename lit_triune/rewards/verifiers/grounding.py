@@ -17,8 +17,8 @@ from lit_triune.boxes import BoxSpec, read_box_spec, read_boxes
 from lit_triune.rewards.matching import box_iou
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
-from lit_triune.rewards.text import AnswerError, clip, single_answer_block
-from lit_triune.rewards.verifiers._common import threshold, truth_text
+from lit_triune.rewards.text import AnswerError
+from lit_triune.rewards.verifiers._common import response_text, threshold, truth_text
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")  # a standalone number (not the 2 of bbox_2d)
 
@@ -42,10 +42,9 @@ class GroundingVerifier(Verifier):
         gt = spec.boxes[0]
         gt_px = [list(b.xyxy) for b in spec.truth_in_pixels(ctx.image_size)[:1]]
         try:
-            block = single_answer_block(clip(response))
+            text = response_text(response)
         except AnswerError as err:
             return Verdict(0.0, {"iou": 0.0}, "parse", str(err), {"gt_boxes": gt_px, "pred_boxes": []})
-        text = block if block is not None else clip(response)
         boxes, _ = read_boxes(text)
         extras: dict[str, Any] = {"gt_boxes": gt_px, "pred_boxes": [list(b.xyxy) for b in boxes[:1]]}
         if not boxes:
