@@ -34,6 +34,7 @@ def warm_start_lr_scale(step: int, steps: int, floor: float = 0.1) -> float:
     progress = min(max(step, 0), steps) / max(steps, 1)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
+
 class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
     """GRPO/DAPO for image-text-to-text policies, with the V-Triune defaults.
 

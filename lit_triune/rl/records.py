@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from lit_triune.rewards.text import answer_block
 
 _OPTIONAL_FLOATS = ("iou", "precision", "recall", "map")
 
@@ -102,13 +103,11 @@ def summary_means(sums: dict[str, dict[str, float]]) -> dict[str, dict[str, floa
     return means
 
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
 def final_answer(response: str) -> str:
-    """The text of the last <answer> block (whitespace-trimmed), or the whole response without one."""
-    found = _ANSWER.findall(response)
-    return (found[-1] if found else response).strip()
+    """The last <answer> block as the verifiers read it (`rewards.text.answer_block`), or the whole
+    response, stripped, when it has none."""
+    block = answer_block(response)
+    return response.strip() if block is None else block
 
 
 def answer_counts(records: dict[str, Any], truths: list[Any]) -> dict[str, dict[str, Counter]]:

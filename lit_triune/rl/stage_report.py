@@ -28,6 +28,13 @@ def _merge(into: dict[str, dict[str, float]], part: dict[str, dict[str, float]])
             acc[k] += v
 
 
+def _merge_answers(into: dict[str, dict[str, Counter]], part: dict[str, dict[str, Counter]]) -> None:
+    for src, c in part.items():
+        acc = into.setdefault(src, {"answers": Counter(), "truths": Counter()})
+        acc["answers"].update(c["answers"])
+        acc["truths"].update(c["truths"])
+
+
 STAGES = ("init", "after_warm_start", "final")
 
 
@@ -61,16 +68,13 @@ class StageReporter:
             with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
                 engine.sync_weights(module.policy)
         sums: dict[str, dict[str, float]] = {}
-        answers: dict[str, dict[str, Any]] = {}
+        answers: dict[str, dict[str, Counter]] = {}
         with torch.no_grad():
             for batch in loader:
                 records = module.runner.evaluate(batch)
                 _merge(sums, source_summary(records, module.iou_threshold))
                 truths = [rm.get("ground_truth") for rm in batch.reward_models]
-                for src, c in answer_counts(records, truths).items():
-                    into = answers.setdefault(src, {"answers": Counter(), "truths": Counter()})
-                    into["answers"].update(c["answers"])
-                    into["truths"].update(c["truths"])
+                _merge_answers(answers, answer_counts(records, truths))
         if was_training:
             module.policy.train()
             module._keep_frozen_in_eval()
@@ -80,10 +84,7 @@ class StageReporter:
             sums, answers = {}, {}
             for part, part_answers in gathered:
                 _merge(sums, part)
-                for src, c in part_answers.items():
-                    into = answers.setdefault(src, {"answers": Counter(), "truths": Counter()})
-                    into["answers"].update(c["answers"])
-                    into["truths"].update(c["truths"])
+                _merge_answers(answers, part_answers)
         means = summary_means(sums)
         for src, spread in answer_spread(answers).items():
             means.setdefault(src, {}).update(spread)
@@ -169,7 +170,7 @@ def markdown_table(stage: str, step: int, means: dict[str, dict[str, float]], io
         cells = [f"`{src}`", f"{int(m['count'])}", *(f"{m[k]:.3f}" for k in ("accuracy", "format", "reward"))]
         box_keys = ("iou", "iou@0.5", "iou@threshold", "parsed_boxes")
         cells += [f"{m[k]:.3f}" for k in box_keys] if "box_count" in m else ["–"] * len(box_keys)
-        cells.append(f"{m['top_answer']:.0%}{' ⚠ ' + one_answer_flag(m).strip(' <-') if one_answer_flag(m) else ''}"
-                     if "top_answer" in m else "–")
+        flag = one_answer_flag(m).strip(" <-")
+        cells.append(f"{m['top_answer']:.0%}{' ⚠ ' + flag if flag else ''}" if "top_answer" in m else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

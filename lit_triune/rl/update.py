@@ -29,7 +29,8 @@ class UpdateSettings:
     shared_prefix: bool = True  # run each group's prompt once, completions per row (logprobs.completion_logprobs)
 
 
-def _chunks(rows: Tensor, size: int | None) -> list[Tensor]:
+def chunk_rows(rows: Tensor, size: int | None) -> list[Tensor]:
+    """`rows` split into micro-batches of `size` (None or a size >= len: one micro-batch)."""
     if not size or size >= rows.numel():
         return [rows]
     return list(torch.split(rows, size))
@@ -43,12 +44,12 @@ def by_group_length(rows: Tensor, inputs: PolicyInputs) -> Tensor:  # [M] long, 
     whole runs its shared prompt once per micro-batch. The loss is a sum over tokens (or rows, weighted
     by share), so the order changes no figure beyond float summation order.
     """
-    lengths = inputs.completion_mask[rows].sum(-1)  # [M]
-    prompts = inputs.prompt_index[rows]  # [M]
+    lengths = inputs.completion_mask[rows].sum(-1).tolist()  # M
+    prompts = inputs.prompt_index[rows].tolist()  # M
     longest: dict[int, int] = {}
-    for p, n in zip(prompts.tolist(), lengths.tolist(), strict=True):
+    for p, n in zip(prompts, lengths, strict=True):
         longest[p] = max(longest.get(p, 0), n)
-    order = sorted(range(rows.numel()), key=lambda i: (longest[int(prompts[i])], int(prompts[i]), i))
+    order = sorted(range(len(prompts)), key=lambda i: (longest[prompts[i]], prompts[i], i))
     return rows[torch.as_tensor(order, dtype=torch.long)]
 
 
@@ -58,7 +59,7 @@ def batched_logprobs(model: Any, inputs: PolicyInputs, rows: Tensor, settings: U
     out = torch.zeros(inputs.completion_ids.shape, dtype=torch.float32, device=inputs.input_ids.device)
     if settings.micro_batch_size:
         rows = by_group_length(rows, inputs)
-    for chunk in _chunks(rows, settings.micro_batch_size):
+    for chunk in chunk_rows(rows, settings.micro_batch_size):
         sub = inputs.select(chunk)
         lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features,
                                  shared_prefix=settings.shared_prefix)  # [M, t]
@@ -100,7 +101,7 @@ def run_update(
         local_tokens = float(loss_mask[rows].sum())
         loss_total = 0.0
         finite = True
-        for chunk in _chunks(rows, settings.micro_batch_size):
+        for chunk in chunk_rows(rows, settings.micro_batch_size):
             sub = inputs.select(chunk)
             lp = completion_logprobs(model, sub, temperature=settings.temperature, features=features,
                                      shared_prefix=settings.shared_prefix)  # [M, t]

@@ -15,33 +15,25 @@ from torch import Tensor
 
 from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy_inputs import PolicyInputs, build_policy_inputs, encode_prompts
-
-
-def warm_start_loss(model: Any, processor: Any, batch: Any) -> tuple[Tensor, int]:
-    """Mean negative log-likelihood of the target tokens (the stop token included), in one forward."""
-    inputs = _target_inputs(model, processor, batch)
-    logps = completion_logprobs(model, inputs)  # [B, T]
-    mask = inputs.completion_mask.float()
-    tokens = int(mask.sum())
-    return -(logps * mask).sum() / mask.sum().clamp(min=1.0), tokens
+from lit_triune.rl.update import chunk_rows
 
 
 def warm_start_backward(model: Any, processor: Any, batch: Any, backward: Callable[[Tensor], None],
                         micro_batch_size: int | None = None) -> tuple[float, int, bool]:
-    """`warm_start_loss` and its backward, `micro_batch_size` rows per forward (None: one forward).
+    """The mean negative log-likelihood of the target tokens (the stop token included) and its backward,
+    `micro_batch_size` rows per forward (None: one forward).
 
     Rows are ordered by target length first, so a micro-batch of 10-token numbers is not padded to a
     100-token detection answer. Each micro-batch's summed NLL is divided by the whole batch's token
     count, so the accumulated gradient is the one-forward gradient. Returns (loss, tokens, finite).
     """
-    inputs = _target_inputs(model, processor, batch)
+    inputs = target_inputs(model, processor, batch)
     mask = inputs.completion_mask  # [B, T] bool
     tokens = int(mask.sum())
     lengths = mask.sum(-1)  # [B]
     rows = torch.argsort(lengths, stable=True) if micro_batch_size else torch.arange(len(lengths))
-    chunks = torch.split(rows, micro_batch_size) if micro_batch_size else (rows,)
     total, finite = 0.0, True
-    for chunk in chunks:
+    for chunk in chunk_rows(rows, micro_batch_size):
         sub = inputs.select(chunk)
         logps = completion_logprobs(model, sub)  # [M, t]
         loss = -(logps * sub.completion_mask.float()).sum() / max(tokens, 1)
@@ -51,7 +43,7 @@ def warm_start_backward(model: Any, processor: Any, batch: Any, backward: Callab
     return total, tokens, finite
 
 
-def _target_inputs(model: Any, processor: Any, batch: Any) -> PolicyInputs:
+def target_inputs(model: Any, processor: Any, batch: Any) -> PolicyInputs:
     """The batch's prompts with their SFT targets (+ the stop token) as completions."""
     tok = processor.tokenizer
     if not batch.sft_targets or any(t is None for t in batch.sft_targets):

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from torch.testing import assert_close
 
-from lit_triune.rl.warm_start import warm_start_backward, warm_start_loss
+from lit_triune.rl.logprobs import completion_logprobs
+from lit_triune.rl.warm_start import target_inputs, warm_start_backward
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,9 @@ def _grads(model):
 @pytest.mark.parametrize("micro", [None, 2, 3])
 def test_micro_batches_give_the_one_forward_loss_and_gradient(model, tiny_processor, batch, micro):
     model.zero_grad(set_to_none=True)
-    loss, tokens = warm_start_loss(model, tiny_processor, batch)
+    inputs = target_inputs(model, tiny_processor, batch)  # the reference: one forward, mean NLL of target tokens
+    mask = inputs.completion_mask.float()
+    loss, tokens = -(completion_logprobs(model, inputs) * mask).sum() / mask.sum(), int(mask.sum())
     loss.backward()
     reference = _grads(model)
     forwards: list[torch.Tensor] = []
