@@ -13,6 +13,7 @@ import os
 import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +185,30 @@ def runs_table(out: Path) -> tuple[str, list[dict[str, Any]]]:
         wall = sum(x.get("wall_time_s", 0.0) for x in launches)
         loads = [x[k][0] for x in launches for k in ("load_before", "load_after") if x.get(k)]
         done = layout.policy_ready(out, seed) if variant == layout.WARM_START else layout.is_finished(run)
+        spans = [(_epoch(x["started"]), _epoch(x["started"]) + x.get("wall_time_s", 0.0)) for x in launches
+                 if x.get("started")]
         data.append({"run": f"{variant}/seed_{seed}", "finished": done, "wall_time_s": round(wall, 1),
-                     "launches": len(launches), "load_1min": [min(loads), max(loads)] if loads else None})
+                     "launches": len(launches), "load_1min": [min(loads), max(loads)] if loads else None,
+                     "span_s": [min(a for a, _ in spans), max(b for _, b in spans)] if spans else None})
         rows.append([f"{variant}/seed_{seed}", "finished" if done else "not finished", f"{wall / 60:.1f} min",
                      str(len(launches)), f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"])
     return md_table(["run", "state", "wall time", "launches", "load average (1 min)"], rows), data
+
+
+def _epoch(stamp: str) -> float:
+    """Seconds since the epoch of a run.json time stamp ("%Y-%m-%dT%H:%M:%S%z")."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+
+def study_span_s(runs_data: list[dict[str, Any]]) -> float | None:
+    """Seconds from the first launch of any run to the end of the last one: the study's wall time when it ran
+    in one go (pauses between resumed invocations are included)."""
+    spans = [r["span_s"] for r in runs_data if r.get("span_s")]
+    return max(b for _, b in spans) - min(a for a, _ in spans) if spans else None
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def write_study(out: Path) -> Path:
@@ -206,7 +226,8 @@ def write_study(out: Path) -> Path:
         f"Warm-start {meta.get('warm_start_steps', '?')} steps per seed, then RL {meta.get('rl_steps', '?')} rollout "
         f"batches per variant, validation every {meta.get('val_every', '?')}; {meta.get('jobs', '?')} run(s) at a "
         f"time, {meta.get('threads', '?')} torch thread(s) each, on {meta.get('machine', {}).get('cpus', os.cpu_count())} "
-        f"CPU cores; summed wall time of all runs {total / 60:.1f} min (load per run below).",
+        f"CPU cores; first launch to last run's end {_minutes(study_span_s(runs_data))}, summed wall time of all "
+        f"runs {total / 60:.1f} min (load per run below).",
         "Variants: arXiv 2505.18129's ablations (docs/study.md). Cells: mean ± sample sd over seeds.\n",
     ]
     text = "\n".join(header) + "\n" + tables + "\n## Runs\n\n" + runs_md + "\n"

@@ -111,3 +111,23 @@ def test_reproduce_table(tmp_path: Path) -> None:
     assert "| synthetic_grounding mean IoU | 0.200 ± 0.000 | 0.600 ± 0.000 | +40.0 ± 0.0 | +40.0 / +40.0 |" in text
     assert "| synthetic_grounding parsed as boxes | 0.500 ± 0.000 | 1.000 ± 0.000 | +50.0 ± 0.0 | +50.0 / +50.0 |" in text
     assert "seed 0: 1.0 min; seed 1: 2.0 min" in text
+
+
+def test_study_span_runs_from_the_first_launch_to_the_last_end(tmp_path: Path) -> None:
+    # two runs launched in parallel at 12:00:00 (100 s) and 12:00:30 (200 s), one relaunched at 12:10:00
+    # (50 s): the span is 12:00:00 -> 12:10:50 = 650 s; summed wall time 350 s
+    from lit_triune.study.table import runs_table, study_span_s
+
+    def launch(start: str, wall: float) -> dict[str, Any]:
+        return {"what": "fit", "started": f"2026-11-30T{start}+0000", "wall_time_s": wall,
+                "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 1.0, 1.0]}
+
+    for variant, launches in (("recipe", [launch("12:00:00", 100.0)]),
+                              ("off_policy", [launch("12:00:30", 200.0), launch("12:10:00", 50.0)])):
+        run = layout.run_dir(tmp_path, variant, 0)
+        run.mkdir(parents=True)
+        (run / layout.RUN_RECORD).write_text(json.dumps({"launches": launches}))
+    _, data = runs_table(tmp_path)
+    assert sum(r["wall_time_s"] for r in data) == 350.0
+    assert study_span_s(data) == 650.0
+    assert study_span_s([]) is None
