@@ -129,13 +129,22 @@ def cadence(total: int, preferred: int) -> int:
 
 
 # ----- the stages --------------------------------------------------------------------------------
+TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
+
+
+def _tensorboard_class(logger: Any) -> str:
+    """The base config's logger class when it is a TensorBoard logger (the study's figures read its event
+    files), else Lightning's own."""
+    path = logger.get("class_path", "") if isinstance(logger, dict) else ""
+    return path if path.endswith("TensorBoardLogger") else TENSORBOARD
 def _outputs(cfg: dict[str, Any], run: Path, seed: int, every_n_steps: int) -> None:
     """Seed, log dir and checkpoints of one run (in place)."""
     cfg["seed_everything"] = seed
     put(cfg, "model.seed", seed)
     put(cfg, "trainer.default_root_dir", str(run))
-    # a fixed log dir (no version_N): a resumed run keeps writing its events and stage reports there
-    put(cfg, "trainer.logger", {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    # a fixed log dir (no version_N): a resumed run keeps writing its events and stage reports there; the
+    # base config's TensorBoard logger class is kept (conf/tiny.yaml's drops the hp_metric and epoch tags)
+    put(cfg, "trainer.logger", {"class_path": _tensorboard_class(get(cfg, "trainer.logger")),
                                 "init_args": {"save_dir": str(run), "name": layout.LOGS, "version": ""}})
     checkpoints = callbacks_named(cfg, "ModelCheckpoint")
     if not checkpoints:

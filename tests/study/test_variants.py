@@ -207,3 +207,13 @@ def test_overrides_and_cadence() -> None:
         configs.apply_overrides(_base(), ["model.lr"])
     assert [configs.cadence(t, p) for t, p in ((250, 100), (150, 100), (4, 100), (7, 3), (12, 5))] == [50, 75, 4, 1, 4]
     assert configs.rl_steps(_base()) == 20 and configs.warm_start_steps(_base()) == 10
+
+
+def test_the_base_configs_tensorboard_logger_class_is_kept(tmp_path: Path) -> None:
+    base = _base()
+    base["trainer"]["logger"]["class_path"] = "lit_triune.loggers.TriuneTensorBoardLogger"
+    cfg = configs.warm_start_config(base, tmp_path / "run", seed=0, steps=4)
+    assert cfg["trainer"]["logger"]["class_path"] == "lit_triune.loggers.TriuneTensorBoardLogger"
+    base["trainer"]["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger"}  # figures need TensorBoard
+    cfg = configs.warm_start_config(base, tmp_path / "run", seed=0, steps=4)
+    assert cfg["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.TensorBoardLogger"
