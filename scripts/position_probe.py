@@ -26,9 +26,8 @@ from lit_triune.rl import policy as policy_lib
 
 SIZE = 112
 PALETTES = {
-    "greys (generator v4)": ((255, 255, 255), (228, 228, 228), (200, 200, 200), (172, 172, 172)),
-    "CELL_TINTS (current)": CELL_TINTS,
-    "hues (candidate)": ((255, 255, 255), (250, 230, 120), (150, 220, 150), (200, 170, 230)),
+    "greys (generator v2-v4)": ((255, 255, 255), (228, 228, 228), (200, 200, 200), (172, 172, 172)),
+    "hues (CELL_TINTS, v5)": CELL_TINTS,
 }
 
 
@@ -81,7 +80,7 @@ def main() -> None:
         for obj in args.obj:
             rng = random.Random(0)
             feats = token_features(model, processor, [draw(tints, obj, rng) for _ in range(args.images)])
-            print(f"  {name:22s} object {obj:3d} px: {probe_accuracy(feats):.3f}")
+            print(f"  {name:24s} object {obj:3d} px: {probe_accuracy(feats):.3f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_every_task_valid_and_deterministic(task, difficulty):
 
 def test_easy_levels_are_coarse():
     counts = {s["reward_model"]["ground_truth"] for s in generate("counting", 60)}
-    assert counts == {"1", "2", "3"}
+    assert counts == {"1", "2", "3", "4", "5"}
     boxes, counts = set(), set()
     for s in generate("detection", 60):
         parsed = parse_truth(s["reward_model"]["ground_truth"], normalized=False).boxes
@@ -33,7 +33,7 @@ def test_easy_levels_are_coarse():
         assert corners == sorted(corners)  # reading order: one canonical answer per image
         for box in parsed:
             boxes.add((box.x1, box.y1, box.x2, box.y2))
-            assert box.x2 - box.x1 == 48
+            assert box.x2 - box.x1 == 32
     assert len(boxes) == 4 and counts == {1, 2, 3}  # 1-3 boxes from four fixed cells
     grounding = {s["reward_model"]["ground_truth"] for s in generate("grounding", 60)}
     assert len(grounding) == 4

@@ -25,11 +25,13 @@ TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
 
 __all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "TASKS", "generate", "iter_samples"]
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 """Bumped whenever a task draws differently, so cached shards (`data.cache_dir`) are regenerated, not reused.
 2: detection easy has 1-3 boxes in reading order; easy box tasks tint their quadrants. 3: easy OCR words of
 different widths (caches written by an intermediate 2 hold the old words). 4: easy OCR words and easy math
-expressions in bold (3 px stroke)."""
+expressions in bold (3 px stroke). 5: easy box tasks on hue-tinted quadrants with 32 px objects (the tint
+stays visible around them); easy counting 1-5 squares, easy chart 1-4 bars (1-3 and 1-3 saturated in the
+warm-start, leaving RL nothing to add)."""
 
 
 def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy",

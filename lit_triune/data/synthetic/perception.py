@@ -23,17 +23,17 @@ from lit_triune.data.synthetic.render import (
 
 # difficulty -> knobs; documented in docs/data.md
 COUNTING = {
-    "easy": {"grid": 3, "obj": 36, "min": 1, "max": 3, "shapes": ("square",), "colours": ("blue",), "query": False},
+    "easy": {"grid": 3, "obj": 36, "min": 1, "max": 5, "shapes": ("square",), "colours": ("blue",), "query": False},
     "medium": {"grid": 4, "obj": 22, "min": 1, "max": 5, "shapes": SHAPES[:2], "colours": ("blue", "red"), "query": False},
     "hard": {"grid": 5, "obj": 16, "min": 0, "max": 9, "shapes": SHAPES, "colours": tuple(COLOURS)[:4], "query": True},
 }
 DETECTION = {
-    "easy": {"grid": 2, "obj": 48, "min": 1, "max": 3, "shapes": ("square", "circle"), "tint": True},
+    "easy": {"grid": 2, "obj": 32, "min": 1, "max": 3, "shapes": ("square", "circle"), "tint": True},
     "medium": {"grid": 3, "obj": 30, "min": 2, "max": 3, "shapes": ("square", "circle", "triangle")},
     "hard": {"grid": 0, "obj": (12, 32), "min": 3, "max": 5, "shapes": SHAPES},
 }
 GROUNDING = {
-    "easy": {"grid": 2, "obj": 48, "n": 2, "colours": ("red", "blue"), "shapes": ("square",), "tint": True},
+    "easy": {"grid": 2, "obj": 32, "n": 2, "colours": ("red", "blue"), "shapes": ("square",), "tint": True},
     "medium": {"grid": 3, "obj": 30, "n": 3, "colours": ("red", "blue", "green"), "shapes": ("square", "circle")},
     "hard": {"grid": 4, "obj": 22, "n": 5, "colours": tuple(COLOURS)[:4], "shapes": SHAPES},
 }

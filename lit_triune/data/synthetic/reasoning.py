@@ -14,7 +14,7 @@ from lit_triune.data.synthetic.render import COLOURS, canvas, cell_box, draw_sha
 MATH = {"easy": {"lo": 1, "hi": 2, "ops": "+", "font": 36, "stroke": 3},  # bold: see OCR_STROKE
         "medium": {"lo": 0, "hi": 20, "ops": "+-", "font": 24},
         "hard": {"lo": 2, "hi": 9, "ops": "area", "font": 14}}
-CHART = {"easy": {"bars": (1, 3), "ask": "count"},
+CHART = {"easy": {"bars": (1, 4), "ask": "count", "slots": 4},
          "medium": {"bars": (3, 4), "ask": "max", "vmax": 5},
          "hard": {"bars": (4, 5), "ask": "range", "vmax": 9}}
 PUZZLE_OPTIONS = {"easy": ("red", "green", "blue", "yellow"), "medium": ("square", "circle", "triangle")}
@@ -47,8 +47,8 @@ def chart(rng: random.Random, difficulty: str, size: int) -> Drawn:
     n = rng.randint(*p["bars"])
     top, bottom = 8, size - 8
     if p["ask"] == "count":
-        width = (size - 16) // 3
-        slots = sorted(rng.sample(range(3), n))
+        width = (size - 16) // p["slots"]
+        slots = sorted(rng.sample(range(p["slots"]), n))
         for s in slots:
             x1 = 8 + s * width + 4
             draw.rectangle((x1, rng.randint(top, size // 2), x1 + width - 9, bottom), fill=COLOURS["blue"])

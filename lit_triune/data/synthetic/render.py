@@ -17,21 +17,23 @@ def canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     return img, ImageDraw.Draw(img)
 
 
-CELL_TINTS = ((255, 255, 255), (228, 228, 228), (200, 200, 200), (172, 172, 172))
-"""Background greys for the cells of a 2x2 layout (reading order)."""
+CELL_TINTS = ((255, 255, 255), (250, 230, 120), (150, 220, 150), (200, 170, 230))
+"""Backgrounds of the cells of a 2x2 layout (reading order): white, yellow, green, lavender. Hues, not greys: a
+uniform grey patch is one direction scaled by its level, which normalisation mostly removes, so greys
+(generator v2-v4) reached the LLM as a weak cue (scripts/position_probe.py: 0.73 vs 1.00, docs/data.md)."""
 
 
 def tint_cells(draw: ImageDraw.ImageDraw, size: int) -> None:
-    """Fill the four quadrants with distinct greys: a position cue a tiny model can read.
+    """Fill the four quadrants with distinct hues (`CELL_TINTS`): a position cue a tiny model can read.
 
     Qwen2.5-VL's ViT has no absolute position embedding (2-D RoPE only), so where a patch sits is not in
     its features; a model of ~1 M parameters did not learn quadrant-level localisation from plain white
-    images in the laptop budget (docs/data.md). The greys leave the task's colours distinct.
+    images in the laptop budget (docs/data.md). The hues leave the tasks' red and blue distinct.
     """
     half = size // 2
-    for cell, grey in enumerate(CELL_TINTS):
+    for cell, tint in enumerate(CELL_TINTS):
         r, c = divmod(cell, 2)
-        draw.rectangle((c * half, r * half, (c + 1) * half - 1, (r + 1) * half - 1), fill=grey)
+        draw.rectangle((c * half, r * half, (c + 1) * half - 1, (r + 1) * half - 1), fill=tint)
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], colour: str) -> None:
