@@ -231,3 +231,29 @@ def test_detection_two_answer_blocks_are_a_parse_failure():
     out = score("<answer>[]</answer><answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]</answer>", rm,
                 image_size=(112, 112), iou_threshold=0.85)
     assert (out["accuracy"], out["failure"]) == (0.0, "parse")
+
+
+DETECTION_ONE_BOX = {"verifier": "detection", "ground_truth": "[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]"}
+PADDED_BOXES = ("<answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}, "
+                "{'bbox_2d': [60, 4, 108, 52], 'label': 'square'}]</answer>")  # the right box and a wrong one
+
+
+@pytest.mark.parametrize("mode", ["combined", "iou", "map"])
+def test_detection_extra_box_costs_the_count_penalty_in_every_mode(mode):
+    # mean IoU over the ground truth and AP ignore an extra box: the plain modes paid a padded answer 1.0
+    rm = {**DETECTION_ONE_BOX, "verifier_parm": {"normalized": False, "det_reward": mode}}
+    one = score("<answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]</answer>", rm, iou_threshold=0.85)
+    padded = score(PADDED_BOXES, rm, iou_threshold=0.85)
+    assert one["accuracy"] == pytest.approx(1.0)
+    assert padded["accuracy"] < 1.0 and padded["count_penalty"] == pytest.approx(0.6)
+    if mode != "combined":
+        assert padded["accuracy"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("base", [1.0, 1.5, -0.5, math.nan, "0.6", True])
+def test_detection_count_penalty_base_must_be_below_one(base):
+    rm = {**DETECTION_ONE_BOX, "verifier_parm": {"normalized": False, "count_penalty_base": base}}
+    with pytest.raises(ValueError, match="count_penalty_base"):
+        validate_reward_model(rm)
+    out = score(PADDED_BOXES, rm)
+    assert (out["failure"], out["reward"]) == ("spec", 0.0)
