@@ -83,6 +83,28 @@ def test_math_one_answer_is_still_read(answer, gold):
     assert score(f"<answer>{answer}</answer>", {"verifier": "mathverify", "ground_truth": gold})["accuracy"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["4 \\\\ 3", "4 & 3", "4 \\lor 3", "4 \\vee 3", "4 \\vee x = 3", "4 \\land 3", "4 \\wedge 3",
+     "\\boxed{4 \\\\ 3}", "$4 \\lor 3$", "\\begin{cases} 4 \\\\ 3 \\end{cases}", "\\begin{aligned} 4 & 3 \\end{aligned}",
+     "\\begin{vmatrix} 4 \\\\ 3 \\end{vmatrix}"],
+)  # fmt: skip
+def test_math_answers_split_by_a_line_break_alignment_or_logical_or_are_parse_failures(answer):
+    # math-verify reads one side of each ('4 \\ 3' and '4 \lor 3' were paid for 3)
+    out = score(f"<answer>{answer}</answer>", MATH)
+    assert (out["accuracy"], out["failure"]) == (0.0, "parse"), (answer, out["detail"])
+
+
+@pytest.mark.parametrize("env", ["matrix", "pmatrix", "bmatrix", "Bmatrix"])
+def test_math_line_breaks_and_alignment_inside_a_matrix_are_structure(env):
+    # a matrix answer in a block used to be read as prose (the environment name 'pmatrix' was taken for a word)
+    matrix = f"\\begin{{{env}}} 1 & 2 \\\\ 3 & 4 \\end{{{env}}}"
+    rm = {"verifier": "mathverify", "ground_truth": matrix}
+    for answer, paid in ((matrix, 1.0), (matrix.replace("4", "5"), 0.0), (f"\\boxed{{{matrix}}}", 1.0)):
+        out = score(f"<answer>{answer}</answer>", rm)
+        assert (out["accuracy"], out["failure"]) == (paid, None), (answer, out["detail"])
+
+
 def test_math_reads_a_bare_latex_block_whole():
     # math-verify's extractor alone read '2' out of '2^{11}', so it matched a gold of 2^{10}
     assert score("<answer>2^{11}</answer>", {"verifier": "mathverify", "ground_truth": "2^{10}"})["accuracy"] == 0.0
