@@ -56,7 +56,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, model_path: str | None =
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("checkpoint", help="a .ckpt file, or a sharded FSDP checkpoint directory")
     p.add_argument("out_dir", help="where to write the HF checkpoint")
     p.add_argument("--model-path", help="build the policy from here instead of the checkpoint's model_path")

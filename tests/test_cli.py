@@ -2,11 +2,13 @@
 
 argparse expands an unambiguous prefix by default, so `--trainer.max_step=10` used to run as
 `--trainer.max_steps=10`; `predict` and `--optimizer`/`--lr_scheduler` were offered and then failed or
-were ignored. Everything here only parses: no fit runs.
+were ignored. The argparse entry points (`lit-triune-prepare`, `python -m lit_triune.study`, `lit-triune-export`,
+the tiny-model builder) refuse prefixes too. Everything here only parses: no fit runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -89,3 +91,27 @@ def test_every_module_and_datamodule_argument_has_help() -> None:
     assert len(actions) > 50
     missing = [a.dest for a in actions if not (a.help or "").strip()]
     assert not missing, f"arguments without help text (a docstring Args entry): {missing}"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "refused"),
+    [
+        ("lit_triune.data.prepare", ["check", "--input", "shards/", "--rep", "r.json"], "--rep r.json"),
+        ("lit_triune.data.prepare", ["synthetic", "--out", "o", "--task", "ocr", "--n", "4", "--shard", "2"],
+         "--shard 2"),  # prefix of --shard-size
+        ("lit_triune.study.__main__", ["run", "--seed", "0", "--dry-run"], "--seed 0"),  # prefix of --seeds
+        ("lit_triune.study.__main__", ["table", "--o", "runs/x"], "--o runs/x"),  # prefix of --out
+        ("lit_triune.export", ["last.ckpt", "out", "--model", "m"], "--model m"),  # prefix of --model-path
+        ("lit_triune.models.tiny", ["--cache", "c"], "--cache c"),  # prefix of --cache-dir
+    ],
+    ids=["prepare-check", "prepare-synthetic", "study-run", "study-table", "export", "tiny"],
+)
+def test_other_command_lines_refuse_abbreviations(
+    module: str, args: list[str], refused: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse's other entry points too: a prefix of an option is an error, never that option; nothing runs."""
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert f"unrecognized arguments: {refused}" in capsys.readouterr().err

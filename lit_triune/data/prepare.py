@@ -89,13 +89,14 @@ def read_shards(spec: str | list[str]) -> Iterator[dict[str, Any]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lit-triune-prepare", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="lit-triune-prepare", description=__doc__.split("\n")[0], allow_abbrev=False)
     sub = p.add_subparsers(dest="cmd", required=True)
-    check = sub.add_parser("check", help="list every bad sample of a shard set; exit 2 if there is any")
+    check = sub.add_parser("check", help="list every bad sample of a shard set; exit 2 if there is any",
+                           allow_abbrev=False)
     check.add_argument("--input", nargs="+", required=True, help="shard dirs or globs")
     check.add_argument("--report", default=None, help="also write the problems as JSON here")
     for name in ("synthetic", "orsta", "coco", "jsonl", "filter"):
-        s = sub.add_parser(name)
+        s = sub.add_parser(name, allow_abbrev=False)
         s.add_argument("--out", required=True, help="output shard directory")
         s.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
         if name == "synthetic":

@@ -32,13 +32,15 @@ class SampleError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _registry() -> tuple[Any, Any] | None:
-    """(available_verifiers, validate_reward_model) from `lit_triune.rewards`, or None before it lands."""
+def _registry() -> tuple[Any, Any, Any] | None:
+    """(available_verifiers, validate_reward_model, opt_in_hint) from `lit_triune.rewards`, or None
+    before it lands."""
     try:
         from lit_triune.rewards import available_verifiers, validate_reward_model
+        from lit_triune.rewards.registry import opt_in_hint
     except ImportError:
         return None
-    return available_verifiers, validate_reward_model
+    return available_verifiers, validate_reward_model, opt_in_hint
 
 
 def known_verifiers() -> frozenset[str]:
@@ -134,7 +136,10 @@ def _validate_reward_model(rm: Any, verifiers: frozenset[str]) -> None:
         _require(rm, k, "reward_model.")
     name = rm["verifier"]
     if name not in verifiers:
-        raise SampleError("reward_model.verifier", f"unknown verifier {name!r}; available: {sorted(verifiers)}")
+        reg = _registry()
+        hint = reg[2](name) if reg is not None else ""  # how to opt in to the diagnostic debug_* verifiers
+        raise SampleError("reward_model.verifier",
+                          f"unknown verifier {name!r}; available: {sorted(verifiers)}{hint}")
     gt = rm["ground_truth"]
     if name in LIST_TRUTH_VERIFIERS and isinstance(gt, list):
         if not gt or not all(isinstance(g, str) and g.strip() for g in gt):

@@ -160,7 +160,7 @@ def build_tiny_model(preset: str = "tiny", cache_dir: str | Path | None = None) 
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Build a tiny random-init Qwen2.5-VL checkpoint.")
+    parser = argparse.ArgumentParser(description="Build a tiny random-init Qwen2.5-VL checkpoint.", allow_abbrev=False)
     parser.add_argument("--preset", default="tiny", choices=preset_names())
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)

@@ -97,20 +97,22 @@ name them. Opt in explicitly: `import lit_triune.rewards.verifiers.debug` in-pro
 `VerifierPool(imports=(DIAGNOSTIC_MODULE,))` for pool workers."""
 
 
+def opt_in_hint(name: Any) -> str:
+    """For an unknown `debug_*` name, how to opt in to the diagnostic verifiers; else ""."""
+    if isinstance(name, str) and name.startswith("debug_"):
+        return (f" (diagnostic verifiers are opt-in: import {DIAGNOSTIC_MODULE}, or pass "
+                f"imports=({DIAGNOSTIC_MODULE!r},) to VerifierPool)")
+    return ""
+
+
 def get_verifier(name: str) -> Verifier:
     """The verifier registered under `name`; raises KeyError listing what is available."""
     _load_builtins()
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
-        hint = (
-            f" (diagnostic verifiers are opt-in: import {DIAGNOSTIC_MODULE}, or pass "
-            f"imports=({DIAGNOSTIC_MODULE!r},) to VerifierPool)"
-            if isinstance(name, str) and name.startswith("debug_")
-            else ""
-        )
         raise KeyError(
-            f"unknown verifier {name!r}; available verifiers: {', '.join(available_verifiers())}{hint}"
+            f"unknown verifier {name!r}; available verifiers: {', '.join(available_verifiers())}{opt_in_hint(name)}"
         )
     return _REGISTRY[name]
 

@@ -10,9 +10,11 @@ DEFAULT_OUT = "runs/study"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lit_triune.study", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lit_triune.study", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="warm-start per seed, then every variant's RL stage; then table and figures")
+    run = sub.add_parser("run", help="warm-start per seed, then every variant's RL stage; then table and figures",
+                         allow_abbrev=False)
     run.add_argument("--config", default="conf/tiny.yaml", help="the base config (default: %(default)s)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     run.add_argument("--variants", nargs="+", default=["all"], help="variant names or 'all' (default: all)")
@@ -27,9 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     for name, help_ in (("table", "results.md / results.json from a study directory"),
                         ("figures", "<out>/figures/*.png from a study directory")):
-        sp = sub.add_parser(name, help=help_)
+        sp = sub.add_parser(name, help=help_, allow_abbrev=False)
         sp.add_argument("--out", default=DEFAULT_OUT)
-    rep = sub.add_parser("reproduce-table", help="the README's table from scripts/reproduce_table.sh's runs")
+    rep = sub.add_parser("reproduce-table", help="the README's table from scripts/reproduce_table.sh's runs",
+                         allow_abbrev=False)
     rep.add_argument("--out", default="runs/reproduce")
     return p
 

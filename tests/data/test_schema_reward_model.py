@@ -1,4 +1,4 @@
-"""Sample schema: the reward spec checks of issue 17 item 7 (ratios, OCR list ground truth)."""
+"""Sample schema: the reward spec checks of issue 17 item 7 (ratios, OCR list ground truth, debug verifiers)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,18 @@ def test_ocr_list_ground_truth_is_accepted():
 def test_bad_reward_specs_name_the_field(reward_model, field):
     with pytest.raises(SampleError, match=field):
         validate_sample(_sample(**reward_model))
+
+
+@pytest.mark.parametrize("name", ["debug_sleep", "debug_crash"])
+def test_debug_verifiers_are_refused_unless_opted_in(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lit_triune.rewards import registry
+
+    sample = _sample(verifier=name, ground_truth="1", verifier_parm={"seconds": 1e9})
+    for debug_name in ("debug_sleep", "debug_crash"):  # this session may have opted in (tests/rewards/test_pool.py)
+        monkeypatch.delitem(registry._REGISTRY, debug_name, raising=False)
+    with pytest.raises(SampleError, match="opt-in"):
+        validate_sample(sample)
+    import lit_triune.rewards.verifiers.debug as debug  # the opt-in (a no-op if already imported: put it back by hand)
+
+    monkeypatch.setitem(registry._REGISTRY, name, registry._as_verifier(name, getattr(debug, name)))
+    validate_sample(sample)

@@ -83,6 +83,28 @@ def test_math_one_answer_is_still_read(answer, gold):
     assert score(f"<answer>{answer}</answer>", {"verifier": "mathverify", "ground_truth": gold})["accuracy"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["4 \\\\ 3", "4 & 3", "4 \\lor 3", "4 \\vee 3", "4 \\vee x = 3", "4 \\land 3", "4 \\wedge 3",
+     "\\boxed{4 \\\\ 3}", "$4 \\lor 3$", "\\begin{cases} 4 \\\\ 3 \\end{cases}", "\\begin{aligned} 4 & 3 \\end{aligned}",
+     "\\begin{vmatrix} 4 \\\\ 3 \\end{vmatrix}"],
+)  # fmt: skip
+def test_math_answers_split_by_a_line_break_alignment_or_logical_or_are_parse_failures(answer):
+    # math-verify reads one side of each ('4 \\ 3' and '4 \lor 3' were paid for 3)
+    out = score(f"<answer>{answer}</answer>", MATH)
+    assert (out["accuracy"], out["failure"]) == (0.0, "parse"), (answer, out["detail"])
+
+
+@pytest.mark.parametrize("env", ["matrix", "pmatrix", "bmatrix", "Bmatrix"])
+def test_math_line_breaks_and_alignment_inside_a_matrix_are_structure(env):
+    # a matrix answer in a block used to be read as prose (the environment name 'pmatrix' was taken for a word)
+    matrix = f"\\begin{{{env}}} 1 & 2 \\\\ 3 & 4 \\end{{{env}}}"
+    rm = {"verifier": "mathverify", "ground_truth": matrix}
+    for answer, paid in ((matrix, 1.0), (matrix.replace("4", "5"), 0.0), (f"\\boxed{{{matrix}}}", 1.0)):
+        out = score(f"<answer>{answer}</answer>", rm)
+        assert (out["accuracy"], out["failure"]) == (paid, None), (answer, out["detail"])
+
+
 def test_math_reads_a_bare_latex_block_whole():
     # math-verify's extractor alone read '2' out of '2^{11}', so it matched a gold of 2^{10}
     assert score("<answer>2^{11}</answer>", {"verifier": "mathverify", "ground_truth": "2^{10}"})["accuracy"] == 0.0
@@ -183,9 +205,9 @@ def test_out_of_range_accuracy_from_a_plugin_is_a_crash_not_a_reward():
 _FRESH = """
 import sys
 from lit_triune.rewards import available_verifiers, validate_reward_model
-from lit_triune.data.schema import SampleError, validate_sample
 spec = {"verifier": "debug_sleep", "verifier_parm": {"seconds": 1e9}}
 assert "debug_sleep" not in available_verifiers()
+assert "lit_triune.rewards.verifiers.debug" not in sys.modules
 try:
     validate_reward_model(spec)
 except ValueError as err:
@@ -199,8 +221,9 @@ print("ok")
 
 
 def test_debug_verifiers_need_an_explicit_opt_in():
-    # a fresh interpreter: this test session has opted in already (test_pool.py imports the module)
-    proc = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True, timeout=120)
+    # a fresh interpreter: this test session has opted in already (test_pool.py imports the module). Only the
+    # rewards package is imported there (no torch), so it starts quickly even on a loaded machine.
+    proc = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
@@ -230,3 +253,29 @@ def test_detection_two_answer_blocks_are_a_parse_failure():
     out = score("<answer>[]</answer><answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]</answer>", rm,
                 image_size=(112, 112), iou_threshold=0.85)
     assert (out["accuracy"], out["failure"]) == (0.0, "parse")
+
+
+DETECTION_ONE_BOX = {"verifier": "detection", "ground_truth": "[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]"}
+PADDED_BOXES = ("<answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}, "
+                "{'bbox_2d': [60, 4, 108, 52], 'label': 'square'}]</answer>")  # the right box and a wrong one
+
+
+@pytest.mark.parametrize("mode", ["combined", "iou", "map"])
+def test_detection_extra_box_costs_the_count_penalty_in_every_mode(mode):
+    # mean IoU over the ground truth and AP ignore an extra box: the plain modes paid a padded answer 1.0
+    rm = {**DETECTION_ONE_BOX, "verifier_parm": {"normalized": False, "det_reward": mode}}
+    one = score("<answer>[{'bbox_2d': [4, 4, 52, 52], 'label': 'square'}]</answer>", rm, iou_threshold=0.85)
+    padded = score(PADDED_BOXES, rm, iou_threshold=0.85)
+    assert one["accuracy"] == pytest.approx(1.0)
+    assert padded["accuracy"] < 1.0 and padded["count_penalty"] == pytest.approx(0.6)
+    if mode != "combined":
+        assert padded["accuracy"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("base", [1.0, 1.5, -0.5, math.nan, "0.6", True])
+def test_detection_count_penalty_base_must_be_below_one(base):
+    rm = {**DETECTION_ONE_BOX, "verifier_parm": {"normalized": False, "count_penalty_base": base}}
+    with pytest.raises(ValueError, match="count_penalty_base"):
+        validate_reward_model(rm)
+    out = score(PADDED_BOXES, rm)
+    assert (out["failure"], out["reward"]) == ("spec", 0.0)

@@ -2,7 +2,9 @@
 
 The V-Triune detection reward: mean IoU of label-matched pairs (`IoU if IoU >= eps else 0`),
 mixed with completeness `1 - (miss + false_alarm)/2` by `iou_completeness`, times the count penalty
-`0.6^|#pred - #gt|`, combined with COCO mAP / AP50 / AP75 by `det_reward_ratio`. Differences from the
+`0.6^|#pred - #gt|`, combined with COCO mAP / AP50 / AP75 by `det_reward_ratio`. The plain `det_reward: "iou"`
+and `"map"` modes take the count penalty too: mean IoU over the ground truth and AP ignore an extra box, so
+listing every candidate would otherwise cost nothing. Differences from the
 released server (use compat="vtriune" for its exact numbers): predictions are converted to the 0-1000
 frame as floats rather than truncated ints, duplicates are kept (they count as false alarms), the
 IoU-first matcher credits the pair it found, and a single threshold (default 0.5) replaces 'average'.
@@ -48,6 +50,15 @@ def ratios_of(p: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def penalty_base_of(p: Mapping[str, Any]) -> float:
+    """`count_penalty_base` (default 0.6); ValueError unless a number in [0, 1): at 1 or above an extra box
+    would cost nothing (or pay), and a negative base flips the sign of the reward."""
+    base = p.get("count_penalty_base", 0.6)
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 0.0 <= base < 1.0:
+        raise ValueError(f"verifier_parm['count_penalty_base'] must be a number in [0, 1), got {base!r}")
+    return float(base)
+
+
 def _fixed(box: Box) -> Box:
     """Inverted boxes become zero-area so they are false positives, not silently ignored, in mAP."""
     return Box(box.x1, box.y1, max(box.x1, box.x2), max(box.y1, box.y2), box.label)
@@ -60,6 +71,7 @@ def _read(reward_model: Mapping[str, Any]) -> tuple[BoxSpec, dict[str, float]]:
         raise ValueError(
             f"verifier_parm['det_reward'] must be one of {MODES}, got {spec.parm.get('det_reward')!r}"
         )
+    penalty_base_of(spec.parm)
     return spec, ratios_of(spec.parm)
 
 
@@ -115,12 +127,12 @@ class DetectionVerifier(Verifier):
         m, m50, m75 = coco_map(
             [(b.xyxy, norm_label(b.label)) for b in fixed], [(b.xyxy, norm_label(b.label)) for b in gt]
         )
-        penalty = float(p.get("count_penalty_base", 0.6)) ** abs(n_p - n_g)
+        penalty = penalty_base_of(p) ** abs(n_p - n_g)
         mode = p.get("det_reward", "combined")
-        if mode == "iou":
-            acc = mean_iou
+        if mode == "iou":  # the count penalty in every mode: an extra box must never be free (issue 17)
+            acc = mean_iou * penalty
         elif mode == "map":
-            acc = m
+            acc = m * penalty
         else:
             terms = {
                 "iou_max_iou_first": w_iou,

@@ -203,7 +203,8 @@ def _boxed_spans(text: str) -> list[tuple[int, int]]:
 
 _DOLLAR = re.compile(r"(?<!\\)\$\$?")
 _DELIMITED = re.compile(r"(?<!\\)\$\$?(.*?)(?<!\\)\$\$?|\\\((.*?)\\\)|\\\[(.*?)\\\]", re.DOTALL)
-_TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|mbox)\s*\{[^{}]*\}")
+_TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|mbox|begin|end)\s*\{[^{}]*\}")
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[^{}]*\}")
 _PROSE = re.compile(r"[A-Za-z]{2,}")
 # numbers side by side are separate candidates, but the LaTeX parser joins them ('1 2' -> 3, '0 \frac{1}{2}'
 # -> 1/2 as a mixed number, '\frac{1}{2} 1' -> 1/2 as a product): refused before parsing
@@ -211,10 +212,15 @@ _LATEX_SPACE = re.compile(r"\\[ ,;:!>]|\\q?quad\b|\\(?:h|)space\s*\{[^{}]*\}|~")
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _PROSE_GAP = re.compile(r"[\d})\]][\s,;:]*\s[\s,;:]*[-+]?(?:\d|\\)")
 _JUXTAPOSED = re.compile(r"[\d})\]]\s+(?:\d|\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\})")
+# a line break, an alignment tab or a logical or/and between two answers: math-verify reads one side of
+# '3 \\ 4', '3 & 4', '3 \lor 4' (and of cases/aligned/... rows) and pays it; only in a matrix are they structure
+_SEPARATOR = re.compile(r"\\\\|(?<!\\)&|\\(?:lor|vee|land|wedge)(?![A-Za-z])")
+_MATRIX = re.compile(r"\\begin\s*\{([pbB]?matrix)\}.*?\\end\s*\{\1\}", re.DOTALL)  # math-verify reads a Matrix
 
 
 def _is_prose(text: str) -> bool:
-    """Words outside LaTeX commands: read it with math-verify's extraction, not as one expression."""
+    """Words outside LaTeX commands and environment names: read it with math-verify's extraction, not as one
+    expression."""
     return bool(_PROSE.search(re.sub(r"\\[A-Za-z]+", " ", _TEXT_CMD.sub(" ", text))))
 
 
@@ -281,7 +287,7 @@ def read_block(block: str) -> tuple[str, list[Any]]:
         if _PROSE_GAP.search(_LATEX_SPACE.sub(" ", _WORD.sub(" ", block))):
             raise AnswerError("several candidate answers in the prose; exactly one is allowed")
         return _one_candidate(block, in_block), in_block
-    if _JUXTAPOSED.search(_LATEX_SPACE.sub(" ", block)):
+    if _JUXTAPOSED.search(_LATEX_SPACE.sub(" ", _ENVIRONMENT.sub(r" \\env ", block))):  # not the '} 1' of \begin{pmatrix} 1
         raise AnswerError("numbers side by side ('1 2', '0 \\frac{1}{2}'); exactly one answer is allowed")
     return f"${block}$", in_block
 
@@ -305,6 +311,8 @@ def read_answer(response: str) -> tuple[str, list[Any]]:
     block = single_answer_block(clip(response))
     text, config = read_block(block) if block is not None else read_completion(response)
     text = unicodedata.normalize("NFKC", text)  # full-width and superscript digits are digits to the limits too
+    if _SEPARATOR.search(_MATRIX.sub(" ", text)):
+        raise AnswerError("answers separated by a line break, '&' or a logical or/and; exactly one answer is allowed")
     why = math_limits(text)
     if why:
         raise AnswerError(why)
