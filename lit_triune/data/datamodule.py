@@ -162,6 +162,14 @@ class TriuneDataModule(pl.LightningDataModule):
         self.val_sources: list[Source] = []
         self.builder: PromptBuilder | None = None
 
+    @property
+    def source_names(self) -> list[str]:
+        """Every data source this module yields: training sources, then validation-only ones, each sorted.
+        SourceMetrics(sources=None) reads it, so metrics are kept per source without listing them twice."""
+        train = sorted(self._train_names())
+        val = set(self.val_spec) | {f"synthetic_{t}" for t in self.val_synthetic}
+        return train + sorted(val - set(train))
+
     def _train_names(self) -> set[str]:
         return set(self.train_spec) | {f"synthetic_{t}" for t in self.synthetic}
 
