@@ -61,3 +61,11 @@ def test_datamodule_and_policy_accept_a_hub_id(offline_cache: Path) -> None:
     assert Path(_resolve_model_path("someorg/tiny-vl")) == snapshot
     assert Path(policy.resolve_model_path("someorg/tiny-vl")) == snapshot
     assert policy.load_processor(str(snapshot)) is not None
+
+
+def test_memory_plan_reads_a_cached_hub_config(offline_cache: Path) -> None:
+    from lit_triune.models import memory_plan
+
+    snapshot = fake_hub_cache(offline_cache, "someorg/tiny-vl", build_tiny_model("tiny"))
+    config, source = memory_plan.load_config("someorg/tiny-vl")
+    assert Path(source) == snapshot / "config.json"
