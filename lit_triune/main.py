@@ -29,6 +29,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from lit_triune.data import TriuneDataModule  # noqa: E402
+from lit_triune.overlays import warn_replaced_callbacks  # noqa: E402
 from lit_triune.progress import progress_callbacks  # noqa: E402
 from lit_triune.rl.module import TriuneModule  # noqa: E402
 
@@ -82,6 +83,8 @@ class TriuneCLI(LightningCLI):
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
     register_resolvers()
+    if args is None or isinstance(args, list):  # an overlay's callback list replaces the base's: say what is lost
+        warn_replaced_callbacks(sys.argv[1:] if args is None else args)
     # Under a subcommand (`fit -c ...`) jsonargparse resolves interpolations on the whole namespace, where
     # `${model.lr}` would have to be `${fit.model.lr}`; this rewrites absolute paths as relative ones at load
     # time, so the same config works with and without a subcommand (run=False).

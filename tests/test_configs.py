@@ -56,6 +56,7 @@ def _stacks() -> list[tuple[str, list[Path]]]:
     for path in sorted(ABLATIONS.glob("*.yaml")):
         bases = [TINY] if path.stem in TINY_ONLY else [ORSTA] if path.stem in ORSTA_ONLY else [ORSTA, TINY]
         stacks += [(f"{base.stem}+{path.stem}", [base, path]) for base in bases]
+    stacks += [(f"{base.stem}+own_data", [base, CONF / "examples" / "own_data.yaml"]) for base in (TINY, ORSTA)]
     return stacks
 
 
@@ -131,6 +132,12 @@ def test_print_config(files, capsys, request):
         reasoning = {"math", "puzzle", "science", "chart"}
         assert set(config["data"]["train"]) == (reasoning if "reasoning" in name else ORSTA_TASKS - reasoning)
         assert set(config["data"]["val"]) == ORSTA_TASKS  # the variants are compared on the same sources
+    if name.endswith("+own_data"):  # the template replaces the base's data, whichever base
+        assert config["data"]["train"] == {"my_data": "data/my_data/train"}
+        assert config["data"]["val"] == {"my_data": "data/my_data/val"}
+        assert config["data"]["synthetic"] is None and config["data"]["val_synthetic"] is None
+        assert config["model"]["warm_start_steps"] == 0 and config["model"]["model_path"] == "Qwen/Qwen2.5-VL-3B-Instruct"
+        assert _callback(config, "SourceMetrics").get("sources") is None  # taken from the data module
     if name.startswith("tiny+tiny_"):
         want = {"chart", "math"} if "reasoning" in name else {"grounding", "detection", "counting", "ocr"}
         assert set(config["data"]["synthetic"]) == want

@@ -44,11 +44,43 @@ def reflection_pattern(words: Sequence[str]) -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])(?:" + "|".join(alternatives) + r")(?![\w-])", re.IGNORECASE)
 
 
+def _check_sources(sources: Sequence[str]) -> list[str]:
+    sources = list(sources)
+    if not sources or len(set(sources)) != len(sources):
+        raise MisconfigurationException(f"`sources` must be a non-empty list of distinct names, got {sources}.")
+    bad = [s for s in sources if not isinstance(s, str) or not s or "/" in s or s in ("other", "all")]
+    if bad:
+        raise MisconfigurationException(
+            f"Source names must be non-empty strings without '/', and 'other' and 'all' are reserved;"
+            f" got {bad} in {sources}."
+        )
+    return sources
+
+
+def datamodule_sources(trainer: pl.Trainer) -> list[str]:
+    """``trainer.datamodule.source_names`` (a list, or a method returning one), duck-typed: any
+    LightningDataModule that names its sources works, and nothing here imports its package."""
+    datamodule = getattr(trainer, "datamodule", None)
+    names = getattr(datamodule, "source_names", None)
+    if callable(names):
+        names = names()
+    if names is None:
+        raise MisconfigurationException(
+            "SourceMetrics(sources=None) takes its sources from `trainer.datamodule.source_names`, but"
+            f" {type(datamodule).__name__ if datamodule is not None else 'this trainer'} has none:"
+            " pass `sources=[...]`, or give the datamodule a `source_names` list."
+        )
+    return [str(n) for n in names]
+
+
 class SourceMetrics(Callback):
     """Per-``data_source`` rollout metrics for training and validation, logged under stable names.
 
     A mixed run hides a collapsing source inside a healthy average, so every statistic is kept per
-    source (a fixed list; unlisted sources land in ``other``) plus an ``all`` aggregate. Each sample is
+    source (a fixed list; unlisted sources land in ``other``) plus an ``all`` aggregate. With
+    ``sources=None`` the list is read at ``setup`` from the trainer's datamodule, duck-typed: its
+    ``source_names`` attribute (a list of names, or a method returning one); a datamodule without it
+    is an error that says to pass ``sources``. Each sample is
     read from the record dict ``outputs[output_key]`` that ``training_step`` / ``validation_step``
     return (docs/interfaces.md, "Per-sample rollout records"):
 
@@ -87,7 +119,8 @@ class SourceMetrics(Callback):
     which warns) start an empty window, as before.
 
     Args:
-        sources: Data sources to report separately, e.g. ``["mm_math", "v3det", "refcoco"]``.
+        sources: Data sources to report separately, e.g. ``["mm_math", "v3det", "refcoco"]``; ``None``:
+            ``trainer.datamodule.source_names`` at setup.
         output_key: Key of the record dict in the step output.
         log_prefix_train: Prefix of training metrics; ``None`` disables them.
         log_prefix_val: Prefix of validation metrics; ``None`` disables them.
@@ -114,7 +147,7 @@ class SourceMetrics(Callback):
 
     def __init__(
         self,
-        sources: Sequence[str],
+        sources: Sequence[str] | None = None,
         output_key: str = "rollout",
         log_prefix_train: str | None = "train",
         log_prefix_val: str | None = "val",
@@ -124,17 +157,8 @@ class SourceMetrics(Callback):
         iou_thresholds: Sequence[float] = (0.5, 0.75),
         tensorboard_layout: bool = True,
     ) -> None:
-        sources = list(sources)
-        if not sources or len(set(sources)) != len(sources):
-            raise MisconfigurationException(
-                f"`sources` must be a non-empty list of distinct names, got {sources}."
-            )
-        bad = [s for s in sources if not isinstance(s, str) or not s or "/" in s or s in ("other", "all")]
-        if bad:
-            raise MisconfigurationException(
-                f"Source names must be non-empty strings without '/', and 'other' and 'all' are reserved;"
-                f" got {bad} in {sources}."
-            )
+        if sources is not None:
+            sources = _check_sources(sources)
         if not output_key:
             raise MisconfigurationException(f"`output_key` must be a non-empty string, got {output_key!r}.")
         for name, prefix in (("log_prefix_train", log_prefix_train), ("log_prefix_val", log_prefix_val)):
@@ -159,7 +183,6 @@ class SourceMetrics(Callback):
                 f"`iou_thresholds` must be distinct values in (0, 1], got {iou_thresholds}."
             )
 
-        self.sources = sources
         self.output_key = output_key
         self.log_prefix_train = log_prefix_train
         self.log_prefix_val = log_prefix_val
@@ -170,13 +193,19 @@ class SourceMetrics(Callback):
         self.columns = [*_BASE_COLUMNS, *(f"iou@{t:g}" for t in iou_thresholds)]
         self._col = {c: i for i, c in enumerate(self.columns)}
         self._reflection = reflection_pattern(words)
-        self.train_stats = SourceStats(sources, self.columns)
-        self.val_stats = SourceStats(sources, self.columns)
+        self.sources: list[str] | None = None
+        if sources is not None:
+            self._set_sources(sources)
         self._pending_batches = 0
         self._loaded: dict[str, Any] | None = None  # open training window from a checkpoint
         self.last_logged: dict[str, dict[str, float]] = {}
         self.tensorboard_layout = tensorboard_layout
         self._charted: dict[str, list[str]] = {}  # prefix -> statistics in the written layout
+
+    def _set_sources(self, sources: list[str]) -> None:
+        self.sources = sources
+        self.train_stats = SourceStats(sources, self.columns)
+        self.val_stats = SourceStats(sources, self.columns)
 
     @property
     @override
@@ -194,7 +223,7 @@ class SourceMetrics(Callback):
         ``Trainer.save_checkpoint`` does (``_call_callbacks_state_dict`` in ``dump_checkpoint``, which
         runs on all ranks; ``weights_only`` checkpoints skip it on all ranks alike).
         """
-        if self.log_prefix_train is None:
+        if self.log_prefix_train is None or self.sources is None:  # sources=None before setup: no window yet
             return {}
         stats = self.train_stats
         if self._pending_batches == 0:  # the same on every rank: all skip the collective together
@@ -334,6 +363,8 @@ class SourceMetrics(Callback):
     # ---------------------------------------------------------------- hooks
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.sources is None:  # before Lightning restores a checkpoint, so load_state_dict sees them
+            self._set_sources(_check_sources(datamodule_sources(trainer)))
         if self.log_prefix_val is not None:  # values are synced by SourceStats already
             warnings.filterwarnings(
                 "ignore",

@@ -42,10 +42,16 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _format_instruction(question: str) -> str:
+    """The <think>/<answer> instruction, unless the question already asks for an <answer> block (a user's
+    own prompt with its own format line gets no second one)."""
+    return "" if "<answer>" in question else FORMAT_INSTRUCTION
+
+
 def _sample(source: str, sid: str, data: bytes, image_path: str, question: str, gt: str, verifier: str,
             ability: str, parm: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"data_source": source, "images": [{"bytes": data, "path": image_path}],
-            "prompt": [{"role": "user", "content": "<image>" + question + FORMAT_INSTRUCTION}],
+            "prompt": [{"role": "user", "content": "<image>" + question + _format_instruction(question)}],
             "ability": ability,
             "reward_model": {"answer": gt, "ground_truth": gt, "accuracy_ratio": 1.0, "format_ratio": 0.1,
                              "verifier": verifier, "verifier_parm": dict(parm or {})},

@@ -57,13 +57,10 @@ def write_synthetic(out: Path, task: str, n: int, seed: int, difficulty: str, im
 
 
 def _resolve_model_path(model_path: str | None) -> str | None:
-    if model_path is None or os.path.isdir(os.path.expanduser(model_path)):
-        return None if model_path is None else os.path.expanduser(model_path)
-    from lit_triune.models.tiny import build_tiny_model, preset_names
+    """None keeps the built-in Qwen template; anything else is a directory, a preset or a Hub id."""
+    from lit_triune.models.paths import resolve_model_path
 
-    if model_path in preset_names():
-        return str(build_tiny_model(model_path))
-    raise FileNotFoundError(f"model_path {model_path!r} is neither a directory nor a tiny preset {preset_names()}")
+    return None if model_path is None else resolve_model_path(model_path)
 
 
 class TriuneDataModule(pl.LightningDataModule):
@@ -83,7 +80,8 @@ class TriuneDataModule(pl.LightningDataModule):
         seed: fixes order, mixing and CoT template draws.
         min_pixels: smallest image area in pixels after resizing; None -> the processor's.
         max_pixels: largest image area in pixels after resizing; None -> the processor's.
-        model_path: processor directory or tiny preset name ("tiny", "small"); None -> built-in Qwen template.
+        model_path: processor directory, tiny preset name ("tiny", "small") or Hugging Face Hub id (read from
+            the Hub cache, lit_triune/models/paths.py); None -> built-in Qwen template.
         cot: draw a CoT prompt template per sample (for samples with `extra_info.question`).
         cot_sources: only these sources get CoT templates (None: all).
         cot_templates: the template pool (each with `{question}`); None -> 20 defaults.
@@ -163,6 +161,14 @@ class TriuneDataModule(pl.LightningDataModule):
         self.train_sources: list[Source] = []
         self.val_sources: list[Source] = []
         self.builder: PromptBuilder | None = None
+
+    @property
+    def source_names(self) -> list[str]:
+        """Every data source this module yields: training sources, then validation-only ones, each sorted.
+        SourceMetrics(sources=None) reads it, so metrics are kept per source without listing them twice."""
+        train = sorted(self._train_names())
+        val = set(self.val_spec) | {f"synthetic_{t}" for t in self.val_synthetic}
+        return train + sorted(val - set(train))
 
     def _train_names(self) -> set[str]:
         return set(self.train_spec) | {f"synthetic_{t}" for t in self.synthetic}

@@ -4,6 +4,7 @@
     lit-triune-prepare orsta --parquet orsta/*.parquet --out data/orsta
     lit-triune-prepare coco --annotations ann.json --images imgs/ --task detection --source coco --out data/coco
     lit-triune-prepare jsonl --input qa.jsonl --images imgs/ --source geo --out data/geo
+    lit-triune-prepare jsonl --input qa.jsonl --source geo --val-fraction 0.1 --seed 0 --out data/geo  # data/geo/{train,val}
     lit-triune-prepare filter --input data/orsta --out data/orsta_filtered
     lit-triune-prepare check --input data/orsta data/coco [--report problems.json]
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,26 +100,34 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, allow_abbrev=False)
         s.add_argument("--out", required=True, help="output shard directory")
         s.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+        if name != "filter":
+            s.add_argument("--val-fraction", type=float, default=0.0,
+                           help="hold out this share of the samples (by id, deterministic): writes <out>/train and "
+                                "<out>/val instead of <out>")
         if name == "synthetic":
             from lit_triune.data.synthetic import DIFFICULTIES, TASKS
 
             s.add_argument("--task", required=True, choices=sorted(TASKS))
             s.add_argument("--n", type=int, required=True)
             s.add_argument("--difficulty", default="easy", choices=DIFFICULTIES)
-            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--seed", type=int, default=0, help="generation seed, and the split's")
             s.add_argument("--image-size", type=int, default=112)
         elif name == "orsta":
             s.add_argument("--parquet", nargs="+", required=True)
+            s.add_argument("--seed", type=int, default=0, help="seed of the --val-fraction split")
         elif name == "coco":
             s.add_argument("--annotations", required=True)
             s.add_argument("--images", required=True)
             s.add_argument("--task", default="detection", choices=("detection", "grounding"))
             s.add_argument("--source", default="coco")
+            s.add_argument("--seed", type=int, default=0, help="seed of the --val-fraction split")
         elif name == "jsonl":
-            s.add_argument("--input", required=True)
-            s.add_argument("--images", required=True)
-            s.add_argument("--source", default="jsonl")
+            s.add_argument("--input", required=True, help="one JSON object a line: image, question, answer, ...")
+            s.add_argument("--images", default=None,
+                           help="folder the `image` paths are relative to (default: the JSONL file's folder)")
+            s.add_argument("--source", default="jsonl", help="data_source name (metrics are kept per source)")
             s.add_argument("--verifier", default="mathverify")
+            s.add_argument("--seed", type=int, default=0, help="seed of the --val-fraction split")
         else:
             s.add_argument("--input", nargs="+", required=True, help="shard dirs or globs")
             s.add_argument("--seed", type=int, default=0)
@@ -139,17 +148,36 @@ def main(argv: list[str] | None = None) -> int:
                 if args.cmd == "check" and args.report:
                     Path(args.report).write_text(json.dumps({"samples": total, "problems": problems}, indent=1))
                 return 2 if problems else 0
+        make: Callable[[], Iterable[dict[str, Any]]] | None = None
         if args.cmd == "synthetic":
             from lit_triune.data.synthetic import iter_samples
 
-            samples: Iterable[dict[str, Any]] = iter_samples(args.task, args.n, seed=args.seed,
-                                                             difficulty=args.difficulty, image_size=args.image_size)
+            def make() -> Iterable[dict[str, Any]]:
+                return iter_samples(args.task, args.n, seed=args.seed, difficulty=args.difficulty,
+                                    image_size=args.image_size)
         elif args.cmd == "orsta":
-            samples = (s for path in args.parquet for s in convert.convert_orsta_parquet(path))
+            def make() -> Iterable[dict[str, Any]]:
+                return (s for path in args.parquet for s in convert.convert_orsta_parquet(path))
         elif args.cmd == "coco":
-            samples = convert.convert_coco(args.annotations, args.images, task=args.task, source=args.source)
+            def make() -> Iterable[dict[str, Any]]:
+                return convert.convert_coco(args.annotations, args.images, task=args.task, source=args.source)
         elif args.cmd == "jsonl":
-            samples = convert.convert_jsonl(args.input, args.images, source=args.source, verifier=args.verifier)
+            images = args.images if args.images is not None else str(Path(args.input).parent)
+
+            def make() -> Iterable[dict[str, Any]]:
+                return convert.convert_jsonl(args.input, images, source=args.source, verifier=args.verifier)
+        if make is not None and args.val_fraction:
+            from lit_triune.data.split import write_split
+
+            parts = write_split(make, args.out, args.val_fraction, args.seed, prefix=args.cmd,
+                                shard_size=args.shard_size)
+            for part, manifest in parts.items():
+                info = manifest.to_json()
+                print(f"{part}: wrote {info['total']} samples in {len(info['shards'])} shards to "
+                      f"{Path(args.out) / part}  by source: {info['by_source']}")
+            return 0
+        if make is not None:
+            samples: Iterable[dict[str, Any]] = make()
         else:
             kept, report = filter_samples(read_shards(args.input), seed=args.seed)
             print(format_report(report))

@@ -39,12 +39,22 @@ def real_config_names() -> list[str]:
 def load_config(model_path: str, arch: str | None = None) -> tuple[Any, str]:
     """The Qwen2.5-VL config a plan is made for, and where it came from: `arch` (a name under
     real_configs/ or a size such as "7B"), else `model_path`'s own config.json if it exists, else the
-    real config whose size appears in the path's name (`/ckpt/Qwen2.5-VL-7B-Instruct` -> 7B)."""
+    real config whose size appears in the path's name (`/ckpt/Qwen2.5-VL-7B-Instruct` -> 7B). A Hub id
+    (`Qwen/Qwen2.5-VL-7B-Instruct`) reads the config.json in the Hugging Face cache when it is there."""
     from transformers import Qwen2_5_VLConfig
 
     names = real_config_names()
     if arch is None:
         local = Path(model_path).expanduser() / "config.json"
+        if not local.is_file():  # a Hub id: its config.json from the Hugging Face cache, if it is there
+            from huggingface_hub import try_to_load_from_cache
+            from huggingface_hub.utils import HFValidationError
+
+            try:
+                cached = try_to_load_from_cache(model_path, "config.json")
+            except HFValidationError:  # not a Hub id either
+                cached = None
+            local = Path(cached) if isinstance(cached, str) else local
         if local.is_file():
             return Qwen2_5_VLConfig.from_json_file(str(local)), str(local)
         found = re.search(r"(\d+)B", Path(model_path).name, flags=re.IGNORECASE)

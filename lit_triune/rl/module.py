@@ -39,7 +39,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
     """GRPO/DAPO for image-text-to-text policies, with the V-Triune defaults.
 
     Args:
-        model_path: HF checkpoint directory (e.g. a Qwen2.5-VL-7B-Instruct) or a built-in preset
+        model_path: HF checkpoint directory (e.g. a Qwen2.5-VL-7B-Instruct), a Hugging Face Hub id read from
+            the Hub cache (`Qwen/Qwen2.5-VL-7B-Instruct`; lit_triune/models/paths.py) or a built-in preset
             name (`tiny`, `small`) built offline by `lit_triune.models.tiny`.
         freeze: "vision" (paper default), "language" or "none" during RL. Frozen parts are in eval
             mode and outside the optimizer.

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from lit_triune.models.paths import resolve_model_path  # noqa: F401  (re-exported: directory, preset or Hub id)
+
 FREEZE_CHOICES = ("vision", "language", "none")
-
-
-def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
-    """A preset name (`tiny`, `small`) builds (once) the project's own offline model; anything else is
-    an HF checkpoint directory or hub id, passed through unchanged."""
-    from lit_triune.models.tiny import build_tiny_model, preset_names
-
-    if not Path(name_or_path).expanduser().is_dir() and name_or_path in preset_names():
-        return str(build_tiny_model(name_or_path, cache_dir))
-    return str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path
 
 
 def load_policy(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str | None = None) -> nn.Module:

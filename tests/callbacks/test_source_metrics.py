@@ -8,7 +8,7 @@ import pytest
 import torch
 from cb_records import SOURCES, MemoryLogger, make_record
 from lightning.pytorch import Trainer
-from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -338,3 +338,27 @@ def test_resume_from_a_validation_end_checkpoint(tmp_path: Path) -> None:
     assert resumed.history["train/samples/all"] == [(7, 64.0), (9, 32.0)]
     expected = _train_logs(full.history, {7, 9})
     assert _train_logs(resumed.history, {7, 9}) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+class _NamedSources(BoringDataModule):
+    """Any LightningDataModule with a `source_names` list (duck-typed: nothing from lit_triune)."""
+
+    source_names = ["math", "det"]
+
+
+def test_sources_from_the_datamodule_when_not_given(tmp_path: Path, memory_logger: Any) -> None:
+    cb = SourceMetrics(log_every_n_steps=2)
+    trainer = Trainer(default_root_dir=tmp_path, callbacks=[cb], logger=memory_logger, max_steps=2,
+                      limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+                      enable_checkpointing=False)
+    trainer.fit(RolloutModel(), datamodule=_NamedSources())
+    assert cb.sources == ["math", "det"]
+    assert "train/samples/math" in memory_logger.history and "train/samples/det" in memory_logger.history
+    assert "train/samples/other" in memory_logger.history  # make_record's "ground" is not a datamodule source
+
+
+def test_no_sources_and_no_datamodule_names_is_a_clear_error(tmp_path: Path) -> None:
+    trainer = Trainer(default_root_dir=tmp_path, callbacks=[SourceMetrics()], logger=False, max_steps=1,
+                      enable_progress_bar=False, enable_checkpointing=False)
+    with pytest.raises(MisconfigurationException, match=r"trainer.datamodule.source_names.*pass `sources=\[...\]`"):
+        trainer.fit(RolloutModel(), datamodule=BoringDataModule())

@@ -10,6 +10,7 @@ from PIL import Image
 
 from lit_triune.data import ShardWriter, TriuneDataModule, sft_target
 from lit_triune.data.prepare import main, read_shards
+from lit_triune.data.synthetic.common import FORMAT_INSTRUCTION
 
 
 def _png(w=200, h=100, colour=(255, 0, 0)) -> bytes:
@@ -96,6 +97,12 @@ def test_jsonl_converter_and_errors(tmp_path):
                  "--source", "geo", "--out", str(tmp_path / "s")]) == 0
     (sample,) = read_shards(str(tmp_path / "s"))
     assert sample["data_source"] == "geo" and sample["reward_model"]["ground_truth"] == "4"
+    assert sample["prompt"][0]["content"] == "<image>2+2?" + FORMAT_INSTRUCTION  # the format line is added
+    own = "2+2? Reply as <answer>N</answer>."  # a question with its own format line gets no second one
+    (tmp_path / "own.jsonl").write_text(json.dumps({"image": "q.png", "question": own, "answer": "4"}) + "\n")
+    assert main(["jsonl", "--input", str(tmp_path / "own.jsonl"), "--out", str(tmp_path / "own")]) == 0  # images: its folder
+    (sample,) = read_shards(str(tmp_path / "own"))
+    assert sample["prompt"][0]["content"] == "<image>" + own
     (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "q.png", "question": "x"}) + "\n")
     assert main(["jsonl", "--input", str(tmp_path / "bad.jsonl"), "--images", str(tmp_path),
                  "--out", str(tmp_path / "s2")]) == 2
