@@ -25,7 +25,10 @@ def test_two_rank_ddp_grpo(tmp_path: Path, tiny_model_path: Path) -> None:
     probe = tmp_path / "probe"
     args = tiny_args(tmp_path / "run", max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=MAX_STEPS,
                      config=snapshot_config(tmp_path), num_workers=0,
+                     # the ViT trains in the warm-start and is frozen in RL: DDP must cope with the trainable set
+                     # changing between stages (find_unused_parameters); the default now keeps it frozen in both
                      extra=["--trainer.devices=2", "--trainer.strategy=ddp", "--model.reward_workers=0",
+                            "--model.warm_start_freeze=none",
                             "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
     t0 = time.perf_counter()
     run_fit(args, timeout=300)

@@ -42,6 +42,7 @@ def _fit(root: Path, config: Path, strategy: list[str], resume: Path | None = No
     probe = root / "probe"
     args = tiny_args(root, max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=2, config=config, num_workers=0,
                      extra=["--trainer.devices=2", "--model.reward_workers=0", *strategy,
+                            "--model.warm_start_freeze=none",  # the trainable set changes at the RL stage
                             *([f"--ckpt_path={resume}"] if resume else []),
                             "--trainer.callbacks+=triune_callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
                             "--trainer.callbacks.init_args.log_every_n_steps=1",
