@@ -137,6 +137,8 @@ def _tensorboard_class(logger: Any) -> str:
     files), else Lightning's own."""
     path = logger.get("class_path", "") if isinstance(logger, dict) else ""
     return path if path.endswith("TensorBoardLogger") else TENSORBOARD
+
+
 def _outputs(cfg: dict[str, Any], run: Path, seed: int, every_n_steps: int) -> None:
     """Seed, log dir and checkpoints of one run (in place)."""
     cfg["seed_everything"] = seed
