@@ -178,25 +178,29 @@ class RolloutRunner:
         reward_models = list(batch.reward_models)
         sizes = [tuple(s) for s in batch.image_sizes]
         iou = self.module.iou_threshold
-        pending: list[Any] = []
+        pending: list[tuple[list[int], Any]] = []
 
         def score_chunk(rows: Tensor, part: Rollout) -> None:
             # Each finished chunk goes to the verifier pool's processes right away, so with a chunked
             # engine its scoring overlaps the generation of the next chunk.
             idx = part.prompt_index.tolist()
-            pending.append(self.scorer.submit(part.texts, [reward_models[i] for i in idx], [sizes[i] for i in idx],
-                                              iou_threshold=iou))
+            pending.append((rows.tolist(), self.scorer.submit(part.texts, [reward_models[i] for i in idx],
+                                                              [sizes[i] for i in idx], iou_threshold=iou)))
 
         kwargs: dict[str, Any] = {} if encoded is None else {"encoded": encoded}
         if isinstance(engine, ChunkedEngine):
+            # one generate call per data source when the engine gains by it (answer lengths differ by source)
             rollout: Rollout = engine.generate(list(batch.prompts), list(batch.images), sampling,
-                                               on_chunk=score_chunk, **kwargs)
+                                               on_chunk=score_chunk, length_keys=list(batch.data_sources), **kwargs)
         else:  # any engine with the plain protocol: score after the whole batch
             rollout = engine.generate(list(batch.prompts), list(batch.images), sampling)
             score_chunk(torch.arange(len(rollout.texts)), rollout)
         t1 = time.perf_counter()
         g = sampling.n
-        results = [r for wait in pending for r in wait()]
+        results: list[Any] = [None] * len(rollout.texts)
+        for rows, wait in pending:  # chunks may hold any rows (length groups): put each result in its row
+            for row, result in zip(rows, wait(), strict=True):
+                results[row] = result
         t2 = time.perf_counter()
         self.last_spurious_vision_tokens = int(rollout.spurious_vision_tokens.sum())
         return ScoredRollout(

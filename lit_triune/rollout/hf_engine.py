@@ -160,6 +160,10 @@ class HFGenerateEngine(ChunkedEngine):
         fast_sampler: Draw tokens by inverse CDF in the logits processor (N uniforms per step) instead of
             HF's multinomial (an exponential per vocabulary entry); used when top_k is off and top_p = 1.
             Same distribution, different random stream: False gives HF's sampler.
+        split_by_length_key: Given `length_keys` (the trainer passes each prompt's data source), one
+            `model.generate` call per key: HF computes every row of a call until the longest one stops, so
+            the CPU default's 12-token answers would wait for its 90-token box lists
+            (benchmarks/generation_blocks.py). False: one call per chunk, whatever the keys.
 
     `generate(..., encoded=enc)` takes the prompts already through `encode_prompts`; with
     `enc.image_features` set (a frozen vision tower's output, computed once by the trainer) the vision
@@ -178,6 +182,7 @@ class HFGenerateEngine(ChunkedEngine):
         keep_logprobs: bool = True,
         share_prompt_prefill: bool = True,
         fast_sampler: bool = True,
+        split_by_length_key: bool = True,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be None or >= 1 prompts, got {chunk_size}")
@@ -188,6 +193,7 @@ class HFGenerateEngine(ChunkedEngine):
         self.keep_logprobs = keep_logprobs
         self.share_prompt_prefill = share_prompt_prefill
         self.fast_sampler = fast_sampler
+        self.split_by_length_key = split_by_length_key
 
     def bind(self, model: nn.Module | Callable[[], nn.Module], processor: Any = None) -> None:
         """Called by RolloutCallback at fit start: the module to generate with and its processor."""

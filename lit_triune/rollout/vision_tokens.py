@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from lit_triune.rollout.base import Rollout
 
@@ -116,4 +117,19 @@ def concat_rollouts(parts: Sequence[Rollout]) -> Rollout:
         truncated=torch.cat([p.truncated for p in parts]),
         spurious_vision_tokens=torch.cat([p.spurious_vision_tokens for p in parts]),
         timings=timings,
+    )
+
+
+def select_rows(rollout: Rollout, rows: Tensor) -> Rollout:
+    """The rollout's rows `rows` ([M] long), in that order; timings kept."""
+    idx = rows.tolist()
+    lps = rollout.sampling_logprobs
+    return Rollout(
+        prompt_index=rollout.prompt_index[rows],
+        completion_ids=[rollout.completion_ids[i] for i in idx],
+        sampling_logprobs=None if lps is None else [lps[i] for i in idx],
+        texts=[rollout.texts[i] for i in idx],
+        truncated=rollout.truncated[rows],
+        spurious_vision_tokens=rollout.spurious_vision_tokens[rows],
+        timings=dict(rollout.timings),
     )

@@ -198,6 +198,46 @@ def test_chunks_are_lazy_and_reassemble(hf_model, tiny_processor, image_batch):
     assert full.prompt_index.tolist() == [0, 0, 1, 1, 2, 2] and len(full.completion_ids) == 6
 
 
+def test_length_keys_give_one_call_per_key_and_rows_in_prompt_order(hf_model, tiny_processor, image_batch):
+    """Prompts of one key (the trainer passes the data source) share a `model.generate` call, so short answers
+    do not wait for long ones; the rollout comes back prompt-major as without keys, each row the greedy
+    completion of its own prompt."""
+    prompts, images = image_batch
+    prompts = [prompts[0], prompts[1], prompts[0], prompts[1]]  # B = 4, keys a b a b
+    images = [images[0], images[1], images[0], images[1]]
+    keys = ["a", "b", "a", "b"]
+    model = copy.deepcopy(hf_model)
+    calls = []
+    original = model.generate
+    model.generate = lambda *a, **k: calls.append(k["input_ids"].shape[0]) or original(*a, **k)
+    engine = HFGenerateEngine(model, tiny_processor)
+    greedy = SamplingConfig(n=2, max_new_tokens=6, temperature=0.0, seed=0)
+    seen = []
+    r = engine.generate(prompts, images, greedy, length_keys=keys,
+                        on_chunk=lambda rows, part: seen.append((rows.tolist(), part.prompt_index.tolist())))
+    assert calls == [2, 2]  # one call per key, two prompts each
+    assert seen == [([0, 1, 4, 5], [0, 0, 2, 2]), ([2, 3, 6, 7], [1, 1, 3, 3])]
+    assert r.prompt_index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    plain = engine.generate(prompts, images, greedy)  # one call for all four prompts
+    assert r.texts == plain.texts and r.completion_ids == plain.completion_ids
+    sampled = SamplingConfig(n=2, max_new_tokens=6, seed=3)
+    a, b = (engine.generate(prompts, images, sampled, length_keys=keys) for _ in range(2))
+    assert a.completion_ids == b.completion_ids  # reproducible
+    assert all(len(lp) == len(ids) for lp, ids in zip(a.sampling_logprobs, a.completion_ids, strict=True))
+    with pytest.raises(ValueError, match="3 length_keys for 4 prompts"):
+        engine.generate(prompts, images, greedy, length_keys=keys[:3])
+
+
+def test_engines_without_splitting_ignore_length_keys(hf_model, tiny_processor, image_batch):
+    prompts, images = image_batch
+    engine = HFGenerateEngine(hf_model, tiny_processor)
+    engine.split_by_length_key = False  # what vLLM's engine declares: it drops finished rows itself
+    seen = []
+    engine.generate(prompts, images, SamplingConfig(n=1, max_new_tokens=3, seed=0), length_keys=["a", "b"],
+                    on_chunk=lambda rows, part: seen.append(rows.tolist()))
+    assert seen == [[0, 1]]
+
+
 def test_clear_errors(hf_model, tiny_processor, image_batch):
     prompts, images = image_batch
     engine = HFGenerateEngine(hf_model, tiny_processor)
