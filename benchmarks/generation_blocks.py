@@ -15,6 +15,9 @@ computed once per batch, as the trainer does) with and without length keys, alte
 machine load falls on both. Same seed both ways: the sampled tokens differ only through the per-call seed.
 
     python benchmarks/generation_blocks.py [--policy DIR] [--batches 4] [--rounds 2] [--warm-start-steps 150]
+                                           [--quick]
+
+`--quick` (the smoke test): a 2-step warm-start on 32 samples per source, one batch, one round, 8 new tokens.
 
 Last line: `ratio: <one call per source / one call per batch, generation time>`.
 """
@@ -37,13 +40,13 @@ TASKS = ("grounding", "detection", "counting", "ocr", "chart", "math")
 PROMPTS, GROUP, NEW_TOKENS = 16, 8, 128
 
 
-def _warm_started_policy(out: Path, steps: int) -> Path:
+def _warm_started_policy(out: Path, steps: int, extra: list[str]) -> Path:
     """The CPU default's warm-start and one RL step (the IoU schedule needs one), exported as an HF checkpoint."""
     run = out / "run"
     cmd = [sys.executable, str(ROOT / "lit_triune/main.py"), "fit", "-c", str(ROOT / "conf/tiny.yaml"),
            f"--trainer.max_steps={steps + 1}", f"--model.warm_start_steps={steps}", "--model.stage_reports=[]",
            f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
-           f"--data.cache_dir={out / 'cache'}"]
+           f"--data.cache_dir={out / 'cache'}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": str(ROOT)}
     print(f"warm-start: {steps} steps of conf/tiny.yaml ...", flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -69,7 +72,13 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=4)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-new-tokens", type=int, default=NEW_TOKENS, help="the CPU default's 128")
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny warm-start, one batch, one round")
     args = p.parse_args()
+    extra: list[str] = []
+    if args.quick:
+        args.warm_start_steps, args.batches, args.rounds, args.max_new_tokens = 2, 1, 1, 8
+        extra = [f"--data.{split}.{t}={n}" for split, n in (("synthetic", 32), ("val_synthetic", 4)) for t in TASKS]
 
     import torch
 
@@ -81,7 +90,7 @@ def main() -> None:
     from lit_triune.rollout.hf_engine import HFGenerateEngine
 
     with tempfile.TemporaryDirectory() as tmp:
-        policy = Path(args.policy) if args.policy else _warm_started_policy(Path(tmp), args.warm_start_steps)
+        policy = Path(args.policy) if args.policy else _warm_started_policy(Path(tmp), args.warm_start_steps, extra)
         model = policy_lib.load_policy(str(policy))
         processor = policy_lib.load_processor(str(policy))
         batches = _batches(policy, args.batches, seed=0)
@@ -96,7 +105,7 @@ def main() -> None:
             enc = encode_prompts(processor, prompts, images)
             with torch.no_grad():
                 enc.image_features = image_features(model, enc)
-            sampling = SamplingConfig(n=GROUP, max_new_tokens=NEW_TOKENS, temperature=1.0, seed=1000 * r + b)
+            sampling = SamplingConfig(n=GROUP, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=1000 * r + b)
             order = ["per_source", "one_call"] if (r + b) % 2 == 0 else ["one_call", "per_source"]
             for variant in order:
                 keys = sources if variant == "per_source" else None
