@@ -137,10 +137,13 @@ class ChunkedEngine:
                 part.prompt_index = index.repeat_interleave(g)  # first_prompt on: put in the real ones, [b*G]
             yield (index[:, None] * g + torch.arange(g)).reshape(-1), part
 
+    def _splits_by_length_key(self) -> bool:
+        return self.split_by_length_key
+
     def _blocks(self, n: int, length_keys: Sequence[Hashable] | None) -> list[list[int]]:
         """Prompt indices per backend call: runs of `chunk_size`, within one length key when splitting."""
         groups: dict[Hashable, list[int]] = {}
-        if length_keys is not None and self.split_by_length_key:
+        if length_keys is not None and self._splits_by_length_key():
             for i, key in enumerate(length_keys):
                 groups.setdefault(key, []).append(i)
         else:

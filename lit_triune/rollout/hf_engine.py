@@ -163,7 +163,8 @@ class HFGenerateEngine(ChunkedEngine):
         split_by_length_key: Given `length_keys` (the trainer passes each prompt's data source), one
             `model.generate` call per key: HF computes every row of a call until the longest one stops, so
             the CPU default's 12-token answers would wait for its 90-token box lists
-            (benchmarks/generation_blocks.py). False: one call per chunk, whatever the keys.
+            (benchmarks/generation_blocks.py). False: one call per chunk, whatever the keys. Not under
+            FSDP, where the ranks must make the same number of calls.
 
     `generate(..., encoded=enc)` takes the prompts already through `encode_prompts`; with
     `enc.image_features` set (a frozen vision tower's output, computed once by the trainer) the vision
@@ -211,6 +212,12 @@ class HFGenerateEngine(ChunkedEngine):
                 "HFGenerateEngine has no model: pass one to the constructor or call bind(model, processor)"
             )
         return model
+
+    def _splits_by_length_key(self) -> bool:
+        # Under FSDP every rank must make the same number of `generate` calls (each gathers the sharded
+        # layers, and HF keeps the ranks' decode steps in step within a call, not across calls); the
+        # sources in each rank's batch differ, so FSDP keeps one call per chunk.
+        return self.split_by_length_key and fsdp_root(self.model) is None
 
     def sync_weights(self, model: nn.Module) -> None:
         """No copy: generation runs on the module itself. Adopts `model` if the engine follows none yet."""

@@ -238,6 +238,17 @@ def test_engines_without_splitting_ignore_length_keys(hf_model, tiny_processor, 
     assert seen == [[0, 1]]
 
 
+def test_no_length_split_under_fsdp(hf_model, tiny_processor, monkeypatch):
+    """FSDP ranks must make the same number of generate calls; their batches hold different sources."""
+    import lit_triune.rollout.hf_engine as hf_engine
+
+    engine = HFGenerateEngine(hf_model, tiny_processor)
+    assert engine._splits_by_length_key()
+    monkeypatch.setattr(hf_engine, "fsdp_root", lambda model: model)  # what an FSDP-wrapped policy gives
+    assert not engine._splits_by_length_key()
+    assert engine._blocks(3, ["a", "b", "a"]) == [[0, 1, 2]]
+
+
 def test_clear_errors(hf_model, tiny_processor, image_batch):
     prompts, images = image_batch
     engine = HFGenerateEngine(hf_model, tiny_processor)
