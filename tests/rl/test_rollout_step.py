@@ -1,0 +1,62 @@
+"""RolloutRunner: with an engine that generates each data source apart, every completion keeps its own
+prompt's row and its own reward, whatever order the chunks come back in."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
+from lit_triune.rollout.base import Rollout
+from lit_triune.rollout.chunked import ChunkedEngine
+
+
+class EchoEngine(ChunkedEngine):
+    """Completion g of a prompt is '<prompt>#g'; records the prompts of each backend call."""
+
+    split_by_length_key = True
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def _generate_block(self, prompts, images, sampling, first_prompt, seed):
+        self.calls.append(list(prompts))
+        g = sampling.n
+        texts = [f"{p}#{j}" for p in prompts for j in range(g)]
+        return Rollout(
+            prompt_index=torch.arange(first_prompt, first_prompt + len(prompts)).repeat_interleave(g),
+            completion_ids=[[1] for _ in texts], sampling_logprobs=None, texts=texts,
+            truncated=torch.zeros(len(texts), dtype=torch.bool),
+            spurious_vision_tokens=torch.zeros(len(texts), dtype=torch.long),
+        )
+
+
+class EchoScorer:
+    """Scores a completion by what it answers to: the reward spec's `truth` must be its prompt's."""
+
+    def submit(self, texts, reward_models, sizes, iou_threshold):
+        results = [{"reward": float(t.split("#")[0] == rm["truth"]), "text": t}
+                   for t, rm in zip(texts, reward_models, strict=True)]
+        return lambda: results
+
+    def close(self) -> None:
+        pass
+
+
+def test_rows_and_rewards_stay_with_their_prompts_across_source_blocks():
+    sources = ["det", "count", "det", "ocr", "count"]
+    prompts = [f"p{i}" for i in range(len(sources))]
+    engine = EchoEngine()
+    module = SimpleNamespace(rollout_engine=engine, rollout_settings=RolloutSettings(group_size=3, seed=0),
+                             global_step=0, global_rank=0, iou_threshold=0.5, processor=None)
+    runner = RolloutRunner(module)
+    runner.scorer = EchoScorer()
+    batch = SimpleNamespace(prompts=prompts, images=[None] * 5, image_sizes=[(8, 8)] * 5,
+                            reward_models=[{"truth": p} for p in prompts], data_sources=sources)
+    scored = runner._run(batch, runner._sampling(greedy=False))
+    assert engine.calls == [["p0", "p2"], ["p1", "p4"], ["p3"]]  # one call per source, first-seen order
+    assert scored.texts == [f"p{i}#{j}" for i in range(5) for j in range(3)]  # prompt-major, as without keys
+    assert [r["text"] for r in scored.results] == scored.texts
+    assert all(r["reward"] == 1.0 for r in scored.results)
+    assert scored.data_sources == sources
