@@ -18,11 +18,11 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
+from lit_triune.models.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
-from lit_triune.rl.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
@@ -202,7 +202,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self.ref_policy.requires_grad_(False)
         self._apply_stage_freeze()
         # Under an FSDPStrategy (inside its model_sharded_context) the policy becomes its own FSDP root with
-        # the strategy's settings; elsewhere a no-op. Why not Lightning's own wrapping: rl/sharding.py.
+        # the strategy's settings; elsewhere a no-op. Why not Lightning's own wrapping: models/sharding.py.
         from torch.distributed.fsdp.wrap import wrap
 
         self.policy = wrap(self.policy)

@@ -9,9 +9,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.advantages import INFRA_FAILURES, group_advantages, informative_groups, valid_rows
 from lit_triune.rl.distributed import gather_objects, max_over_ranks, on_all_ranks
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.rollout_step import ScoredRollout
 from lit_triune.rl.update import run_update
 
