@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from lit_triune.compat import keep_cache_under_checkpointing
 from lit_triune.models.kv_cache import ReadPrefix, RecordPrefix
 from lit_triune.models.policy_inputs import PolicyInputs, patch_rows
 from lit_triune.models.sharding import fsdp_root, in_root_forward
@@ -30,23 +31,6 @@ def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ..
         **kwargs,
     )
     return out.last_hidden_state  # [N, L, H]
-
-
-class _CacheThroughCheckpointing:
-    """HF's checkpointed layers drop `past_key_values` unless the layer says it may keep it
-    (`_can_checkpoint_with_cache`); the prefix caches (models/kv_cache.py) are replay-safe, so it may, for the duration."""
-
-    def __init__(self, model: Any) -> None:
-        self.layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True
-                       and hasattr(type(m), "_can_checkpoint_with_cache")]
-
-    def __enter__(self) -> None:
-        for m in self.layers:
-            m._can_checkpoint_with_cache = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for m in self.layers:
-            m.__dict__.pop("_can_checkpoint_with_cache", None)
 
 
 def _shared_prefix_supported(model: Any) -> bool:
@@ -97,7 +81,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
         flat = torch.cat(rows).to(embeds.dtype)  # [image tokens, H]
         embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
     cache = RecordPrefix()
-    with _CacheThroughCheckpointing(model):
+    with keep_cache_under_checkpointing(model):  # HF would drop the cache
         prompt_out = lm(inputs_embeds=embeds, attention_mask=prompt_mask,
                         position_ids=inputs.position_ids[:, first, :lp], past_key_values=cache,
                         use_cache=False)  # the given cache is used all the same; False keeps HF's checkpointing quiet
@@ -116,7 +100,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
     mask = torch.cat([prompt_mask.index_select(0, r2p), inputs.completion_mask.long().to(device)], dim=1)
     comp_embeds = inner.get_input_embeddings()(inputs.completion_ids.to(device))  # [M, T, H]
     if t > 1:
-        with _CacheThroughCheckpointing(model):
+        with keep_cache_under_checkpointing(model):  # HF would drop the cache
             comp_out = lm(inputs_embeds=comp_embeds[:, :-1], attention_mask=mask[:, : lp + t - 1],
                           position_ids=positions[:, :, :-1], past_key_values=rows_cache, use_cache=False)
         # Token 0 is predicted by the prompt's last position, token k by completion token k-1.
