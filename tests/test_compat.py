@@ -4,7 +4,10 @@ compat.py (and its checked version range), not the callers."""
 
 from __future__ import annotations
 
+import ast
 import functools
+import re
+from pathlib import Path
 
 import lightning
 import pytest
@@ -139,3 +142,72 @@ def test_keep_cache_under_checkpointing_fails_loudly_without_the_switch(monkeypa
             pass
     with compat.keep_cache_under_checkpointing(nn.Sequential(nn.Linear(1, 1))):  # nothing checkpoints: fine
         pass
+
+
+# ----- nothing writes Lightning's private trainer / strategy state -----------------------------------
+_PRIVATE_ON_TRAINER = re.compile(r"\b\w*(trainer|strategy)\w*(\.\w+)*\._[A-Za-z]\w*")
+_MUTATORS = {"update", "setdefault", "pop", "popitem", "clear", "append", "extend", "insert", "remove", "__setitem__"}
+
+
+def private_trainer_writes(source: str) -> list[str]:
+    """Assignments to (or in-place changes of) a `_private` attribute reached through a trainer or strategy."""
+    tree = ast.parse(source)
+    tainted = set()  # local names holding private trainer/strategy state: `kw = getattr(strategy, "_ddp_kwargs")`
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = node.value
+            if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "getattr"
+                    and len(value.args) >= 2 and isinstance(value.args[1], ast.Constant)):
+                value = ast.Attribute(value=value.args[0], attr=str(value.args[1].value))
+            if _PRIVATE_ON_TRAINER.search(ast.unparse(value)):
+                tainted.add(node.targets[0].id)
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr"):
+            if len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_"):
+                targets = [ast.Attribute(value=node.args[0], attr=str(node.args[1].value))]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS:
+            targets = [node.func.value]
+        for target in targets:
+            root = target
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            tainted_root = isinstance(root, ast.Name) and root.id in tainted and root is not target
+            if _PRIVATE_ON_TRAINER.search(ast.unparse(target)) or tainted_root or (
+                    isinstance(node, ast.Call) and isinstance(root, ast.Name) and root.id in tainted):
+                found.append(f"line {node.lineno}: {ast.unparse(node).splitlines()[0]}")
+    return found
+
+
+def test_no_private_trainer_or_strategy_attribute_is_written():
+    root = Path(__file__).resolve().parents[1]
+    offenders = {}
+    for path in [*(root / "lit_triune").rglob("*.py"), *(root / "callbacks").rglob("*.py")]:
+        found = private_trainer_writes(path.read_text())
+        if found:
+            offenders[str(path.relative_to(root))] = found
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("source", [
+    "trainer.strategy._ddp_kwargs['find_unused_parameters'] = True",
+    "self.trainer._results = None",
+    "setattr(self.trainer.strategy, '_x', 1)",
+    "strategy = self.trainer.strategy\nstrategy._ddp_kwargs.update(find_unused_parameters=True)",
+    "kw = getattr(self.trainer.strategy, '_ddp_kwargs', None)\nkw['find_unused_parameters'] = True",  # the old module.py
+    "trainer.fit_loop.epoch_loop._batches_that_stepped += 1",
+])
+def test_the_scan_sees_private_writes(source):
+    assert private_trainer_writes(source)
+
+
+def test_the_scan_allows_reads_and_public_writes():
+    assert private_trainer_writes("n = trainer.fit_loop.epoch_loop._batches_that_stepped\n"
+                                  "trainer.strategy.model = m\nself._trainer_steps = 1\nresults = trainer._results") == []
