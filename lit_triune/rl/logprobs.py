@@ -7,19 +7,19 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lit_triune.compat import keep_cache_under_checkpointing
 from lit_triune.models.kv_cache import ReadPrefix, RecordPrefix
 from lit_triune.models.policy_inputs import PolicyInputs, patch_rows
 from lit_triune.models.sharding import fsdp_root, in_root_forward
+from lit_triune.models.vision import encoder_outputs, visual_tokens
 
 
 def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ...] | None) -> Tensor:
     kwargs: dict[str, Any] = {}
     if features is not None:
         rows = tuple(features[i] for i in inputs.prompt_index.tolist())
-        kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=rows)}
+        kwargs["mm_encoder_outputs"] = encoder_outputs(rows)
     elif inputs.pixel_values is not None:
         kwargs["pixel_values"] = inputs.pixel_values
         kwargs["image_grid_thw"] = inputs.image_grid_thw
@@ -75,9 +75,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
             rows = [features[i] for i in inputs.prompt_index[first].tolist()]
         else:  # vision tower not cached: run it on each distinct prompt's patches (with gradients if trainable)
             patches = patch_rows(inputs.pixel_values, inputs.image_grid_thw.prod(-1), first.tolist())
-            out = inner.get_image_features(patches.to(inner.visual.dtype), inputs.image_grid_thw[first],
-                                           return_dict=True)
-            rows = list(out.pooler_output)
+            rows = list(visual_tokens(model, patches, inputs.image_grid_thw[first]))
         flat = torch.cat(rows).to(embeds.dtype)  # [image tokens, H]
         embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
     cache = RecordPrefix()

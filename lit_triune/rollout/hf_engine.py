@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lit_triune.models.kv_cache import cache_rows
 from lit_triune.models.policy_inputs import EncodedPrompts, encode_prompts
 from lit_triune.models.sharding import fsdp_root, in_root_forward
+from lit_triune.models.vision import encoder_outputs
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
 from lit_triune.rollout.vision_tokens import (
@@ -262,7 +262,7 @@ class HFGenerateEngine(ChunkedEngine):
         }
         if enc.image_features is not None:  # the vision tower already ran on these images: skip it
             features = tuple(f.to(device) for f in enc.image_features)
-            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+            inputs["mm_encoder_outputs"] = encoder_outputs(features)
             inputs["image_grid_thw"] = enc.image_grid_thw.to(device)  # [b, 3]
         elif enc.pixel_values is not None:
             inputs["pixel_values"] = enc.pixel_values.to(device=device, dtype=model.dtype)  # [P, D]
