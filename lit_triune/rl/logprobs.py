@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lit_triune.compat import keep_cache_under_checkpointing
 from lit_triune.models.kv_cache import ReadPrefix, RecordPrefix
 from lit_triune.models.policy_inputs import PolicyInputs, patch_rows
 from lit_triune.models.sharding import fsdp_root, in_root_forward
 from lit_triune.models.vision import encoder_outputs, visual_tokens
+from lit_triune.private_api import keep_cache_under_checkpointing
 
 
 def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ...] | None) -> Tensor:

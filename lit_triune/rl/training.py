@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lit_triune.compat import forget_logged
 from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
+from lit_triune.private_api import forget_logged
 from lit_triune.rl.advantages import INFRA_FAILURES, group_advantages, informative_groups, valid_rows
 from lit_triune.rl.distributed import gather_objects, max_over_ranks, on_all_ranks
 from lit_triune.rl.rollout_step import ScoredRollout
@@ -79,7 +79,7 @@ class GRPOTrainerMixin:
         """Lightning keeps re-logging a `self.log` key's last value on every later step of the epoch (this
         stream is one long epoch): drop a group of figures on the steps that do not produce them — the
         previous update's on a refill step, the warm-start's once RL runs — so the logs hold each figure
-        only at the steps that made it (no public Lightning API: lit_triune/compat.py);
+        only at the steps that made it (no public Lightning API: lit_triune/private_api.py);
         `trainer.callback_metrics` keeps the last values."""
         keys = self._stale_keys.pop(group, None)
         if keys and self._trainer is not None:

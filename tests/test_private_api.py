@@ -1,6 +1,6 @@
-"""lit_triune/compat.py: the private Lightning / transformers names it uses still exist on the installed
+"""lit_triune/private_api.py: the private Lightning / transformers names it uses still exist on the installed
 versions and still do what the adapters rely on. A failure here means an upgrade changed them: update
-compat.py (and its checked version range), not the callers."""
+private_api.py (and its checked version range), not the callers."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lit_triune import compat
+from lit_triune import private_api
 
 
 def test_installed_versions_are_the_checked_ones():
-    """Outside the ranges compat.py was checked against, re-check these names and widen the range."""
-    assert compat.lightning_checked(), (lightning.__version__, compat.LIGHTNING_CHECKED)
-    assert compat.transformers_checked(), (transformers.__version__, compat.TRANSFORMERS_CHECKED)
+    """Outside the ranges private_api.py was checked against, re-check these names and widen the range."""
+    assert private_api.lightning_checked(), (lightning.__version__, private_api.LIGHTNING_CHECKED)
+    assert private_api.transformers_checked(), (transformers.__version__, private_api.TRANSFORMERS_CHECKED)
 
 
 # ----- Lightning -------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ class _LogsOnce(LightningModule):
         if batch_idx == 0:
             self.log("once", 1.0)
         elif self.forget:
-            assert compat.forget_logged(self.trainer, ["once"]) == 1
+            assert private_api.forget_logged(self.trainer, ["once"]) == 1
         self.log("every", float(batch_idx))
         return self.layer(batch).sum()
 
@@ -91,18 +91,18 @@ def test_forget_logged_stops_lightning_relogging_a_key(tmp_path, forget):
 
 
 def test_forget_logged_outside_a_loop_and_on_a_changed_trainer():
-    assert compat.forget_logged(Trainer(logger=False), ["x"]) == 0  # no running loop: nothing to reset
+    assert private_api.forget_logged(Trainer(logger=False), ["x"]) == 0  # no running loop: nothing to reset
     with pytest.warns(UserWarning, match="_results"):
-        assert compat.forget_logged(object(), ["x"]) == 0
+        assert private_api.forget_logged(object(), ["x"]) == 0
 
 
 # ----- transformers ----------------------------------------------------------------------------------
 def test_checkpointing_layer_still_has_the_cache_switch():
-    layer_class = compat.checkpointing_layer_class()
+    layer_class = private_api.checkpointing_layer_class()
     assert layer_class.__dict__.get("_can_checkpoint_with_cache") is False
 
 
-class _Layer(compat.checkpointing_layer_class()):
+class _Layer(private_api.checkpointing_layer_class()):
     def __init__(self) -> None:
         super().__init__()
         self.seen: list[object] = []
@@ -127,7 +127,7 @@ def test_keep_cache_under_checkpointing_keeps_what_hf_would_drop():
     cache = object()
     x = torch.ones(1, requires_grad=True)
     layer(x, past_key_values=cache)
-    with compat.keep_cache_under_checkpointing(model):
+    with private_api.keep_cache_under_checkpointing(model):
         layer(x, past_key_values=cache)
     layer(x, past_key_values=cache)
     assert layer.seen == [None, cache, None]  # HF drops it outside, keeps it inside
@@ -136,11 +136,11 @@ def test_keep_cache_under_checkpointing_keeps_what_hf_would_drop():
 
 def test_keep_cache_under_checkpointing_fails_loudly_without_the_switch(monkeypatch):
     layer = _checkpointed_layer()
-    monkeypatch.delattr(compat.checkpointing_layer_class(), "_can_checkpoint_with_cache")
+    monkeypatch.delattr(private_api.checkpointing_layer_class(), "_can_checkpoint_with_cache")
     with pytest.raises(RuntimeError, match="_can_checkpoint_with_cache"):
-        with compat.keep_cache_under_checkpointing(nn.Sequential(layer)):
+        with private_api.keep_cache_under_checkpointing(nn.Sequential(layer)):
             pass
-    with compat.keep_cache_under_checkpointing(nn.Sequential(nn.Linear(1, 1))):  # nothing checkpoints: fine
+    with private_api.keep_cache_under_checkpointing(nn.Sequential(nn.Linear(1, 1))):  # nothing checkpoints: fine
         pass
 
 

@@ -1,6 +1,6 @@
 """The private Lightning and transformers names lit_triune relies on, all here, each checked.
 
-Only what no public API does is here; tests/test_compat.py fails when an installed version no longer
+Only what no public API does is here; tests/test_private_api.py fails when an installed version no longer
 has a name (or it no longer behaves as used), so an upgrade breaks a test, not a run.
 
 - `forget_logged` (Lightning): drop figures logged with `self.log` so later steps do not re-log their
@@ -52,7 +52,7 @@ def logged_results(trainer: Any) -> Any:
     when no loop runs. Raises AttributeError when this Lightning has no `Trainer._results`."""
     if not hasattr(type(trainer), "_results"):
         raise AttributeError(f"{type(trainer).__name__} has no `_results` (Lightning changed): "
-                             "lit_triune/compat.py:forget_logged needs updating")
+                             "lit_triune/private_api.py:forget_logged needs updating")
     return trainer._results
 
 
@@ -102,7 +102,7 @@ def keep_cache_under_checkpointing(model: Any) -> Iterator[None]:
     if not layers and any(getattr(m, "gradient_checkpointing", False) is True
                           and isinstance(m, checkpointing_layer_class()) for m in model.modules()):
         raise RuntimeError(f"transformers' GradientCheckpointingLayer has no `{_CACHE_FLAG}` any more: "
-                           "lit_triune/compat.py:keep_cache_under_checkpointing needs updating")
+                           "lit_triune/private_api.py:keep_cache_under_checkpointing needs updating")
     for m in layers:
         setattr(m, _CACHE_FLAG, True)  # an instance attribute over the class's False
     try:
