@@ -74,7 +74,9 @@ class TriuneCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured Trainer plus progress and a closing summary (lit_triune/progress.py): a bar on a
-        terminal, a metrics line every `log_every_n_steps` steps otherwise."""
+        terminal, a metrics line every `log_every_n_steps` steps otherwise. A fit whose stages train different
+        parameters under a DDP strategy chosen by name gets that strategy's `find_unused_parameters=True`
+        twin (the Trainer is built again with it: only then is "auto" known to mean DDP)."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer_config = config.get("trainer", {})
         callbacks = list(kwargs.pop("callbacks", None) or trainer_config.get("callbacks") or [])
