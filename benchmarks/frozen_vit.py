@@ -77,10 +77,10 @@ def _child(args: argparse.Namespace) -> dict:
     import torch
 
     from lit_triune.data import PromptBuilder, generate
+    from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
     from lit_triune.models.tiny import build_tiny_model
+    from lit_triune.models.vision import image_features
     from lit_triune.rl import policy as policy_lib
-    from lit_triune.rl.logprobs import image_features
-    from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
     from lit_triune.rl.update import UpdateSettings, run_update
 
     if args.threads:

@@ -83,9 +83,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from lit_triune.models.policy_inputs import encode_prompts
+    from lit_triune.models.vision import image_features
     from lit_triune.rl import policy as policy_lib
-    from lit_triune.rl.logprobs import image_features
-    from lit_triune.rl.policy_inputs import encode_prompts
     from lit_triune.rollout.base import SamplingConfig
     from lit_triune.rollout.hf_engine import HFGenerateEngine
 

@@ -44,10 +44,10 @@ def main() -> None:
 
     import lit_triune.rl.update as update_mod
     from lit_triune.data import PromptBuilder, generate
+    from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
     from lit_triune.models.tiny import build_tiny_model
+    from lit_triune.models.vision import image_features
     from lit_triune.rl import policy as policy_lib
-    from lit_triune.rl.logprobs import image_features
-    from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

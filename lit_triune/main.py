@@ -26,6 +26,8 @@ import omegaconf  # noqa: E402
 from jsonargparse import set_parsing_settings  # noqa: E402
 from lightning.pytorch import Trainer  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
+from lightning.pytorch.utilities.rank_zero import rank_zero_info  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from lit_triune.data import TriuneDataModule  # noqa: E402
@@ -72,13 +74,38 @@ class TriuneCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured Trainer plus progress and a closing summary (lit_triune/progress.py): a bar on a
-        terminal, a metrics line every `log_every_n_steps` steps otherwise."""
+        terminal, a metrics line every `log_every_n_steps` steps otherwise. A fit whose stages train different
+        parameters under a DDP strategy chosen by name gets that strategy's `find_unused_parameters=True`
+        twin (the Trainer is built again with it: only then is "auto" known to mean DDP)."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer_config = config.get("trainer", {})
         callbacks = list(kwargs.pop("callbacks", None) or trainer_config.get("callbacks") or [])
         added, enable_bar = progress_callbacks(callbacks, trainer_config.get("enable_progress_bar"))
         kwargs.setdefault("enable_progress_bar", enable_bar)
-        return super().instantiate_trainer(callbacks=callbacks + added, **kwargs)
+        trainer = super().instantiate_trainer(callbacks=callbacks + added, **kwargs)
+        if self.subcommand in (None, "fit") and getattr(self.model, "stages_train_different_parameters", False):
+            flag = kwargs.get("strategy", trainer_config.get("strategy", "auto"))
+            name = ddp_detecting_unused_parameters(flag, trainer.strategy)
+            if name is not None:  # the same DDP strategy, with unused-parameter detection
+                hp = self.model.hparams
+                rank_zero_info(f"DDP: strategy {name!r} (find_unused_parameters=True): the warm-start (freeze "
+                               f"{hp.warm_start_freeze!r}) and RL (freeze {hp.freeze!r}) train different parameters")
+                trainer = super().instantiate_trainer(callbacks=callbacks + added, **{**kwargs, "strategy": name})
+        return trainer
+
+
+def ddp_detecting_unused_parameters(flag: Any, strategy: Any) -> str | None:
+    """The registered name of DDP strategy `strategy` with `find_unused_parameters=True`, when it was chosen by
+    the name `flag` ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook") and so left detection off; None
+    otherwise (another strategy, an explicit `..._find_unused_parameters_*` name, or a Strategy object, whose
+    settings are its owner's: TriuneModule checks them at fit start)."""
+    if type(strategy) is not DDPStrategy or not isinstance(flag, str):
+        return None
+    if flag == "auto":  # Lightning picks "ddp", or "ddp_fork" in an interactive session
+        flag = "ddp_fork" if strategy.launcher is not None and strategy.launcher.is_interactive_compatible else "ddp"
+    if flag not in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
+        return None
+    return f"{flag}_find_unused_parameters_true"
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:

@@ -115,3 +115,34 @@ def test_other_command_lines_refuse_abbreviations(
         main(args)
     assert exit_info.value.code == 2
     assert f"unrecognized arguments: {refused}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("strategy", "warm_start_freeze", "expected"), [
+    ("ddp", "none", True),  # the ViT trains in the warm-start only: DDP must detect unused parameters
+    ("auto", "none", True),  # two devices: Lightning's "auto" is DDP too
+    ("ddp", "vision", False),  # both stages train the same parameters: DDP's default
+    ("ddp_find_unused_parameters_false", "none", False),  # an explicit choice is kept
+])
+def test_fit_picks_ddp_with_unused_parameter_detection_when_the_stages_differ(
+        tmp_path: Path, strategy: str, warm_start_freeze: str, expected: bool) -> None:
+    """The warm-start and RL stages may train different parameters; DDP then needs
+    find_unused_parameters=True, which the command line chooses by the strategy's registered name."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cli = cli_main(["-c", TINY, "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.strategy={strategy}",
+                    "--model.warm_start_steps=2", f"--model.warm_start_freeze={warm_start_freeze}",
+                    f"--trainer.default_root_dir={tmp_path}"], run=False)
+    assert cli.model.stages_train_different_parameters == (warm_start_freeze == "none")
+    assert type(cli.trainer.strategy) is DDPStrategy
+    assert cli.trainer.strategy._ddp_kwargs.get("find_unused_parameters", False) is expected  # read in the test only
+
+
+def test_ddp_detecting_unused_parameters_leaves_other_strategies_alone() -> None:
+    from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+    from lit_triune.main import ddp_detecting_unused_parameters
+
+    assert ddp_detecting_unused_parameters("auto", SingleDeviceStrategy("cpu")) is None
+    assert ddp_detecting_unused_parameters("ddp_spawn_find_unused_parameters_false", DDPStrategy()) is None
+    assert ddp_detecting_unused_parameters(DDPStrategy(), DDPStrategy()) is None  # an object: its owner's settings
+    assert ddp_detecting_unused_parameters("ddp_spawn", DDPStrategy()) == "ddp_spawn_find_unused_parameters_true"

@@ -7,32 +7,19 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import DynamicCache
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from lit_triune.rl.policy_inputs import EncodedPrompts, PolicyInputs, patch_rows
-from lit_triune.rl.sharding import fsdp_root, in_root_forward
-
-
-def image_features(model: Any, prompts: EncodedPrompts) -> tuple[Tensor, ...] | None:
-    """Visual tokens of each prompt's image: B tensors [tokens_i, H]. Computed once per rollout batch
-    when the vision tower is frozen, then reused by every forward pass of the update."""
-    if prompts.pixel_values is None:
-        return None
-    if fsdp_root(model) is not None:  # FSDP: as one root forward (lit_triune/rl/sharding.py)
-        return in_root_forward(model, image_features, prompts)
-    inner = model.model
-    out = inner.get_image_features(
-        prompts.pixel_values.to(inner.visual.dtype), prompts.image_grid_thw, return_dict=True
-    )
-    return tuple(out.pooler_output)
+from lit_triune.models.kv_cache import ReadPrefix, RecordPrefix
+from lit_triune.models.policy_inputs import PolicyInputs, patch_rows
+from lit_triune.models.sharding import fsdp_root, in_root_forward
+from lit_triune.models.vision import encoder_outputs, visual_tokens
+from lit_triune.private_api import keep_cache_under_checkpointing
 
 
 def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ...] | None) -> Tensor:
     kwargs: dict[str, Any] = {}
     if features is not None:
         rows = tuple(features[i] for i in inputs.prompt_index.tolist())
-        kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=rows)}
+        kwargs["mm_encoder_outputs"] = encoder_outputs(rows)
     elif inputs.pixel_values is not None:
         kwargs["pixel_values"] = inputs.pixel_values
         kwargs["image_grid_thw"] = inputs.image_grid_thw
@@ -44,69 +31,6 @@ def _forward_hidden(model: Any, inputs: PolicyInputs, features: tuple[Tensor, ..
         **kwargs,
     )
     return out.last_hidden_state  # [N, L, H]
-
-
-def cache_rows(cache: Any, rows: Tensor, config: Any) -> Any:
-    """A new DynamicCache whose row i is row `rows[i]` ([M] long) of `cache`, every layer: a prompt's
-    keys/values handed to each of its completions (`index_select`: its backward sums the rows' gradients)."""
-    out = DynamicCache(config=config)
-    for layer_idx, layer in enumerate(cache.layers):
-        out.update(layer.keys.index_select(0, rows), layer.values.index_select(0, rows), layer_idx)
-    return out
-
-
-class _RecordPrefix(DynamicCache):
-    """The shared prompts' keys/values per layer, recorded so that activation checkpointing is safe.
-
-    A checkpointed layer runs its forward a second time during backward and calls the cache's `update`
-    again; a DynamicCache would append the prompt's keys twice (which is why HF drops caches under
-    checkpointing). This `update` overwrites the layer's entry instead, so the replay writes the same
-    states again. Read back per row through `_ReadPrefix`.
-    """
-
-    def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args: Any, **kwargs: Any):
-        while len(self.layers) <= layer_idx:
-            self.layers.append(self.layer_class_to_replicate())
-        layer = self.layers[layer_idx]
-        if not layer.is_initialized:
-            layer.lazy_initialization(key_states, value_states)
-        layer.keys, layer.values = key_states, value_states  # [U, heads, Lp, d]: overwritten, not appended
-        return key_states, value_states
-
-
-class _ReadPrefix(DynamicCache):
-    """Row i attends to the recorded prefix of prompt `rows[i]`; `update` returns prefix + new states
-    without storing them, so a checkpointed layer's replay reads the same prefix again."""
-
-    def __init__(self, recorded: _RecordPrefix, rows: Tensor) -> None:  # rows: [M] long
-        super().__init__()
-        for layer in recorded.layers:
-            new = self.layer_class_to_replicate()
-            new.lazy_initialization(layer.keys, layer.values)
-            # index_select: its backward sums the rows' gradients into the prompt's keys/values
-            new.keys, new.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
-            self.layers.append(new)
-
-    def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args: Any, **kwargs: Any):
-        layer = self.layers[layer_idx]  # returns [M, heads, Lp + t, d]; keeps the prefix only
-        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
-
-
-class _CacheThroughCheckpointing:
-    """HF's checkpointed layers drop `past_key_values` unless the layer says it may keep it
-    (`_can_checkpoint_with_cache`); the prefix caches above are replay-safe, so it may, for the duration."""
-
-    def __init__(self, model: Any) -> None:
-        self.layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True
-                       and hasattr(type(m), "_can_checkpoint_with_cache")]
-
-    def __enter__(self) -> None:
-        for m in self.layers:
-            m._can_checkpoint_with_cache = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for m in self.layers:
-            m.__dict__.pop("_can_checkpoint_with_cache", None)
 
 
 def _shared_prefix_supported(model: Any) -> bool:
@@ -151,13 +75,11 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
             rows = [features[i] for i in inputs.prompt_index[first].tolist()]
         else:  # vision tower not cached: run it on each distinct prompt's patches (with gradients if trainable)
             patches = patch_rows(inputs.pixel_values, inputs.image_grid_thw.prod(-1), first.tolist())
-            out = inner.get_image_features(patches.to(inner.visual.dtype), inputs.image_grid_thw[first],
-                                           return_dict=True)
-            rows = list(out.pooler_output)
+            rows = list(visual_tokens(model, patches, inputs.image_grid_thw[first]))
         flat = torch.cat(rows).to(embeds.dtype)  # [image tokens, H]
         embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
-    cache = _RecordPrefix()
-    with _CacheThroughCheckpointing(model):
+    cache = RecordPrefix()
+    with keep_cache_under_checkpointing(model):  # HF would drop the cache
         prompt_out = lm(inputs_embeds=embeds, attention_mask=prompt_mask,
                         position_ids=inputs.position_ids[:, first, :lp], past_key_values=cache,
                         use_cache=False)  # the given cache is used all the same; False keeps HF's checkpointing quiet
@@ -168,7 +90,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
 
     m, t = inputs.completion_ids.shape
     r2p = row_to_prompt.to(device)
-    rows_cache = _ReadPrefix(cache, r2p)
+    rows_cache = ReadPrefix(cache, r2p)
     lengths = inputs.prompt_lengths.to(device)  # [M]
     offsets = torch.arange(t, device=device)  # [T]
     cols = (lengths.unsqueeze(1) + offsets).clamp(max=inputs.position_ids.shape[-1] - 1)  # [M, T]
@@ -176,7 +98,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
     mask = torch.cat([prompt_mask.index_select(0, r2p), inputs.completion_mask.long().to(device)], dim=1)
     comp_embeds = inner.get_input_embeddings()(inputs.completion_ids.to(device))  # [M, T, H]
     if t > 1:
-        with _CacheThroughCheckpointing(model):
+        with keep_cache_under_checkpointing(model):  # HF would drop the cache
             comp_out = lm(inputs_embeds=comp_embeds[:, :-1], attention_mask=mask[:, : lp + t - 1],
                           position_ids=positions[:, :, :-1], past_key_values=rows_cache, use_cache=False)
         # Token 0 is predicted by the prompt's last position, token k by completion token k-1.
@@ -205,7 +127,7 @@ def completion_logprobs(
     `features` (from `image_features`) replaces the vision tower's forward pass. `shared_prefix` runs
     each distinct prompt once and only the completions per row (`_completion_hidden_shared_prefix`);
     False runs every full row (prompt + completion), the plain way. Under FSDP the whole computation
-    runs as one forward of the policy's root (lit_triune/rl/sharding.py), so backward may follow.
+    runs as one forward of the policy's root (lit_triune/models/sharding.py), so backward may follow.
     """
     if fsdp_root(model) is not None:
         return in_root_forward(model, completion_logprobs, inputs, temperature=temperature, features=features,

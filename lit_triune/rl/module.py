@@ -15,14 +15,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
+from lit_triune.models.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
-from lit_triune.rl.sharding import fsdp_root, trainer_fsdp_root
 from lit_triune.rl.stage_report import StageReporter
 from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
@@ -202,7 +201,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self.ref_policy.requires_grad_(False)
         self._apply_stage_freeze()
         # Under an FSDPStrategy (inside its model_sharded_context) the policy becomes its own FSDP root with
-        # the strategy's settings; elsewhere a no-op. Why not Lightning's own wrapping: rl/sharding.py.
+        # the strategy's settings; elsewhere a no-op. Why not Lightning's own wrapping: models/sharding.py.
         from torch.distributed.fsdp.wrap import wrap
 
         self.policy = wrap(self.policy)
@@ -323,18 +322,31 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         # Every optimizer step happens inside training_step by design (rollout, then update), so a checkpoint
         # holds the state after the step, which is what resuming needs; Lightning warns about it each save.
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        # The warm-start and RL stages train different parameter sets (e.g. the ViT only in the warm-start),
-        # but DDP fixes the set it reduces when it wraps the model: without unused-parameter detection the
-        # first RL step fails on the frozen part. Set before the strategy wraps the model.
-        ddp_kwargs = getattr(self.trainer.strategy, "_ddp_kwargs", None)
+
+    @property
+    def stages_train_different_parameters(self) -> bool:
+        """Whether the warm-start and the RL stage train different parameter sets (e.g. the ViT only in the
+        warm-start). DDP fixes the set it reduces when it wraps the model, so such a fit needs DDP's
+        unused-parameter detection (`find_unused_parameters=True`); the command line picks that strategy
+        (lit_triune/main.py: TriuneCLI.instantiate_trainer)."""
         hp = self.hparams
-        if (stage == "fit" and isinstance(ddp_kwargs, dict) and hp.warm_start_steps and hp.warm_start_freeze != hp.freeze
-                and "find_unused_parameters" not in ddp_kwargs and not ddp_kwargs.get("static_graph")):
-            ddp_kwargs["find_unused_parameters"] = True
-            rank_zero_info(f"DDP: find_unused_parameters=True (warm-start freeze {hp.warm_start_freeze!r}, "
-                           f"RL freeze {hp.freeze!r})")
+        return bool(hp.warm_start_steps) and hp.warm_start_freeze != hp.freeze
+
+    def _check_ddp_detects_unused_parameters(self) -> None:
+        """Fails at fit start, not at the first RL step (with DDP's own cryptic error), when DDP wrapped the
+        model without unused-parameter detection and the stages train different parameters."""
+        wrapped = self.trainer.strategy.model
+        if (self.stages_train_different_parameters and isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+                and not wrapped.find_unused_parameters and not getattr(wrapped, "static_graph", False)):
+            hp = self.hparams
+            raise ValueError(
+                f"the warm-start (freeze {hp.warm_start_freeze!r}) and RL (freeze {hp.freeze!r}) train different "
+                "parameters, which DDP supports only with find_unused_parameters=True: use "
+                "strategy='ddp_find_unused_parameters_true' (or DDPStrategy(find_unused_parameters=True)); "
+                "the lit-triune command line does this itself for strategy 'ddp' / 'auto'")
 
     def on_fit_start(self) -> None:
+        self._check_ddp_detects_unused_parameters()
         self.runner.start()
 
     def on_train_start(self) -> None:

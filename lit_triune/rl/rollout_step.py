@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lit_triune.rl.logprobs import image_features
-from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
+from lit_triune.models.policy_inputs import EncodedPrompts, encode_prompts
+from lit_triune.models.vision import image_features
 from lit_triune.rl.records import build_records
 from lit_triune.rl.scoring import RewardScorer
 from lit_triune.rollout.base import Rollout, SamplingConfig

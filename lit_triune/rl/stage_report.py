@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
+from lit_triune.models.sharding import full_parameters
 from lit_triune.rl.records import answer_counts, answer_spread, source_summary, summary_means
-from lit_triune.rl.sharding import full_parameters
 
 
 def _merge(into: dict[str, dict[str, float]], part: dict[str, dict[str, float]]) -> None:

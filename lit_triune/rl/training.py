@@ -9,9 +9,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
+from lit_triune.private_api import forget_logged
 from lit_triune.rl.advantages import INFRA_FAILURES, group_advantages, informative_groups, valid_rows
 from lit_triune.rl.distributed import gather_objects, max_over_ranks, on_all_ranks
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.rollout_step import ScoredRollout
 from lit_triune.rl.update import run_update
 
@@ -78,15 +79,11 @@ class GRPOTrainerMixin:
         """Lightning keeps re-logging a `self.log` key's last value on every later step of the epoch (this
         stream is one long epoch): drop a group of figures on the steps that do not produce them — the
         previous update's on a refill step, the warm-start's once RL runs — so the logs hold each figure
-        only at the steps that made it. Uses Lightning's step results (private: skipped if absent);
+        only at the steps that made it (no public Lightning API: lit_triune/private_api.py);
         `trainer.callback_metrics` keeps the last values."""
         keys = self._stale_keys.pop(group, None)
-        results = getattr(self.trainer, "_results", None) if self._trainer is not None else None
-        if not keys or results is None:
-            return
-        for name, metric in results.items():
-            if name.split(".", 1)[-1] in keys and hasattr(metric, "reset"):
-                metric.reset()
+        if keys and self._trainer is not None:
+            forget_logged(self.trainer, keys)
 
     def _update(self, scored: ScoredRollout, padding_groups: int = 0) -> dict[str, float]:
         """One policy update on `scored`; its last `padding_groups` groups only pad the micro-batches

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lit_triune.models.policy_inputs import PolicyInputs
 from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.loss import policy_loss
-from lit_triune.rl.policy_inputs import PolicyInputs
 
 
 @dataclass

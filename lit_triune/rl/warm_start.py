@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lit_triune.models.policy_inputs import PolicyInputs, build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
-from lit_triune.rl.policy_inputs import PolicyInputs, build_policy_inputs, encode_prompts
 from lit_triune.rl.update import chunk_rows
 
 

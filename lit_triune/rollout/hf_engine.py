@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from lit_triune.rl.logprobs import cache_rows
-from lit_triune.rl.policy_inputs import EncodedPrompts, encode_prompts
-from lit_triune.rl.sharding import fsdp_root, in_root_forward
+from lit_triune.models.kv_cache import cache_rows
+from lit_triune.models.policy_inputs import EncodedPrompts, encode_prompts
+from lit_triune.models.sharding import fsdp_root, in_root_forward
+from lit_triune.models.vision import encoder_outputs
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
 from lit_triune.rollout.vision_tokens import (
@@ -238,7 +238,7 @@ class HFGenerateEngine(ChunkedEngine):
     ) -> Rollout:
         if self.processor is None:
             raise RuntimeError("HFGenerateEngine has no processor: pass one to the constructor or to bind()")
-        # FSDP: generation runs as one forward of the policy's root (rl/sharding.py); else a plain call
+        # FSDP: generation runs as one forward of the policy's root (models/sharding.py); else a plain call
         return in_root_forward(self.model, self._generate_on, prompts, images, sampling, first_prompt, seed, encoded)
 
     def _generate_on(
@@ -269,7 +269,7 @@ class HFGenerateEngine(ChunkedEngine):
         }
         if enc.image_features is not None:  # the vision tower already ran on these images: skip it
             features = tuple(f.to(device) for f in enc.image_features)
-            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+            inputs["mm_encoder_outputs"] = encoder_outputs(features)
             inputs["image_grid_thw"] = enc.image_grid_thw.to(device)  # [b, 3]
         elif enc.pixel_values is not None:
             inputs["pixel_values"] = enc.pixel_values.to(device=device, dtype=model.dtype)  # [P, D]

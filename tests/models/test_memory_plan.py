@@ -114,7 +114,7 @@ def test_fsdp_shards_match_torch_fsdp_on_a_fake_process_group(config, world):
 
 def _inputs(model, prompt_lengths, completion_lengths, group):
     """Image prompts of unequal lengths (the padded, masked case real batches are), `group` rows each."""
-    from lit_triune.rl.policy_inputs import EncodedPrompts, build_policy_inputs
+    from lit_triune.models.policy_inputs import EncodedPrompts, build_policy_inputs
 
     gen = torch.Generator().manual_seed(0)
     grid = torch.tensor([[1, 8, 8]] * len(prompt_lengths))  # 64 patches -> 16 visual tokens

@@ -11,9 +11,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy import load_policy
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rollout.base import SamplingConfig
 
 

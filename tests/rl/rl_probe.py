@@ -53,7 +53,7 @@ class RankProbe(pl.Callback):
 def full_weights(trainer: pl.Trainer, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The policy's whole weights under HF names: under FSDP gathered (every rank), wrapper names dropped
     (`checkpoint_weights`, what the vLLM weight sync sends)."""
-    from lit_triune.rl.sharding import full_parameters, trainer_fsdp_root
+    from lit_triune.models.sharding import full_parameters, trainer_fsdp_root
     from lit_triune.rollout.vllm_engine import checkpoint_weights
 
     if trainer_fsdp_root(trainer) is None:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from rl_fit import fit, tiny_data, tiny_module
 
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from triune_callbacks import DynamicIoUThreshold
 
 MAX_STEPS = 3  # 1 warm-start step (the whole model moves) + 2 GRPO steps

@@ -4,7 +4,7 @@ layers and ViT blocks auto-wrapped and activation-checkpointed, use_orig_params 
 on conf/tiny.yaml's model and data: a warm-start step (ViT trained) and GRPO steps (ViT frozen).
 
 Manual optimization under Lightning's default FSDP wrapping fails at the first backward (the backward
-runs inside the root's forward; lit_triune/rl/sharding.py): the policy is its own FSDP root instead.
+runs inside the root's forward; lit_triune/models/sharding.py): the policy is its own FSDP root instead.
 Checked against the same run under DDP: the same weights at the end (gradients of the same data, reduced
 in another order) on both ranks, the same losses, and the same per-layer gradient norms (LayerGradNorm
 all-reduces the shards' sums under FSDP). A run resumed from the sharded checkpoint of step 2 ends with

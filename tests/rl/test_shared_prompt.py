@@ -18,9 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
+from lit_triune.models.policy_inputs import EncodedPrompts, build_policy_inputs, encode_prompts
+from lit_triune.models.vision import image_features
 from lit_triune.rl import policy as policy_lib
-from lit_triune.rl.logprobs import completion_logprobs, image_features
-from lit_triune.rl.policy_inputs import EncodedPrompts, build_policy_inputs, encode_prompts
+from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rollout.base import SamplingConfig
 from lit_triune.rollout.hf_engine import HFGenerateEngine
 

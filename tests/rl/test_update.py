@@ -13,8 +13,8 @@ from PIL import Image
 from torch.testing import assert_close
 
 import lit_triune.rl.update as update_mod
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.update import UpdateSettings, run_update
 
 N_PROMPTS, G = 2, 4

@@ -15,9 +15,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lit_triune.main import cli_main
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy import load_policy
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rollout.base import SamplingConfig
 from triune_callbacks import RolloutCallback
 

@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rollout.base import Rollout, RolloutEngine, SamplingConfig
 from lit_triune.rollout.hf_engine import HFGenerateEngine
 from lit_triune.rollout.vision_tokens import VISION_TOKENS, assemble_rollout, stop_token_ids, vision_token_ids

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
-from lit_triune.rl.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rollout.base import RolloutEngine, SamplingConfig
 from lit_triune.rollout.vision_tokens import VISION_TOKENS, stop_token_ids, vision_token_ids
 

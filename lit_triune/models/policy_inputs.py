@@ -24,7 +24,7 @@ class EncodedPrompts:
     image_grid_thw: Tensor | None  # [B, 3] (t, h, w) patch grid per image
     patches_per_prompt: list[int]  # B counts summing to P
     # B tensors [tokens_i, H]: the frozen vision tower's output for each image, when computed once per
-    # rollout batch (`logprobs.image_features`) and shared by generation and every update forward pass.
+    # rollout batch (`models/vision.py: image_features`) and shared by generation and every update forward pass.
     image_features: tuple[Tensor, ...] | None = None
 
     def __len__(self) -> int:
