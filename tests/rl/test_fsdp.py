@@ -58,7 +58,12 @@ def _fit(root: Path, config: Path, strategy: list[str], resume: Path | None = No
 def test_fsdp_trains_like_ddp(tmp_path: Path, tiny_model_path: Path) -> None:
     config = snapshot_config(tmp_path)
     fsdp_info, fsdp_w = _fit(tmp_path / "fsdp", config, FSDP_ARGS)
-    ddp_info, ddp_w = _fit(tmp_path / "ddp", config, ["--trainer.strategy=ddp"])
+    # Under FSDP the HF engine makes one generate call per chunk (ranks must make the same number of calls);
+    # under DDP it would make one per data source, which samples other tokens: the reference does as FSDP.
+    one_call = {"class_path": "triune_callbacks.RolloutCallback", "init_args": {"engine": {
+        "class_path": "lit_triune.rollout.hf_engine.HFGenerateEngine", "init_args": {"split_by_length_key": False}}}}
+    ddp_info, ddp_w = _fit(tmp_path / "ddp", config, ["--trainer.strategy=ddp",
+                                                      f"--trainer.callbacks+={json.dumps(one_call)}"])
 
     for info in (fsdp_info, ddp_info):
         assert [r["global_step"] for r in info] == [MAX_STEPS, MAX_STEPS]
