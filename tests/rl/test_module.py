@@ -13,7 +13,12 @@ from torch import nn
 
 @pytest.fixture
 def one_rank_group():
-    """A real gloo process group of one rank, so DistributedDataParallel can wrap a module."""
+    """A real gloo process group of one rank, so DistributedDataParallel can wrap a module. An in-process
+    vLLM engine of an earlier test (tests/rl/test_export.py) leaves its own one-rank group behind: used as is."""
+    if dist.is_initialized():
+        assert dist.get_world_size() == 1
+        yield
+        return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
