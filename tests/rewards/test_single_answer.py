@@ -74,6 +74,18 @@ def test_math_multi_candidate_answers_are_parse_failures(answer):
 
 
 @pytest.mark.parametrize(
+    "answer",
+    ["3 \\cdots 4", "3 \\ldots 4", "3\\dots4", "3 \\dotsc 4", "\\frac{1}{2} \\cdots 3", "(3) \\ldots 4", "$3 \\cdots 4$",
+     "$1 2$"],
+)  # fmt: skip
+def test_math_numbers_either_side_of_an_ellipsis_are_two_answers(answer):
+    """The LaTeX parser drops an ellipsis between numbers: '3 \\ldots 4' was paid against a gold of 7."""
+    for gold in ("7", "12", "34", "3", "4"):
+        out = score(f"<answer>{answer}</answer>", {**MATH, "ground_truth": gold})
+        assert (out["failure"], out["accuracy"]) == ("parse", 0.0), (gold, out["detail"])
+
+
+@pytest.mark.parametrize(
     ("answer", "gold"),
     [("3", "3"), ("\\boxed{3}", "3"), ("$3$", "3"), ("The answer is 3", "3"), ("x = 3", "3"),
      ("\\frac{6}{2}", "3"), ("0.5", "\\boxed{\\frac{1}{2}}"), ("1024", "2^{10}"), ("2^{10}", "1024"),

@@ -208,7 +208,8 @@ _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[^{}]*\}")
 _PROSE = re.compile(r"[A-Za-z]{2,}")
 # numbers side by side are separate candidates, but the LaTeX parser joins them ('1 2' -> 3, '0 \frac{1}{2}'
 # -> 1/2 as a mixed number, '\frac{1}{2} 1' -> 1/2 as a product): refused before parsing
-_LATEX_SPACE = re.compile(r"\\[ ,;:!>]|\\q?quad\b|\\(?:h|)space\s*\{[^{}]*\}|~")  # '1\ 2' is '1 2'
+# '1\ 2' is '1 2'; so is '3 \ldots 4' (the parser drops an ellipsis between numbers: it paid 7 against 7)
+_LATEX_SPACE = re.compile(r"\\[ ,;:!>]|\\q?quad\b|\\(?:h|)space\s*\{[^{}]*\}|~|\\[lcvd]?dots[cbmio]?(?![A-Za-z])")
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _PROSE_GAP = re.compile(r"[\d})\]][\s,;:]*\s[\s,;:]*[-+]?(?:\d|\\)")
 _JUXTAPOSED = re.compile(r"[\d})\]]\s+(?:\d|\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\})")
@@ -280,6 +281,8 @@ def read_block(block: str) -> tuple[str, list[Any]]:
         if _outside_has_digits(block, [segments[0].span()]):
             raise AnswerError("a number beside the $...$ answer; exactly one answer is allowed")
         inner = next(g for g in segments[0].groups() if g is not None)
+        if _JUXTAPOSED.search(_LATEX_SPACE.sub(" ", _ENVIRONMENT.sub(r" \\env ", inner))):  # '$3 \cdots 4$' too
+            raise AnswerError("numbers side by side ('1 2', '0 \\frac{1}{2}'); exactly one answer is allowed")
         return f"${inner}$", in_block
     if _is_prose(block):
         # math-verify's matches can overlap across candidates ('is 2 or maybe \\frac{1}{3}' is one span),
