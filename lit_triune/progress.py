@@ -174,7 +174,8 @@ def last_checkpoint(trainer: pl.Trainer) -> Path | None:
 
 
 def stage_table(log_dir: Path) -> list[str]:
-    """Accuracy per source at each stage report (greedy validation), from `<log_dir>/stage_reports.json`."""
+    """Accuracy per source at each stage report, from `<log_dir>/stage_reports.json`: greedy, and when the
+    reports have them (`val_samples`) `greedy / mean of sampled` in each cell."""
     path = log_dir / "stage_reports.json"
     if not path.is_file():
         return []
@@ -189,8 +190,10 @@ def stage_table(log_dir: Path) -> list[str]:
     for src in sources:
         cells = []
         for stage, head in zip(stages, heads, strict=True):
-            acc = reports[stage].get("sources", {}).get(src, {}).get("accuracy")
-            cells.append(f"{'-' if acc is None else f'{acc:.3f}':>{max(len(head), 6)}s}")
+            figures = reports[stage].get("sources", {}).get(src, {})
+            acc, sampled = figures.get("accuracy"), figures.get("sampled/accuracy")
+            cell = "-" if acc is None else f"{acc:.3f}" + ("" if sampled is None else f" / {sampled:.3f}")
+            cells.append(f"{cell:>{max(len(head), 6)}s}")
         lines.append(f"{src:{width}s}  " + "  ".join(cells))
     return lines
 
@@ -202,7 +205,9 @@ def summary_lines(trainer: pl.Trainer, log_dir: str | os.PathLike) -> list[str]:
     lines = ["", "== run summary =="]
     table = stage_table(log_dir)
     if table:
-        lines += ["validation accuracy per source (greedy; all figures in stage_reports.json):", *table, ""]
+        sampled = any("/" in cell for line in table[1:] for cell in line.split())
+        kind = "greedy / mean of sampled completions" if sampled else "greedy"
+        lines += [f"validation accuracy per source ({kind}; all figures in stage_reports.json):", *table, ""]
     lines.append(f"run directory:   {_show(log_dir)}")
     ckpt = last_checkpoint(trainer)
     lines.append(f"last checkpoint: {_show(ckpt) if ckpt else 'none saved'}")

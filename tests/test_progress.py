@@ -8,6 +8,7 @@ summary's table and paths, and that its commands name things that exist (the exp
 from __future__ import annotations
 
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -141,3 +142,14 @@ def test_bar_counts_steps_and_shows_the_stage_and_figures(tmp_path: Path, monkey
     last = frames[-1]
     assert re.match(r"RL: 100%.*\| 5/5 \[.*(s/step|step/s), reward=0\.250, accuracy=0\.500, loss=0\.125\]", last), last
     assert "v_num" not in out.getvalue() and "Epoch" not in out.getvalue()
+
+
+def test_stage_table_shows_greedy_and_sampled_accuracy_when_the_reports_have_both(tmp_path: Path) -> None:
+    from lit_triune.progress import stage_table
+
+    reports = {"after_warm_start": {"step": 150, "sources": {"ocr": {"accuracy": 0.5, "sampled/accuracy": 0.25}}},
+               "final": {"step": 250, "sources": {"ocr": {"accuracy": 0.625, "sampled/accuracy": 0.5}}}}
+    (tmp_path / "stage_reports.json").write_text(json.dumps(reports))
+    header, row = stage_table(tmp_path)
+    assert "after_warm_start (step 150)" in header and "final (step 250)" in header
+    assert row.split() == ["ocr", "0.500", "/", "0.250", "0.625", "/", "0.500"]

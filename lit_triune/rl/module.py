@@ -55,10 +55,14 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         group_size: G completions per prompt.
         max_new_tokens: longest completion sampled in training; longer ones are cut and counted as
             truncated.
-        temperature: sampling temperature of the training rollouts (validation decodes greedily).
+        temperature: sampling temperature of the training rollouts (validation decodes greedily; see `val_samples`).
         top_p: nucleus-sampling mass of the training rollouts (1.0 = off).
         top_k: top-k of the training rollouts (0 = off).
         val_max_new_tokens: longest completion in validation and stage reports; None = `max_new_tokens`.
+        val_samples: stage reports also sample this many completions per validation prompt and report
+            their mean figures under `sampled/<metric>` (avg@k: the expected reward of the sampling policy,
+            which is what GRPO raises; DeepSeek-R1 and DAPO report accuracy this way). 0 = greedy only.
+        val_temperature: sampling temperature of those samples; None = `temperature`.
         clip_low: ε_low of the clip-higher surrogate (paper 0.2).
         clip_high: ε_high of the clip-higher surrogate (paper 0.28).
         loss_aggregation: "token" (DAPO, paper), "sequence" (GRPO), "fixed" (Dr. GRPO).
@@ -125,6 +129,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         top_p: float = 1.0,
         top_k: int = 0,
         val_max_new_tokens: int | None = None,
+        val_samples: int = 0,
+        val_temperature: float | None = None,
         clip_low: float = 0.2,
         clip_high: float = 0.28,
         loss_aggregation: str = "token",
@@ -158,6 +164,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
         if updates_per_rollout < 1:
             raise ValueError(f"updates_per_rollout must be >= 1, got {updates_per_rollout}")
+        if val_samples < 0:
+            raise ValueError(f"val_samples must be >= 0, got {val_samples}")
         if verifier_failures not in VERIFIER_FAILURE_POLICIES:
             raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
         self.save_hyperparameters()
@@ -175,7 +183,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         )
         self.rollout_settings = RolloutSettings(
             group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-            top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, seed=seed,
+            top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, val_samples=val_samples,
+            val_temperature=val_temperature, seed=seed,
         )
         self._runner: RolloutRunner | None = None
         self._reporter = StageReporter(stage_reports)

@@ -25,6 +25,10 @@ class RolloutSettings:
     top_p: float = 1.0
     top_k: int = 0
     val_max_new_tokens: int = 2048
+    # Stage reports: 0 = greedy only; k > 0 also samples k completions per prompt at `val_temperature`
+    # (None = `temperature`) and reports their mean (avg@k, the policy's expected reward that RL raises).
+    val_samples: int = 0
+    val_temperature: float | None = None
     seed: int = 0
 
 
@@ -148,6 +152,15 @@ class RolloutRunner:
         return SamplingConfig(n=s.group_size, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=seed)
 
+    def _val_sampling(self) -> SamplingConfig:
+        """k samples per validation prompt (`val_samples`) at the validation temperature, seeded like training
+        rollouts but apart from them (salt)."""
+        s = self.settings
+        seed = self._sampling(greedy=True, salt=65_537).seed
+        temperature = s.temperature if s.val_temperature is None else s.val_temperature
+        return SamplingConfig(n=s.val_samples, max_new_tokens=s.val_max_new_tokens, temperature=temperature,
+                              top_p=s.top_p, top_k=s.top_k, seed=seed)
+
     def image_features(self, enc: EncodedPrompts) -> tuple[Tensor, ...] | None:
         """The vision tower's output for each prompt's image, without gradients (the ViT is frozen)."""
         if enc.pixel_values is None:
@@ -223,4 +236,11 @@ class RolloutRunner:
         return scored
 
     def evaluate(self, batch: Any) -> dict[str, Any]:
+        """One greedy completion per prompt, scored: a row per prompt."""
         return self._run(batch, self._sampling(greedy=True)).records()
+
+    def evaluate_sampled(self, batch: Any) -> dict[str, Any]:
+        """`val_samples` sampled completions per prompt, scored: k rows per prompt."""
+        if self.settings.val_samples < 1:
+            raise ValueError("evaluate_sampled needs val_samples >= 1")
+        return self._run(batch, self._val_sampling()).records()

@@ -37,6 +37,16 @@ def _merge_answers(into: dict[str, dict[str, Counter]], part: dict[str, dict[str
 
 STAGES = ("init", "after_warm_start", "final")
 
+SAMPLED = "sampled/"
+"""Prefix of the figures over `val_samples` sampled completions per prompt (`sampled/accuracy`, ...), beside
+the greedy ones; `sampled/count` counts completions."""
+
+
+def sampled_view(means: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The `sampled/` figures of a report with the prefix taken off (the greedy table's layout), or {}."""
+    out = {src: {k[len(SAMPLED):]: v for k, v in m.items() if k.startswith(SAMPLED)} for src, m in means.items()}
+    return {src: m for src, m in out.items() if m}
+
 
 def report_stages(setting: bool | list[str]) -> tuple[str, ...]:
     """`stage_reports` as given in a config: true (every stage), false (none) or a list of stage names."""
@@ -67,7 +77,9 @@ class StageReporter:
         if hasattr(engine, "sync_weights"):  # engines with their own weight copy (vLLM) see this step's policy
             with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
                 engine.sync_weights(module.policy)
+        k = module.rollout_settings.val_samples
         sums: dict[str, dict[str, float]] = {}
+        sampled: dict[str, dict[str, float]] = {}
         answers: dict[str, dict[str, Counter]] = {}
         with torch.no_grad():
             for batch in loader:
@@ -75,19 +87,24 @@ class StageReporter:
                 _merge(sums, source_summary(records, module.iou_threshold))
                 truths = [rm.get("ground_truth") for rm in batch.reward_models]
                 _merge_answers(answers, answer_counts(records, truths))
+                if k:
+                    _merge(sampled, source_summary(module.runner.evaluate_sampled(batch), module.iou_threshold))
         if was_training:
             module.policy.train()
             module._keep_frozen_in_eval()
         if dist.is_available() and dist.is_initialized():
             gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (sums, answers))
-            sums, answers = {}, {}
-            for part, part_answers in gathered:
+            dist.all_gather_object(gathered, (sums, sampled, answers))
+            sums, sampled, answers = {}, {}, {}
+            for part, part_sampled, part_answers in gathered:
                 _merge(sums, part)
+                _merge(sampled, part_sampled)
                 _merge_answers(answers, part_answers)
         means = summary_means(sums)
         for src, spread in answer_spread(answers).items():
             means.setdefault(src, {}).update(spread)
+        for src, m in summary_means(sampled).items():
+            means.setdefault(src, {}).update({f"{SAMPLED}{key}": v for key, v in m.items()})
         self.reports[stage] = means
         # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
         log_dir = trainer.log_dir or trainer.default_root_dir
@@ -100,6 +117,8 @@ class StageReporter:
     @staticmethod
     def _print(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> None:
         print(format_table(stage, step, means, iou_threshold), flush=True)
+        if sampled := sampled_view(means):
+            print(format_table(stage, step, sampled, iou_threshold, kind="sampled"), flush=True)
 
     @staticmethod
     def _save(log_dir: str, stage: str, step: int, means: dict[str, Any], iou_threshold: float) -> None:
@@ -114,10 +133,12 @@ def log_report(loggers: list[Logger], stage: str, step: int, means: dict[str, di
                iou_threshold: float) -> None:
     """A markdown table for TensorBoard (text tag `stage_reports/<stage>`), flat metrics for other loggers."""
     flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items()
-            if k not in ("count", "box_count", "distinct_answers")}
+            if k.removeprefix(SAMPLED) not in ("count", "box_count", "distinct_answers")}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             text = markdown_table(stage, step, means, iou_threshold)
+            if sampled := sampled_view(means):
+                text += "\n\n" + markdown_table(stage, step, sampled, iou_threshold, kind="sampled")
             logger.experiment.add_text(f"stage_reports/{stage}", text, global_step=step)
         else:
             logger.log_metrics(flat, step=step)
@@ -139,11 +160,15 @@ def one_answer_flag(m: dict[str, float]) -> str:
     return f"  <- one answer for {top:.0%} of images (most common truth: {truth:.0%})"
 
 
-def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> str:
+KIND_TITLES = {"greedy": "greedy", "sampled": "mean over sampled completions, `val_samples` a prompt; n counts completions"}
+
+
+def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float,
+                 kind: str = "greedy") -> str:
     """The printed per-source table; box sources add mean IoU, IoU >= 0.5, IoU >= the current threshold and
     the share of answers that parse as boxes, and are flagged when too few do. `top-ans` is the share of
     images given the most common answer; a source answering one thing to nearly every image is flagged."""
-    lines = [f"\n== validation: {stage} (step {step}, IoU threshold {iou_threshold:.2f}) ==",
+    lines = [f"\n== validation: {stage} (step {step}, IoU threshold {iou_threshold:.2f}; {KIND_TITLES[kind]}) ==",
              f"{'source':24s} {'n':>4s} {'accuracy':>8s} {'format':>6s} {'reward':>6s} {'mIoU':>5s} "
              f"{'iou@.5':>6s} {'iou@thr':>7s} {'boxes':>5s} {'top-ans':>6s}"]
     for src, m in means.items():
@@ -159,12 +184,13 @@ def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_
     return "\n".join(lines)
 
 
-def markdown_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> str:
+def markdown_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float,
+                   kind: str = "greedy") -> str:
     """The printed table as markdown (TensorBoard's text view renders it): a row per source; box columns
     are left blank (–) for sources without ground-truth boxes."""
     head = ["source", "n", "accuracy", "format", "reward", "mIoU", "IoU ≥ 0.5", "IoU ≥ threshold", "boxes parsed",
             "most common answer"]
-    lines = [f"**validation: {stage}** · step {step} · IoU threshold {iou_threshold:.2f}", "",
+    lines = [f"**validation: {stage}** · step {step} · IoU threshold {iou_threshold:.2f} · {KIND_TITLES[kind]}", "",
              "| " + " | ".join(head) + " |", "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"]
     for src, m in means.items():
         cells = [f"`{src}`", f"{int(m['count'])}", *(f"{m[k]:.3f}" for k in ("accuracy", "format", "reward"))]

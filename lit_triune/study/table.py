@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lit_triune.rl.stage_report import SAMPLED
 from lit_triune.study import layout
 from lit_triune.study.variants import VARIANTS
 
@@ -270,12 +271,16 @@ def reproduce_table(found: dict[int, tuple[Reports, dict[str, Any]]]) -> str:
                 fmt(_stats(runs, "final", src, metric, "after_warm_start"), True),
                 " / ".join(f"{100 * v[0]:+.1f}" if v else "—" for v in per_seed)]
 
-    for src in sources:
-        rows.append(row(f"{src} accuracy", src, "accuracy"))
-    for src in boxes:
-        rows += [row(f"{src} {BOX_LABELS[m]}", src, m) for m in BOX_METRICS]
-    for src in sources:
-        rows.append(row(f"{src} format", src, "format"))
+    # figures over `val_samples` sampled completions per prompt (avg@k), when the runs have them, lead
+    kinds = [(SAMPLED, "(mean of sampled)"), ("", "(greedy)")] if any(
+        value(r, "final", s, f"{SAMPLED}accuracy") is not None for r in runs.values() for s in sources) else [("", "")]
+    for prefix, label in kinds:
+        for src in sources:
+            rows.append(row(f"{src} accuracy {label}".rstrip(), src, f"{prefix}accuracy"))
+        for src in boxes:
+            rows += [row(f"{src} {BOX_LABELS[m]} {label}".rstrip(), src, f"{prefix}{m}") for m in BOX_METRICS]
+        for src in sources:
+            rows.append(row(f"{src} format {label}".rstrip(), src, f"{prefix}format"))
     for src in sources:  # a share near 1 with a lower truth share: one answer to every image, not perception
         if any(value(r, "final", src, "top_answer") is not None for r in runs.values()):
             truth = stat(v for r in runs.values() if (v := value(r, "final", src, "top_truth")) is not None)

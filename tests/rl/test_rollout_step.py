@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
@@ -60,3 +61,51 @@ def test_rows_and_rewards_stay_with_their_prompts_across_source_blocks():
     assert [r["text"] for r in scored.results] == scored.texts
     assert all(r["reward"] == 1.0 for r in scored.results)
     assert scored.data_sources == sources
+
+
+class SamplingSpy(EchoEngine):
+    """EchoEngine that records the sampling settings of each backend call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samplings = []
+
+    def _generate_block(self, prompts, images, sampling, first_prompt, seed):
+        self.samplings.append(sampling)
+        return super()._generate_block(prompts, images, sampling, first_prompt, seed)
+
+
+def _runner(engine, **settings):
+    module = SimpleNamespace(rollout_engine=engine, rollout_settings=RolloutSettings(seed=0, **settings),
+                             global_step=7, global_rank=0, iou_threshold=0.5, processor=None)
+    runner = RolloutRunner(module)
+    runner.scorer = EchoScorer()
+    return runner
+
+
+def _batch(n: int):
+    prompts = [f"p{i}" for i in range(n)]
+    return SimpleNamespace(prompts=prompts, images=[None] * n, image_sizes=[(8, 8)] * n,
+                           reward_models=[{"truth": p} for p in prompts], data_sources=["s"] * n)
+
+
+def test_sampled_validation_scores_val_samples_rows_per_prompt_at_the_validation_temperature():
+    engine = SamplingSpy()
+    runner = _runner(engine, group_size=8, temperature=1.0, val_samples=3, val_temperature=0.6, val_max_new_tokens=9)
+    records = runner.evaluate_sampled(_batch(2))
+    assert records["data_source"] == ["s"] * 6  # k rows per prompt, every one scored
+    assert [float(r) for r in records["reward"]] == [1.0] * 6
+    (sampling,) = engine.samplings
+    assert (sampling.n, sampling.temperature, sampling.max_new_tokens) == (3, 0.6, 9)
+    assert sampling.seed != runner._sampling(greedy=False).seed  # not the training rollout's draw of this step
+    runner.evaluate(_batch(2))
+    assert engine.samplings[-1].n == 1 and engine.samplings[-1].temperature == 0.0  # greedy stays greedy
+
+
+def test_sampled_validation_defaults_to_the_training_temperature_and_needs_val_samples():
+    engine = SamplingSpy()
+    runner = _runner(engine, temperature=0.8, val_samples=2)
+    runner.evaluate_sampled(_batch(1))
+    assert engine.samplings[0].temperature == 0.8
+    with pytest.raises(ValueError, match="val_samples"):
+        _runner(SamplingSpy(), val_samples=0).evaluate_sampled(_batch(1))

@@ -38,3 +38,26 @@ def test_report_stages_reads_true_false_or_a_list():
     assert report_stages(["final", "after_warm_start"]) == ("after_warm_start", "final")
     with pytest.raises(ValueError, match="unknown stages"):
         report_stages(["end"])
+
+
+def test_sampled_figures_print_as_a_second_table_and_log_beside_the_greedy_ones(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lit_triune.rl.stage_report import log_report, markdown_table, sampled_view
+
+    means = {"synthetic_ocr": {"count": 64, "accuracy": 0.5, "format": 1.0, "reward": 0.6,
+                               "sampled/count": 512, "sampled/accuracy": 0.25, "sampled/format": 0.9,
+                               "sampled/reward": 0.34}}
+    view = sampled_view(means)
+    assert view == {"synthetic_ocr": {"count": 512, "accuracy": 0.25, "format": 0.9, "reward": 0.34}}
+    assert sampled_view({"a": {"accuracy": 1.0}}) == {}  # greedy-only reports (val_samples 0) have no view
+    greedy, sampled = format_table("final", 3, means, 0.85), format_table("final", 3, view, 0.85, kind="sampled")
+    assert "greedy" in greedy.splitlines()[1] and "sampled" in sampled.splitlines()[1]
+    assert _row(sampled, "synthetic_ocr").split()[1:3] == ["512", "0.250"]
+    assert "sampled" in markdown_table("final", 3, view, 0.85, kind="sampled").splitlines()[0]
+    csv = CSVLogger(tmp_path, name="csv")
+    log_report([csv], "final", 3, means, 0.85)
+    csv.save()
+    header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "stage/final/sampled/accuracy/synthetic_ocr" in header and "stage/final/accuracy/synthetic_ocr" in header
+    assert "sampled/count" not in header

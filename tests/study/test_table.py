@@ -131,3 +131,26 @@ def test_study_span_runs_from_the_first_launch_to_the_last_end(tmp_path: Path) -
     assert sum(r["wall_time_s"] for r in data) == 350.0
     assert study_span_s(data) == 650.0
     assert study_span_s([]) is None
+
+
+def test_reproduce_table_leads_with_sampled_figures_when_the_runs_have_them(tmp_path: Path) -> None:
+    # one seed: greedy counting 0.5 -> 0.5, sampled 0.25 -> 0.375 (+12.5); grounding sampled IoU 0.1 -> 0.3
+    d = tmp_path / "seed_0" / "tiny" / "version_0"
+    d.mkdir(parents=True)
+
+    def figures(greedy: float, sampled: float, iou: float) -> dict[str, Any]:
+        box = _box(0.0, iou, 1.0)
+        return {"synthetic_counting": {"accuracy": greedy, "format": 1.0, "sampled/accuracy": sampled,
+                                       "sampled/format": 0.9},
+                "synthetic_grounding": {**_box(0.0, 0.2, 1.0), **{f"sampled/{k}": v for k, v in box.items()}}}
+
+    (d / layout.STAGE_REPORTS).write_text(json.dumps({
+        "after_warm_start": {"step": 5, "sources": figures(0.5, 0.25, 0.1)},
+        "final": {"step": 9, "sources": figures(0.5, 0.375, 0.3)}}))
+    lines = write_reproduce(tmp_path).read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| synthetic_")]
+    assert rows[0] == "| synthetic_counting accuracy (mean of sampled) | 0.250 | 0.375 | +12.5 | +12.5 |"
+    assert "| synthetic_grounding mean IoU (mean of sampled) | 0.100 | 0.300 | +20.0 | +20.0 |" in rows
+    assert "| synthetic_counting accuracy (greedy) | 0.500 | 0.500 | +0.0 | +0.0 |" in rows
+    assert rows.index("| synthetic_counting accuracy (greedy) | 0.500 | 0.500 | +0.0 | +0.0 |") > rows.index(
+        "| synthetic_grounding mean IoU (mean of sampled) | 0.100 | 0.300 | +20.0 | +20.0 |")
