@@ -27,27 +27,29 @@ import lightning.pytorch as pl
 from lit_triune.data.batch import PromptBuilder
 from lit_triune.data.shards import ShardError, ShardWriter, resolve_shards
 from lit_triune.data.stream import ShardStream, Source
-from lit_triune.data.synthetic import DIFFICULTIES, GENERATOR_VERSION, TASKS, iter_samples
+from lit_triune.data.synthetic import DIFFICULTIES, GENERATOR_VERSION, PROMPT_LAYOUTS, TASKS, iter_samples
 from lit_triune.data.tracker import StreamTracker, TrackingLoader
 from lit_triune.rewards.worker import die_with_parent
 
 _VAL_SEED_OFFSET = 1_000_003  # validation sets are generated from a different seed than training
 
 
-def synthetic_dir(cache_dir: str | Path, task: str, n: int, seed: int, difficulty: str, image_size: int) -> Path:
-    name = f"{task}-{difficulty}-n{n}-s{seed}-px{image_size}-v{GENERATOR_VERSION}"
+def synthetic_dir(cache_dir: str | Path, task: str, n: int, seed: int, difficulty: str, image_size: int,
+                  layout: str = "image_first") -> Path:
+    suffix = "" if layout == "image_first" else f"-{layout}"  # image-first caches keep their names
+    name = f"{task}-{difficulty}-n{n}-s{seed}-px{image_size}-v{GENERATOR_VERSION}{suffix}"
     return Path(cache_dir).expanduser() / "synthetic" / name
 
 
 def write_synthetic(out: Path, task: str, n: int, seed: int, difficulty: str, image_size: int,
-                    shard_size: int = 256) -> Path:
+                    shard_size: int = 256, layout: str = "image_first") -> Path:
     """Generate once into a temp dir and rename, so concurrent or interrupted runs never see half a set."""
     if (out / "manifest.json").exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     with ShardWriter(tmp, prefix=task, max_count=shard_size) as writer:
-        for sample in iter_samples(task, n, seed=seed, difficulty=difficulty, image_size=image_size):
+        for sample in iter_samples(task, n, seed=seed, difficulty=difficulty, image_size=image_size, layout=layout):
             writer.write(sample)
     try:
         os.rename(tmp, out)
@@ -72,6 +74,8 @@ class TriuneDataModule(pl.LightningDataModule):
         synthetic: task -> sample count; shards generated into `cache_dir` by `prepare_data`,
             as sources named `synthetic_<task>`. Tasks: counting, detection, grounding, ocr, math, chart, puzzle.
         synthetic_difficulty: "easy" (learnable by the tiny CPU model), "medium" or "hard".
+        synthetic_layout: "image_first" (`<image>question`) or "question_first" (`question<image>`: the
+            image tokens can read the question; the tiny model learns grounding only this way, docs/data.md).
         val: validation sources (may include sources absent from training); one unshuffled pass.
         val_synthetic: task -> count for validation, generated from a different seed.
         batch_size: prompts per step (B); each is expanded to G rollouts downstream.
@@ -103,6 +107,7 @@ class TriuneDataModule(pl.LightningDataModule):
         weights: dict[str, float] | None = None,
         synthetic: dict[str, int] | None = None,
         synthetic_difficulty: str = "easy",
+        synthetic_layout: str = "image_first",
         val: dict[str, str | list[str]] | None = None,
         val_synthetic: dict[str, int] | None = None,
         batch_size: int = 4,
@@ -131,6 +136,8 @@ class TriuneDataModule(pl.LightningDataModule):
                     raise ValueError(f"{spec_name}[{task!r}] must be a positive sample count, got {n!r}")
         if synthetic_difficulty not in DIFFICULTIES:
             raise ValueError(f"synthetic_difficulty must be one of {DIFFICULTIES}, got {synthetic_difficulty!r}")
+        if synthetic_layout not in PROMPT_LAYOUTS:
+            raise ValueError(f"synthetic_layout must be one of {PROMPT_LAYOUTS}, got {synthetic_layout!r}")
         if not train and not synthetic:
             raise ValueError("give training data: `train` (shard dirs/globs per source) and/or `synthetic`")
         if batch_size < 1 or num_workers < 0:
@@ -139,7 +146,7 @@ class TriuneDataModule(pl.LightningDataModule):
         self.train_spec, self.weights = dict(train or {}), dict(weights or {})
         self.synthetic, self.val_synthetic = dict(synthetic or {}), dict(val_synthetic or {})
         self.val_spec = dict(val or {})
-        self.difficulty, self.batch_size = synthetic_difficulty, batch_size
+        self.difficulty, self.layout, self.batch_size = synthetic_difficulty, synthetic_layout, batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.min_pixels, self.max_pixels, self.model_path = min_pixels, max_pixels, model_path
@@ -174,14 +181,14 @@ class TriuneDataModule(pl.LightningDataModule):
         return set(self.train_spec) | {f"synthetic_{t}" for t in self.synthetic}
 
     def _synthetic_dirs(self, spec: dict[str, int], seed: int) -> dict[str, Path]:
-        return {f"synthetic_{t}": synthetic_dir(self.cache_dir, t, n, seed, self.difficulty, self.image_size)
+        return {f"synthetic_{t}": synthetic_dir(self.cache_dir, t, n, seed, self.difficulty, self.image_size, self.layout)
                 for t, n in spec.items()}
 
     def prepare_data(self) -> None:
         for spec, seed in ((self.synthetic, self.seed), (self.val_synthetic, self.seed + _VAL_SEED_OFFSET)):
             for task, n in spec.items():
-                out = synthetic_dir(self.cache_dir, task, n, seed, self.difficulty, self.image_size)
-                write_synthetic(out, task, n, seed, self.difficulty, self.image_size, self.shard_size)
+                out = synthetic_dir(self.cache_dir, task, n, seed, self.difficulty, self.image_size, self.layout)
+                write_synthetic(out, task, n, seed, self.difficulty, self.image_size, self.shard_size, self.layout)
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None:  # Lightning does not set RANK for WebDataset's splitter; ask the trainer

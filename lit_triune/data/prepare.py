@@ -105,13 +105,15 @@ def _parser() -> argparse.ArgumentParser:
                            help="hold out this share of the samples (by id, deterministic): writes <out>/train and "
                                 "<out>/val instead of <out>")
         if name == "synthetic":
-            from lit_triune.data.synthetic import DIFFICULTIES, TASKS
+            from lit_triune.data.synthetic import DIFFICULTIES, PROMPT_LAYOUTS, TASKS
 
             s.add_argument("--task", required=True, choices=sorted(TASKS))
             s.add_argument("--n", type=int, required=True)
             s.add_argument("--difficulty", default="easy", choices=DIFFICULTIES)
             s.add_argument("--seed", type=int, default=0, help="generation seed, and the split's")
             s.add_argument("--image-size", type=int, default=112)
+            s.add_argument("--layout", default="image_first", choices=PROMPT_LAYOUTS,
+                           help="image before or after the question in the user turn")
         elif name == "orsta":
             s.add_argument("--parquet", nargs="+", required=True)
             s.add_argument("--seed", type=int, default=0, help="seed of the --val-fraction split")
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def make() -> Iterable[dict[str, Any]]:
                 return iter_samples(args.task, args.n, seed=args.seed, difficulty=args.difficulty,
-                                    image_size=args.image_size)
+                                    image_size=args.image_size, layout=args.layout)
         elif args.cmd == "orsta":
             def make() -> Iterable[dict[str, Any]]:
                 return (s for path in args.parquet for s in convert.convert_orsta_parquet(path))

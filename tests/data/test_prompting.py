@@ -51,6 +51,8 @@ def test_datamodule_argument_errors(tmp_path):
         TriuneDataModule()
     with pytest.raises(ValueError, match="synthetic_difficulty must be one of"):
         TriuneDataModule(synthetic={"counting": 5}, synthetic_difficulty="trivial")
+    with pytest.raises(ValueError, match="synthetic_layout must be one of"):
+        TriuneDataModule(synthetic={"counting": 5}, synthetic_layout="sideways")
 
 
 def test_math_instructions_follow_the_released_loader_contract():

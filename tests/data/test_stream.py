@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from lit_triune.data import PromptBuilder, ShardStream, ShardWriter, Source, TriuneDataModule, generate
 from lit_triune.data.shards import resolve_shards
 from lit_triune.data.stream import plan
+from lit_triune.data.synthetic import GENERATOR_VERSION
 from tests.data.helpers import edit_json, rewrite_shard
 
 
@@ -44,6 +45,19 @@ def test_round_trip_datamodule_with_tiny_processor(tmp_path, tiny_model_path):
         assert b.cursor is None and b.skips == {}
     val = list(dm.val_dataloader())
     assert sorted(_ids(val)) == sorted(f"ocr-easy-s1000003-{i:07d}" for i in range(5))
+
+
+def test_question_first_datamodule_puts_the_image_after_the_question(tmp_path, tiny_model_path):
+    dm = TriuneDataModule(synthetic={"grounding": 4}, batch_size=4, cache_dir=str(tmp_path),
+                          model_path=str(tiny_model_path), synthetic_layout="question_first")
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    for prompt in batch.prompts:
+        question = prompt.index("Locate the ")
+        assert question < prompt.index("<|vision_start|><|image_pad|><|vision_end|>")
+    assert [p.name for p in (tmp_path / "synthetic").iterdir()] == [
+        f"grounding-easy-n4-s0-px112-v{GENERATOR_VERSION}-question_first"]  # not an image-first cache
 
 
 def test_plan_partitions_every_epoch():

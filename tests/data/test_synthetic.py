@@ -55,3 +55,16 @@ def test_sft_target_is_what_the_verifier_scores_correct(task):
         for s in generate(task, 3, seed=2, difficulty=difficulty):
             r = score(s["extra_info"]["sft_target"], s["reward_model"], image_size=(112, 112), iou_threshold=0.99)
             assert (r["accuracy"], r["format"], r["failure"]) == (1.0, 1.0, None), (difficulty, r)
+
+
+def test_question_first_layout_moves_only_the_image_placeholder():
+    image_first = generate("grounding", 3, seed=4)
+    question_first = generate("grounding", 3, seed=4, layout="question_first")
+    for a, b in zip(image_first, question_first, strict=True):
+        text_a, text_b = a["prompt"][0]["content"], b["prompt"][0]["content"]
+        assert text_a.startswith("<image>Locate the ") and text_b.endswith("</answer>.<image>")
+        assert text_b == text_a.removeprefix("<image>") + "<image>"
+        assert a["reward_model"] == b["reward_model"] and a["extra_info"] == b["extra_info"]
+        assert a["images"][0].tobytes() == b["images"][0].tobytes()
+    with pytest.raises(ValueError, match="prompt layout must be one of"):
+        generate("counting", 1, layout="sideways")

@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lit_triune.data.synthetic import perception, reasoning
-from lit_triune.data.synthetic.common import DIFFICULTIES, Drawn, check_difficulty, to_sample
+from lit_triune.data.synthetic.common import (
+    DIFFICULTIES,
+    PROMPT_LAYOUTS,
+    Drawn,
+    check_difficulty,
+    check_layout,
+    to_sample,
+)
 
 TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
     "counting": perception.counting,
@@ -23,7 +30,7 @@ TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
     "puzzle": reasoning.puzzle,
 }
 
-__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "TASKS", "generate", "iter_samples"]
+__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "PROMPT_LAYOUTS", "TASKS", "generate", "iter_samples"]
 
 GENERATOR_VERSION = 5
 """Bumped whenever a task draws differently, so cached shards (`data.cache_dir`) are regenerated, not reused.
@@ -34,20 +41,23 @@ stays visible around them); easy counting 1-5 squares, easy chart 1-4 bars (1-3 
 warm-start, leaving RL nothing to add)."""
 
 
-def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy",
-                 image_size: int = 112) -> Iterator[dict[str, Any]]:
-    """Sample i depends only on (task, seed, difficulty, i, image_size), so any slice regenerates alike."""
+def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy", image_size: int = 112,
+                 layout: str = "image_first") -> Iterator[dict[str, Any]]:
+    """Sample i depends only on (task, seed, difficulty, i, image_size, layout), so any slice regenerates
+    alike; `layout` (PROMPT_LAYOUTS) places the image before or after the question and changes nothing else."""
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; available: {sorted(TASKS)}")
     check_difficulty(difficulty)
+    check_layout(layout)
     if image_size < 56:
         raise ValueError(f"image_size must be >= 56 px, got {image_size}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     for i in range(n):
         rng = random.Random(f"{task}/{difficulty}/{seed}/{i}")
-        yield to_sample(task, i, seed, difficulty, TASKS[task](rng, difficulty, image_size))
+        yield to_sample(task, i, seed, difficulty, TASKS[task](rng, difficulty, image_size), layout)
 
 
-def generate(task: str, n: int, *, seed: int = 0, difficulty: str = "easy", image_size: int = 112) -> list[dict[str, Any]]:
-    return list(iter_samples(task, n, seed=seed, difficulty=difficulty, image_size=image_size))
+def generate(task: str, n: int, *, seed: int = 0, difficulty: str = "easy", image_size: int = 112,
+             layout: str = "image_first") -> list[dict[str, Any]]:
+    return list(iter_samples(task, n, seed=seed, difficulty=difficulty, image_size=image_size, layout=layout))

@@ -9,6 +9,24 @@ from PIL import Image
 
 DIFFICULTIES = ("easy", "medium", "hard")
 FORMAT_INSTRUCTION = " Think inside <think> </think>, then give the final answer inside <answer> </answer>."
+PROMPT_LAYOUTS = ("image_first", "question_first")
+"""Where the image sits in the user turn: before the question (`<image>question…`, the usual layout) or after
+it (`question…<image>`). A causal LM's visual tokens see only what precedes them: question first, each
+image token can read which object is asked for, so a grounding answer is a look-up. Measured with the tiny
+preset, warm-start on grounding alone: 0.305 after 400 steps image-first (chance 0.25), 0.516 / 0.953 /
+1.000 after 100 / 200 / 400 steps question-first (docs/data.md)."""
+
+
+def check_layout(layout: str) -> str:
+    if layout not in PROMPT_LAYOUTS:
+        raise ValueError(f"prompt layout must be one of {PROMPT_LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def user_turn(question: str, layout: str = "image_first") -> str:
+    """The user message of a synthetic sample: question, format instruction and image placeholder."""
+    text = question + FORMAT_INSTRUCTION
+    return text + "<image>" if check_layout(layout) == "question_first" else "<image>" + text
 
 
 @dataclass
@@ -30,14 +48,15 @@ def check_difficulty(difficulty: str) -> str:
     return difficulty
 
 
-def to_sample(task: str, index: int, seed: int, difficulty: str, drawn: Drawn) -> dict[str, Any]:
+def to_sample(task: str, index: int, seed: int, difficulty: str, drawn: Drawn,
+              layout: str = "image_first") -> dict[str, Any]:
     """Orsta-Data-47k fields; `extra_info` keeps the bare question (for the CoT pool) and SFT target."""
     sid = f"{task}-{difficulty}-s{seed}-{index:07d}"
     question = drawn.question
     return {
         "data_source": f"synthetic_{task}",
         "images": [drawn.image],
-        "prompt": [{"role": "user", "content": "<image>" + question + FORMAT_INSTRUCTION}],
+        "prompt": [{"role": "user", "content": user_turn(question, layout)}],
         "ability": drawn.ability,
         "reward_model": {
             "answer": drawn.answer,
