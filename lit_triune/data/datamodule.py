@@ -75,7 +75,8 @@ class TriuneDataModule(pl.LightningDataModule):
             as sources named `synthetic_<task>`. Tasks: counting, detection, grounding, ocr, math, chart, puzzle.
         synthetic_difficulty: "easy" (learnable by the tiny CPU model), "medium" or "hard".
         synthetic_layout: "image_first" (`<image>question`) or "question_first" (`question<image>`: the
-            image tokens can read the question; the tiny model learns grounding only this way, docs/data.md).
+            image tokens can read the question; the tiny model learns grounding only this way, docs/data.md);
+            or a task -> layout map, tasks not named image-first (`{grounding: question_first}`).
         val: validation sources (may include sources absent from training); one unshuffled pass.
         val_synthetic: task -> count for validation, generated from a different seed.
         batch_size: prompts per step (B); each is expanded to G rollouts downstream.
@@ -107,7 +108,7 @@ class TriuneDataModule(pl.LightningDataModule):
         weights: dict[str, float] | None = None,
         synthetic: dict[str, int] | None = None,
         synthetic_difficulty: str = "easy",
-        synthetic_layout: str = "image_first",
+        synthetic_layout: str | dict[str, str] = "image_first",
         val: dict[str, str | list[str]] | None = None,
         val_synthetic: dict[str, int] | None = None,
         batch_size: int = 4,
@@ -136,8 +137,12 @@ class TriuneDataModule(pl.LightningDataModule):
                     raise ValueError(f"{spec_name}[{task!r}] must be a positive sample count, got {n!r}")
         if synthetic_difficulty not in DIFFICULTIES:
             raise ValueError(f"synthetic_difficulty must be one of {DIFFICULTIES}, got {synthetic_difficulty!r}")
-        if synthetic_layout not in PROMPT_LAYOUTS:
-            raise ValueError(f"synthetic_layout must be one of {PROMPT_LAYOUTS}, got {synthetic_layout!r}")
+        layouts = synthetic_layout if isinstance(synthetic_layout, dict) else {"*": synthetic_layout}
+        for task, layout in layouts.items():
+            if task != "*" and task not in TASKS:
+                raise ValueError(f"synthetic_layout: unknown task {task!r}; available: {sorted(TASKS)}")
+            if layout not in PROMPT_LAYOUTS:
+                raise ValueError(f"synthetic_layout must be one of {PROMPT_LAYOUTS}, got {layout!r}")
         if not train and not synthetic:
             raise ValueError("give training data: `train` (shard dirs/globs per source) and/or `synthetic`")
         if batch_size < 1 or num_workers < 0:
@@ -146,7 +151,8 @@ class TriuneDataModule(pl.LightningDataModule):
         self.train_spec, self.weights = dict(train or {}), dict(weights or {})
         self.synthetic, self.val_synthetic = dict(synthetic or {}), dict(val_synthetic or {})
         self.val_spec = dict(val or {})
-        self.difficulty, self.layout, self.batch_size = synthetic_difficulty, synthetic_layout, batch_size
+        self.difficulty, self.batch_size = synthetic_difficulty, batch_size
+        self.layouts = layouts
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.min_pixels, self.max_pixels, self.model_path = min_pixels, max_pixels, model_path
@@ -181,14 +187,19 @@ class TriuneDataModule(pl.LightningDataModule):
         return set(self.train_spec) | {f"synthetic_{t}" for t in self.synthetic}
 
     def _synthetic_dirs(self, spec: dict[str, int], seed: int) -> dict[str, Path]:
-        return {f"synthetic_{t}": synthetic_dir(self.cache_dir, t, n, seed, self.difficulty, self.image_size, self.layout)
-                for t, n in spec.items()}
+        return {f"synthetic_{t}": synthetic_dir(self.cache_dir, t, n, seed, self.difficulty, self.image_size,
+                                                self.layout(t)) for t, n in spec.items()}
+
+    def layout(self, task: str) -> str:
+        """The prompt layout of a synthetic task (`synthetic_layout`)."""
+        return self.layouts.get(task, self.layouts.get("*", "image_first"))
 
     def prepare_data(self) -> None:
         for spec, seed in ((self.synthetic, self.seed), (self.val_synthetic, self.seed + _VAL_SEED_OFFSET)):
             for task, n in spec.items():
-                out = synthetic_dir(self.cache_dir, task, n, seed, self.difficulty, self.image_size, self.layout)
-                write_synthetic(out, task, n, seed, self.difficulty, self.image_size, self.shard_size, self.layout)
+                layout = self.layout(task)
+                out = synthetic_dir(self.cache_dir, task, n, seed, self.difficulty, self.image_size, layout)
+                write_synthetic(out, task, n, seed, self.difficulty, self.image_size, self.shard_size, layout)
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None:  # Lightning does not set RANK for WebDataset's splitter; ask the trainer

@@ -53,6 +53,8 @@ def test_datamodule_argument_errors(tmp_path):
         TriuneDataModule(synthetic={"counting": 5}, synthetic_difficulty="trivial")
     with pytest.raises(ValueError, match="synthetic_layout must be one of"):
         TriuneDataModule(synthetic={"counting": 5}, synthetic_layout="sideways")
+    with pytest.raises(ValueError, match="synthetic_layout: unknown task 'colour'"):
+        TriuneDataModule(synthetic={"counting": 5}, synthetic_layout={"colour": "question_first"})
 
 
 def test_math_instructions_follow_the_released_loader_contract():

@@ -48,15 +48,18 @@ def test_round_trip_datamodule_with_tiny_processor(tmp_path, tiny_model_path):
 
 
 def test_question_first_datamodule_puts_the_image_after_the_question(tmp_path, tiny_model_path):
-    dm = TriuneDataModule(synthetic={"grounding": 4}, batch_size=4, cache_dir=str(tmp_path),
-                          model_path=str(tiny_model_path), synthetic_layout="question_first")
+    dm = TriuneDataModule(synthetic={"grounding": 4, "counting": 4}, batch_size=8, cache_dir=str(tmp_path),
+                          model_path=str(tiny_model_path), synthetic_layout={"grounding": "question_first"})
     dm.prepare_data()
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    for prompt in batch.prompts:
-        question = prompt.index("Locate the ")
-        assert question < prompt.index("<|vision_start|><|image_pad|><|vision_end|>")
-    assert [p.name for p in (tmp_path / "synthetic").iterdir()] == [
+    image = "<|vision_start|><|image_pad|><|vision_end|>"
+    for prompt, source in zip(batch.prompts, batch.data_sources, strict=True):
+        question = prompt.index("Locate the " if source == "synthetic_grounding" else "How many ")
+        assert (question < prompt.index(image)) == (source == "synthetic_grounding")  # counting stays image-first
+    assert set(batch.data_sources) == {"synthetic_grounding", "synthetic_counting"}
+    assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == [
+        f"counting-easy-n4-s0-px112-v{GENERATOR_VERSION}",
         f"grounding-easy-n4-s0-px112-v{GENERATOR_VERSION}-question_first"]  # not an image-first cache
 
 
