@@ -28,6 +28,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from typing_extensions import override
 
+from lit_triune.rl.report_keys import SAMPLED
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "training_dynamics.ipynb"
 
 
@@ -191,7 +193,7 @@ def stage_table(log_dir: Path) -> list[str]:
         cells = []
         for stage, head in zip(stages, heads, strict=True):
             figures = reports[stage].get("sources", {}).get(src, {})
-            acc, sampled = figures.get("accuracy"), figures.get("sampled/accuracy")
+            acc, sampled = figures.get("accuracy"), figures.get(f"{SAMPLED}accuracy")
             cell = "-" if acc is None else f"{acc:.3f}" + ("" if sampled is None else f" / {sampled:.3f}")
             cells.append(f"{cell:>{max(len(head), 6)}s}")
         lines.append(f"{src:{width}s}  " + "  ".join(cells))

@@ -56,9 +56,13 @@ def test_closing_summary_names_what_exists(piped_run: tuple[Path, str], tmp_path
     head = next(i for i, ln in enumerate(summary) if ln.startswith("source "))
     # conf/tiny.yaml reports after the warm-start and at the end (no random-init report)
     assert re.fullmatch(r"source +after_warm_start \(step 3\) +final \(step 6\)", summary[head])
+    # each cell: greedy / mean of sampled (conf/tiny.yaml sets val_samples)
     rows = {ln.split()[0]: ln.split()[1:] for ln in summary[head + 1: head + 3]}
     assert set(rows) == {"synthetic_chart", "synthetic_counting"}
-    assert all(len(v) == 2 and all(0.0 <= float(x) <= 1.0 for x in v) for v in rows.values())
+    assert "greedy / mean of sampled" in summary[head - 1]
+    for cells in rows.values():
+        assert cells[1::3] == ["/", "/"]
+        assert all(0.0 <= float(x) <= 1.0 for x in cells[0::3] + cells[2::3])
 
     run_dir = cwd / fields["run directory"]
     assert fields["run directory"] == "runs/tiny/version_0" and (run_dir / "stage_reports.json").is_file()

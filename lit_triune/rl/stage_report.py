@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from lit_triune.models.sharding import full_parameters
 from lit_triune.rl.records import answer_counts, answer_spread, source_summary, summary_means
+from lit_triune.rl.report_keys import SAMPLED
 
 
 def _merge(into: dict[str, dict[str, float]], part: dict[str, dict[str, float]]) -> None:
@@ -37,9 +38,6 @@ def _merge_answers(into: dict[str, dict[str, Counter]], part: dict[str, dict[str
 
 STAGES = ("init", "after_warm_start", "final")
 
-SAMPLED = "sampled/"
-"""Prefix of the figures over `val_samples` sampled completions per prompt (`sampled/accuracy`, ...), beside
-the greedy ones; `sampled/count` counts completions."""
 
 
 def sampled_view(means: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

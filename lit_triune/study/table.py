@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lit_triune.rl.stage_report import SAMPLED
+from lit_triune.rl.report_keys import SAMPLED
 from lit_triune.study import layout
 from lit_triune.study.variants import VARIANTS
 
@@ -129,12 +129,16 @@ def study_tables(study: dict[str, dict[int, Reports]], order: list[str]) -> tupl
     boxes = box_sources(every, "final")
     data: dict[str, Any] = {"sources": sources, "box_sources": boxes, "variants": {}}
     acc_rows, gain_rows, fmt_rows, box_rows, box_gain_rows = [], [], [], [], []
+    sampled_rows, sampled_gain_rows = [], []
+    sampled = f"{SAMPLED}accuracy"
+    has_sampled = any(value(r, "final", s, sampled) is not None for r in every for s in sources)
     for variant in order:
         runs = study[variant]
         seeds = ", ".join(map(str, sorted(runs)))
         entry: dict[str, Any] = {"seeds": sorted(runs), "final": {}, "gain": {}, "after_warm_start": {}}
         for src in sources:
-            for metric in ("accuracy", "format", *(BOX_METRICS if src in boxes else ())):
+            box_metrics = BOX_METRICS if src in boxes else ()
+            for metric in ("accuracy", "format", *box_metrics, sampled, *(f"{SAMPLED}{m}" for m in box_metrics)):
                 for key, stage, minus in (("final", "final", None), ("after_warm_start", "init", None),
                                           ("gain", "final", "init")):
                     s = _stats(runs, stage, src, metric, minus)
@@ -151,6 +155,12 @@ def study_tables(study: dict[str, dict[int, Reports]], order: list[str]) -> tupl
         box_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, m)) for s in boxes for m in BOX_METRICS)])
         box_gain_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, m, "init"), True) for s in boxes
                                                 for m in ("iou", "parsed_boxes"))])
+        if has_sampled:
+            sampled_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, sampled)) for s in sources),
+                                 fmt(stat(source_means(runs, "final", sources, sampled)))])
+            sampled_gain_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, sampled, "init"), True)
+                                                        for s in sources),
+                                      fmt(stat(source_means(runs, "final", sources, sampled, "init")), True)])
     head = ["variant", "seeds"]
     parts = [
         "## Final validation accuracy\n\nGreedy decoding at the end of the RL stage, per source; mean ± sd over seeds.\n",
@@ -158,6 +168,14 @@ def study_tables(study: dict[str, dict[int, Reports]], order: list[str]) -> tupl
         "\n## RL gain (final − after warm-start), accuracy points\n\nAfter warm-start = the RL run's first report "
         "(step 0), the same warmed-up policy for every variant of a seed.\n",
         md_table([*head, *sources, "mean over sources"], gain_rows),
+    ]
+    if has_sampled:
+        parts += ["\n## Mean accuracy of sampled completions (final)\n\nThe mean over `val_samples` completions "
+                  "per image sampled at the validation temperature (avg@k); mean ± sd over seeds.\n",
+                  md_table([*head, *sources, "mean over sources"], sampled_rows),
+                  "\n## RL gain of the sampled mean (final − after warm-start), points\n",
+                  md_table([*head, *sources, "mean over sources"], sampled_gain_rows)]
+    parts += [
         "\n## Format reward (final)\n",
         md_table([*head, *sources], fmt_rows),
     ]

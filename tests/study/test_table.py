@@ -88,6 +88,22 @@ def test_study_table_without_box_sources(tmp_path: Path) -> None:
                                                           {"a": {"accuracy": 1.0, "format": 1.0}}))
     text = write_study(tmp_path).read_text()
     assert "## Box sources" not in text and "| recipe | 0 | 1.000 | 1.000 |" in text
+    assert "sampled" not in text  # greedy-only reports: no sampled tables
+
+
+def test_study_tables_add_the_sampled_means_when_the_reports_have_them(tmp_path: Path) -> None:
+    # two seeds: sampled accuracy 0.2 -> 0.4 and 0.3 -> 0.4 (+20, +10 -> +15.0 ± 7.1); greedy 0.5 -> 0.5
+    for seed, before in enumerate((0.2, 0.3)):
+        _write(layout.run_dir(tmp_path, "recipe", seed), _report(
+            {"a": {"accuracy": 0.5, "format": 1.0, "sampled/accuracy": before}},
+            {"a": {"accuracy": 0.5, "format": 1.0, "sampled/accuracy": 0.4}}))
+    lines = write_study(tmp_path).read_text().splitlines()
+    gain = lines.index("## RL gain of the sampled mean (final − after warm-start), points")
+    assert "| recipe | 0, 1 | +15.0 ± 7.1 | +15.0 ± 7.1 |" in lines[gain:]
+    final = lines.index("## Mean accuracy of sampled completions (final)")
+    assert "| recipe | 0, 1 | 0.400 ± 0.000 | 0.400 ± 0.000 |" in lines[final:gain]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["variants"]["recipe"]["gain"]["a"]["sampled/accuracy"]["mean"] == pytest.approx(0.15)
 
 
 def test_reproduce_table(tmp_path: Path) -> None:
