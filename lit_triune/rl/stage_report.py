@@ -39,7 +39,6 @@ def _merge_answers(into: dict[str, dict[str, Counter]], part: dict[str, dict[str
 STAGES = ("init", "after_warm_start", "final")
 
 
-
 def sampled_view(means: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """The `sampled/` figures of a report with the prefix taken off (the greedy table's layout), or {}."""
     out = {src: {k[len(SAMPLED):]: v for k, v in m.items() if k.startswith(SAMPLED)} for src, m in means.items()}
