@@ -28,7 +28,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from typing_extensions import override
 
-from lit_triune.rl.report_keys import SAMPLED
+from lit_triune.rl.report_keys import SAMPLED, has_sampled
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "training_dynamics.ipynb"
 
@@ -175,13 +175,16 @@ def last_checkpoint(trainer: pl.Trainer) -> Path | None:
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
 
-def stage_table(log_dir: Path) -> list[str]:
-    """Accuracy per source at each stage report, from `<log_dir>/stage_reports.json`: greedy, and when the
-    reports have them (`val_samples`) `greedy / mean of sampled` in each cell."""
+def read_stage_reports(log_dir: Path) -> dict[str, Any]:
+    """`<log_dir>/stage_reports.json` ({stage: {"step", "sources": {source: {metric: value}}}}), or {}."""
     path = log_dir / "stage_reports.json"
-    if not path.is_file():
-        return []
-    reports: dict[str, Any] = json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def stage_table(log_dir: Path, reports: dict[str, Any] | None = None) -> list[str]:
+    """Accuracy per source at each stage report, from `<log_dir>/stage_reports.json` (or `reports`, as read
+    from it): greedy, and when the reports have them (`val_samples`) `greedy / mean of sampled` in each cell."""
+    reports = read_stage_reports(log_dir) if reports is None else reports
     stages = list(reports)
     sources = sorted({s for r in reports.values() for s in r.get("sources", {})})
     if not sources:
@@ -205,10 +208,10 @@ def summary_lines(trainer: pl.Trainer, log_dir: str | os.PathLike) -> list[str]:
     log_dir = Path(log_dir)
     q = shlex.quote
     lines = ["", "== run summary =="]
-    table = stage_table(log_dir)
+    reports = read_stage_reports(log_dir)
+    table = stage_table(log_dir, reports)
     if table:
-        sampled = any("/" in cell for line in table[1:] for cell in line.split())
-        kind = "greedy / mean of sampled completions" if sampled else "greedy"
+        kind = "greedy / mean of sampled completions" if has_sampled(reports) else "greedy"
         lines += [f"validation accuracy per source ({kind}; all figures in stage_reports.json):", *table, ""]
     lines.append(f"run directory:   {_show(log_dir)}")
     ckpt = last_checkpoint(trainer)

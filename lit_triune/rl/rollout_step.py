@@ -142,11 +142,14 @@ class RolloutRunner:
             self.scorer.close()
             self.scorer = None
 
+    def _seed(self, salt: int = 0) -> int:
+        """Derived from the step, so a resumed run samples exactly what the uninterrupted one did."""
+        rank = getattr(self.module, "global_rank", 0)
+        return (self.settings.seed * 1_000_003 + self.module.global_step * 7919 + rank * 104_729 + salt) % (2**31 - 1)
+
     def _sampling(self, *, greedy: bool, salt: int = 0) -> SamplingConfig:
         s = self.settings
-        rank = getattr(self.module, "global_rank", 0)
-        # Derived from the step, so a resumed run samples exactly what the uninterrupted one did.
-        seed = (s.seed * 1_000_003 + self.module.global_step * 7919 + rank * 104_729 + salt) % (2**31 - 1)
+        seed = self._seed(salt)
         if greedy:
             return SamplingConfig(n=1, max_new_tokens=s.val_max_new_tokens, temperature=0.0, seed=seed)
         return SamplingConfig(n=s.group_size, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
@@ -156,7 +159,7 @@ class RolloutRunner:
         """k samples per validation prompt (`val_samples`) at the validation temperature, seeded like training
         rollouts but apart from them (salt)."""
         s = self.settings
-        seed = self._sampling(greedy=True, salt=65_537).seed
+        seed = self._seed(salt=65_537)
         temperature = s.temperature if s.val_temperature is None else s.val_temperature
         return SamplingConfig(n=s.val_samples, max_new_tokens=s.val_max_new_tokens, temperature=temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=seed)

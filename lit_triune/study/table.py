@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lit_triune.rl.report_keys import SAMPLED
+from lit_triune.rl.report_keys import SAMPLED, has_sampled
 from lit_triune.study import layout
 from lit_triune.study.variants import VARIANTS
 
@@ -131,7 +131,7 @@ def study_tables(study: dict[str, dict[int, Reports]], order: list[str]) -> tupl
     acc_rows, gain_rows, fmt_rows, box_rows, box_gain_rows = [], [], [], [], []
     sampled_rows, sampled_gain_rows = [], []
     sampled = f"{SAMPLED}accuracy"
-    has_sampled = any(value(r, "final", s, sampled) is not None for r in every for s in sources)
+    with_sampled = any(has_sampled(r, "final") for r in every)
     for variant in order:
         runs = study[variant]
         seeds = ", ".join(map(str, sorted(runs)))
@@ -155,7 +155,7 @@ def study_tables(study: dict[str, dict[int, Reports]], order: list[str]) -> tupl
         box_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, m)) for s in boxes for m in BOX_METRICS)])
         box_gain_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, m, "init"), True) for s in boxes
                                                 for m in ("iou", "parsed_boxes"))])
-        if has_sampled:
+        if with_sampled:
             sampled_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, sampled)) for s in sources),
                                  fmt(stat(source_means(runs, "final", sources, sampled)))])
             sampled_gain_rows.append([variant, seeds, *(fmt(_stats(runs, "final", s, sampled, "init"), True)
@@ -169,7 +169,7 @@ def study_tables(study: dict[str, dict[int, Reports]], order: list[str]) -> tupl
         "(step 0), the same warmed-up policy for every variant of a seed.\n",
         md_table([*head, *sources, "mean over sources"], gain_rows),
     ]
-    if has_sampled:
+    if with_sampled:
         parts += ["\n## Mean accuracy of sampled completions (final)\n\nThe mean over `val_samples` completions "
                   "per image sampled at the validation temperature (avg@k); mean ± sd over seeds.\n",
                   md_table([*head, *sources, "mean over sources"], sampled_rows),
@@ -290,8 +290,8 @@ def reproduce_table(found: dict[int, tuple[Reports, dict[str, Any]]]) -> str:
                 " / ".join(f"{100 * v[0]:+.1f}" if v else "—" for v in per_seed)]
 
     # figures over `val_samples` sampled completions per prompt (avg@k), when the runs have them, lead
-    kinds = [(SAMPLED, "(mean of sampled)"), ("", "(greedy)")] if any(
-        value(r, "final", s, f"{SAMPLED}accuracy") is not None for r in runs.values() for s in sources) else [("", "")]
+    with_sampled = any(has_sampled(r, "final") for r in runs.values())
+    kinds = [(SAMPLED, "(mean of sampled)"), ("", "(greedy)")] if with_sampled else [("", "")]
     for prefix, label in kinds:
         for src in sources:
             rows.append(row(f"{src} accuracy {label}".rstrip(), src, f"{prefix}accuracy"))
