@@ -30,6 +30,7 @@ for layout in $layouts; do
       .venv/bin/python lit_triune/main.py fit -c conf/tiny.yaml --data.synthetic='{grounding: 4000}' \
         --data.val_synthetic='{grounding: 128}' --data.synthetic_layout="$layout" --model.warm_start_steps="$n" \
         --trainer.max_steps=$((n + 1)) --model.stage_reports='[after_warm_start]' --model.val_samples=0 \
+        --data.weights=null \
         --trainer.default_root_dir="$dir" --trainer.logger.init_args.save_dir="$dir" > "$dir/train.log" 2>&1
       touch "$dir/done"
     fi
@@ -38,7 +39,11 @@ done
 printf '%-16s %6s %9s %9s\n' layout steps accuracy top-ans
 for layout in $layouts; do
   for n in $steps; do
-    row=$(grep -A3 "== validation: after_warm_start" "$out/${layout}_$n/train.log" | grep '^synthetic_grounding')
-    printf '%-16s %6s %9s %9s\n' "$layout" "$n" "$(echo "$row" | awk '{print $3}')" "$(echo "$row" | awk '{print $10}')"
+    report=$(find "$out/${layout}_$n" -name stage_reports.json | head -1)
+    .venv/bin/python - "$report" "$layout" "$n" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["after_warm_start"]["sources"]["synthetic_grounding"]
+print(f"{sys.argv[2]:16s} {sys.argv[3]:>6s} {m['accuracy']:9.3f} {m['top_answer']:9.2f}")
+PY
   done
 done
