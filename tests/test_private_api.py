@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformers
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.loggers import Logger
+from memory_logger import MemoryLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -30,26 +30,6 @@ def test_installed_versions_are_the_checked_ones():
 # ----- Lightning -------------------------------------------------------------------------------------
 def test_trainer_still_has_the_private_results_collection():
     assert isinstance(Trainer.__dict__.get("_results"), property), "Trainer._results is gone or not a property"
-
-
-class _Collect(Logger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.steps: dict[int, set[str]] = {}
-
-    @property
-    def name(self) -> str:
-        return "collect"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.steps.setdefault(step, set()).update(metrics)
 
 
 class _LogsOnce(LightningModule):
@@ -79,13 +59,13 @@ class _LogsOnce(LightningModule):
 def test_forget_logged_stops_lightning_relogging_a_key(tmp_path, forget):
     """Lightning re-logs a key's last value on later steps (why `forget_logged` exists); after it, the key is
     logged only where it was produced, and `callback_metrics` still holds its value."""
-    logger = _Collect()
+    logger = MemoryLogger()
     module = _LogsOnce(forget)
     trainer = Trainer(max_steps=3, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(module)
-    once = sorted(step for step, keys in logger.steps.items() if "once" in keys)
-    assert sorted(step for step, keys in logger.steps.items() if "every" in keys) == [0, 1, 2]
+    once = sorted({step for step, _ in logger.history["once"]})
+    assert sorted({step for step, _ in logger.history["every"]}) == [0, 1, 2]
     assert once == ([0] if forget else [0, 1, 2])
     assert float(trainer.callback_metrics["once"]) == 1.0
 

@@ -27,7 +27,7 @@ import lightning.pytorch as pl
 from lit_triune.data.batch import PromptBuilder
 from lit_triune.data.shards import ShardError, ShardWriter, resolve_shards
 from lit_triune.data.stream import ShardStream, Source
-from lit_triune.data.synthetic import DIFFICULTIES, GENERATOR_VERSION, PROMPT_LAYOUTS, TASKS, iter_samples
+from lit_triune.data.synthetic import DIFFICULTIES, GENERATOR_VERSION, TASKS, check_layout, iter_samples
 from lit_triune.data.tracker import StreamTracker, TrackingLoader
 from lit_triune.rewards.worker import die_with_parent
 
@@ -141,8 +141,7 @@ class TriuneDataModule(pl.LightningDataModule):
         for task, layout in layouts.items():
             if task != "*" and task not in TASKS:
                 raise ValueError(f"synthetic_layout: unknown task {task!r}; available: {sorted(TASKS)}")
-            if layout not in PROMPT_LAYOUTS:
-                raise ValueError(f"synthetic_layout must be one of {PROMPT_LAYOUTS}, got {layout!r}")
+            check_layout(layout, "synthetic_layout")
         if not train and not synthetic:
             raise ValueError("give training data: `train` (shard dirs/globs per source) and/or `synthetic`")
         if batch_size < 1 or num_workers < 0:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
 from typing import Any
 
 import torch
-from lightning.pytorch.loggers.logger import Logger
 
 SOURCES = ["math", "det", "ground"]
 EMITTED = [*SOURCES, "chart"]  # "chart" is not in the list: it lands in "other"
@@ -58,26 +56,3 @@ def make_record(seed: int, n: int) -> tuple[dict[str, Any], list[dict[str, Any]]
         "map": torch.tensor([s["map"] for s in samples]),
     }
     return record, samples
-
-
-class MemoryLogger(Logger):
-    """Keeps every ``log_metrics`` call as ``history[tag] = [(step, value), ...]`` on every rank."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
-
-    @property
-    def name(self) -> str:
-        return "memory"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            self.history[key].append((int(step if step is not None else -1), float(value)))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from cb_records import MemoryLogger
+from memory_logger import MemoryLogger
 
 
 @pytest.fixture

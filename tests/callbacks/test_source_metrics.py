@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 import torch
-from cb_records import SOURCES, MemoryLogger, make_record
+from cb_records import SOURCES, make_record
 from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from memory_logger import MemoryLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from triune_callbacks import SourceMetrics, SourceStats

@@ -30,7 +30,7 @@ TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
     "puzzle": reasoning.puzzle,
 }
 
-__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "PROMPT_LAYOUTS", "TASKS", "generate", "iter_samples"]
+__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "PROMPT_LAYOUTS", "TASKS", "check_layout", "generate", "iter_samples"]
 
 GENERATOR_VERSION = 5
 """Bumped whenever a task draws differently, so cached shards (`data.cache_dir`) are regenerated, not reused.

@@ -17,9 +17,10 @@ preset, warm-start on grounding alone: 0.305 after 400 steps image-first (chance
 1.000 after 100 / 200 / 400 steps question-first (docs/data.md)."""
 
 
-def check_layout(layout: str) -> str:
+def check_layout(layout: str, what: str = "prompt layout") -> str:
+    """`layout` if it is one of PROMPT_LAYOUTS, else a ValueError naming `what` (the option it came from)."""
     if layout not in PROMPT_LAYOUTS:
-        raise ValueError(f"prompt layout must be one of {PROMPT_LAYOUTS}, got {layout!r}")
+        raise ValueError(f"{what} must be one of {PROMPT_LAYOUTS}, got {layout!r}")
     return layout
 
 
