@@ -63,6 +63,9 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             their mean figures under `sampled/<metric>` (avg@k: the expected reward of the sampling policy,
             which is what GRPO raises; DeepSeek-R1 and DAPO report accuracy this way). 0 = greedy only.
         val_temperature: sampling temperature of those samples; None = `temperature`.
+        val_iou_threshold: validation and stage reports score box rewards at this fixed IoU threshold (0.5: the
+            Acc@0.5 / AP50 convention), so a report after the dynamic schedule has risen to 0.99 is compared with
+            one taken at 0.85 on the same yardstick; None = the current training threshold.
         clip_low: ε_low of the clip-higher surrogate (paper 0.2).
         clip_high: ε_high of the clip-higher surrogate (paper 0.28).
         loss_aggregation: "token" (DAPO, paper), "sequence" (GRPO), "fixed" (Dr. GRPO).
@@ -131,6 +134,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         val_max_new_tokens: int | None = None,
         val_samples: int = 0,
         val_temperature: float | None = None,
+        val_iou_threshold: float | None = None,
         clip_low: float = 0.2,
         clip_high: float = 0.28,
         loss_aggregation: str = "token",
@@ -166,6 +170,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             raise ValueError(f"updates_per_rollout must be >= 1, got {updates_per_rollout}")
         if val_samples < 0:
             raise ValueError(f"val_samples must be >= 0, got {val_samples}")
+        if val_iou_threshold is not None and not 0.0 < val_iou_threshold <= 1.0:
+            raise ValueError(f"val_iou_threshold must be in (0, 1] or None, got {val_iou_threshold}")
         if verifier_failures not in VERIFIER_FAILURE_POLICIES:
             raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
         self.save_hyperparameters()
@@ -184,7 +190,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self.rollout_settings = RolloutSettings(
             group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
             top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, val_samples=val_samples,
-            val_temperature=val_temperature, seed=seed,
+            val_temperature=val_temperature, val_iou_threshold=val_iou_threshold, seed=seed,
         )
         self._runner: RolloutRunner | None = None
         self._reporter = StageReporter(stage_reports)

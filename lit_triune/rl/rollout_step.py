@@ -29,6 +29,9 @@ class RolloutSettings:
     # (None = `temperature`) and reports their mean (avg@k, the policy's expected reward that RL raises).
     val_samples: int = 0
     val_temperature: float | None = None
+    # Box rewards in validation are scored at this fixed IoU threshold, so reports taken at different training
+    # thresholds (the dynamic schedule) compare on one yardstick; None = the current training threshold.
+    val_iou_threshold: float | None = None
     seed: int = 0
 
 
@@ -186,14 +189,14 @@ class RolloutRunner:
             enc.image_features = self.image_features(enc)
         return enc
 
-    def _run(self, batch: Any, sampling: SamplingConfig) -> ScoredRollout:
+    def _run(self, batch: Any, sampling: SamplingConfig, iou_threshold: float | None = None) -> ScoredRollout:
         self.start()
         t0 = time.perf_counter()
         engine = self.module.rollout_engine
         encoded = self._encode(batch)
         reward_models = list(batch.reward_models)
         sizes = [tuple(s) for s in batch.image_sizes]
-        iou = self.module.iou_threshold
+        iou = self.module.iou_threshold if iou_threshold is None else iou_threshold
         pending: list[tuple[list[int], Any]] = []
 
         def score_chunk(rows: Tensor, part: Rollout) -> None:
@@ -240,10 +243,10 @@ class RolloutRunner:
 
     def evaluate(self, batch: Any) -> dict[str, Any]:
         """One greedy completion per prompt, scored: a row per prompt."""
-        return self._run(batch, self._sampling(greedy=True)).records()
+        return self._run(batch, self._sampling(greedy=True), self.settings.val_iou_threshold).records()
 
     def evaluate_sampled(self, batch: Any) -> dict[str, Any]:
         """`val_samples` sampled completions per prompt, scored: k rows per prompt."""
         if self.settings.val_samples < 1:
             raise ValueError("evaluate_sampled needs val_samples >= 1")
-        return self._run(batch, self._val_sampling()).records()
+        return self._run(batch, self._val_sampling(), self.settings.val_iou_threshold).records()

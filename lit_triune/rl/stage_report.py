@@ -105,37 +105,41 @@ class StageReporter:
         self.reports[stage] = means
         # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
         log_dir = trainer.log_dir or trainer.default_root_dir
+        scored_at = module.rollout_settings.val_iou_threshold
         if trainer.is_global_zero:
-            self._print(stage, module.global_step, means, module.iou_threshold)
-            self._save(log_dir, stage, module.global_step, means, module.iou_threshold)
-        log_report(trainer.loggers, stage, module.global_step, means, module.iou_threshold)
+            self._print(stage, module.global_step, means, module.iou_threshold, scored_at)
+            self._save(log_dir, stage, module.global_step, means, module.iou_threshold, scored_at)
+        log_report(trainer.loggers, stage, module.global_step, means, module.iou_threshold, scored_at)
         return means
 
     @staticmethod
-    def _print(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float) -> None:
-        print(format_table(stage, step, means, iou_threshold), flush=True)
+    def _print(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float,
+               scored_at: float | None = None) -> None:
+        print(format_table(stage, step, means, iou_threshold, scored_at=scored_at), flush=True)
         if sampled := sampled_view(means):
-            print(format_table(stage, step, sampled, iou_threshold, kind="sampled"), flush=True)
+            print(format_table(stage, step, sampled, iou_threshold, kind="sampled", scored_at=scored_at), flush=True)
 
     @staticmethod
-    def _save(log_dir: str, stage: str, step: int, means: dict[str, Any], iou_threshold: float) -> None:
+    def _save(log_dir: str, stage: str, step: int, means: dict[str, Any], iou_threshold: float,
+              scored_at: float | None = None) -> None:
         path = Path(log_dir) / "stage_reports.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data[stage] = {"step": step, "iou_threshold": iou_threshold, "sources": means}
+        data[stage] = {"step": step, "iou_threshold": iou_threshold,
+                       "scored_at_iou": iou_threshold if scored_at is None else scored_at, "sources": means}
         path.write_text(json.dumps(data, indent=2))
 
 
 def log_report(loggers: list[Logger], stage: str, step: int, means: dict[str, dict[str, float]],
-               iou_threshold: float) -> None:
+               iou_threshold: float, scored_at: float | None = None) -> None:
     """A markdown table for TensorBoard (text tag `stage_reports/<stage>`), flat metrics for other loggers."""
     flat = {f"stage/{stage}/{k}/{src}": v for src, m in means.items() for k, v in m.items()
             if k.removeprefix(SAMPLED) not in ("count", "box_count", "distinct_answers")}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            text = markdown_table(stage, step, means, iou_threshold)
+            text = markdown_table(stage, step, means, iou_threshold, scored_at=scored_at)
             if sampled := sampled_view(means):
-                text += "\n\n" + markdown_table(stage, step, sampled, iou_threshold, kind="sampled")
+                text += "\n\n" + markdown_table(stage, step, sampled, iou_threshold, kind="sampled", scored_at=scored_at)
             logger.experiment.add_text(f"stage_reports/{stage}", text, global_step=step)
         else:
             logger.log_metrics(flat, step=step)
@@ -160,12 +164,20 @@ def one_answer_flag(m: dict[str, float]) -> str:
 KIND_TITLES = {"greedy": "greedy", "sampled": "mean over sampled completions, `val_samples` a prompt; n counts completions"}
 
 
+def threshold_title(iou_threshold: float, scored_at: float | None) -> str:
+    """'IoU threshold 0.99', or with a fixed validation threshold 'IoU threshold 0.99 (training), box rewards
+    scored at 0.50'."""
+    if scored_at is None or scored_at == iou_threshold:
+        return f"IoU threshold {iou_threshold:.2f}"
+    return f"IoU threshold {iou_threshold:.2f} (training), box rewards scored at {scored_at:.2f}"
+
+
 def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float,
-                 kind: str = "greedy") -> str:
+                 kind: str = "greedy", scored_at: float | None = None) -> str:
     """The printed per-source table; box sources add mean IoU, IoU >= 0.5, IoU >= the current threshold and
     the share of answers that parse as boxes, and are flagged when too few do. `top-ans` is the share of
     images given the most common answer; a source answering one thing to nearly every image is flagged."""
-    lines = [f"\n== validation: {stage} (step {step}, IoU threshold {iou_threshold:.2f}; {KIND_TITLES[kind]}) ==",
+    lines = [f"\n== validation: {stage} (step {step}, {threshold_title(iou_threshold, scored_at)}; {KIND_TITLES[kind]}) ==",
              f"{'source':24s} {'n':>4s} {'accuracy':>8s} {'format':>6s} {'reward':>6s} {'mIoU':>5s} "
              f"{'iou@.5':>6s} {'iou@thr':>7s} {'boxes':>5s} {'top-ans':>6s}"]
     for src, m in means.items():
@@ -182,12 +194,13 @@ def format_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_
 
 
 def markdown_table(stage: str, step: int, means: dict[str, dict[str, float]], iou_threshold: float,
-                   kind: str = "greedy") -> str:
+                   kind: str = "greedy", scored_at: float | None = None) -> str:
     """The printed table as markdown (TensorBoard's text view renders it): a row per source; box columns
     are left blank (–) for sources without ground-truth boxes."""
     head = ["source", "n", "accuracy", "format", "reward", "mIoU", "IoU ≥ 0.5", "IoU ≥ threshold", "boxes parsed",
             "most common answer"]
-    lines = [f"**validation: {stage}** · step {step} · IoU threshold {iou_threshold:.2f} · {KIND_TITLES[kind]}", "",
+    lines = [f"**validation: {stage}** · step {step} · {threshold_title(iou_threshold, scored_at)} · {KIND_TITLES[kind]}",
+             "",
              "| " + " | ".join(head) + " |", "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"]
     for src, m in means.items():
         cells = [f"`{src}`", f"{int(m['count'])}", *(f"{m[k]:.3f}" for k in ("accuracy", "format", "reward"))]

@@ -109,3 +109,28 @@ def test_sampled_validation_defaults_to_the_training_temperature_and_needs_val_s
     assert engine.samplings[0].temperature == 0.8
     with pytest.raises(ValueError, match="val_samples"):
         _runner(SamplingSpy(), val_samples=0).evaluate_sampled(_batch(1))
+
+
+class ThresholdSpy(EchoScorer):
+    """EchoScorer that records the IoU threshold each batch was scored at."""
+
+    def __init__(self) -> None:
+        self.thresholds: list[float] = []
+
+    def submit(self, texts, reward_models, sizes, iou_threshold):
+        self.thresholds.append(iou_threshold)
+        return super().submit(texts, reward_models, sizes, iou_threshold)
+
+
+@pytest.mark.parametrize("val_iou_threshold", [None, 0.5])
+def test_validation_scores_boxes_at_val_iou_threshold_and_training_at_the_current_one(val_iou_threshold):
+    """A fixed validation threshold holds the yardstick still while the dynamic schedule moves the training
+    one (module.iou_threshold, 0.99 here); None keeps scoring validation at the current threshold."""
+    runner = _runner(SamplingSpy(), val_samples=2, val_iou_threshold=val_iou_threshold)
+    runner.module.iou_threshold = 0.99
+    runner.scorer = spy = ThresholdSpy()
+    runner.evaluate(_batch(1))
+    runner.evaluate_sampled(_batch(1))
+    runner._run(_batch(1), runner._sampling(greedy=False))  # what rollout() scores training batches with
+    expected = 0.99 if val_iou_threshold is None else val_iou_threshold
+    assert spy.thresholds == [expected, expected, 0.99]

@@ -61,3 +61,14 @@ def test_sampled_figures_print_as_a_second_table_and_log_beside_the_greedy_ones(
     header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "stage/final/sampled/accuracy/synthetic_ocr" in header and "stage/final/accuracy/synthetic_ocr" in header
     assert "sampled/count" not in header
+
+
+def test_titles_name_the_fixed_validation_threshold_beside_the_training_one():
+    from lit_triune.rl.stage_report import markdown_table
+
+    means = {"synthetic_ocr": {"count": 8, "accuracy": 0.5, "format": 1.0, "reward": 0.6}}
+    assert "IoU threshold 0.99 (training), box rewards scored at 0.50" in format_table("final", 3, means, 0.99,
+                                                                                       scored_at=0.5)
+    assert "IoU threshold 0.85;" in format_table("final", 3, means, 0.85)  # no fixed threshold: one figure
+    assert "IoU threshold 0.85;" in format_table("final", 3, means, 0.85, scored_at=0.85)
+    assert "scored at 0.50" in markdown_table("final", 3, means, 0.99, scored_at=0.5).splitlines()[0]
