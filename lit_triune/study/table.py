@@ -318,10 +318,11 @@ def reproduce_table(found: dict[int, tuple[Reports, dict[str, Any]]]) -> str:
 
 def headroom_table(runs: dict[int, Reports], sources: list[str]) -> str:
     """Per source and seed: greedy minus sampled accuracy after the warm-start (how much more often the policy's
-    most likely answer is right than a sample of it) beside the sampled accuracy's RL gain. GRPO raises the
-    probability of rewarded answers the policy already samples: a gap is room to sharpen, a source at chance
-    both ways has little. No correlation is printed: pooled over sources it mixes unlike dynamics (math moved
-    by 10-40 points whatever its gap in development runs), and three seeds per source are too few."""
+    most likely answer is right than a sample of it) beside the sampled accuracy's RL gain, to see whether RL
+    sharpened what the warm-start taught or taught something new. Both happen on the default: chart and
+    counting gained most on the seed where their gap was near 0, OCR at chance with no gap gained nothing. No
+    correlation is printed: pooled over sources it mixes unlike dynamics, and three seeds per source are too
+    few."""
     rows = []
     for src in sources:
         for seed, reports in sorted(runs.items()):
