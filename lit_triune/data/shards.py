@@ -170,7 +170,7 @@ def iter_shard(path: str | Path) -> Iterator[RawSample]:
                 key = last = group.pop("__key__")
                 group.pop("__url__", None)
                 yield key, {k: v for k, v in group.items() if not k.startswith("__")}
-        _check_end(path, last)
+        check_end(path, last)
     except ShardError:
         raise
     except Exception as err:  # noqa: BLE001 - tarfile, IO and WebDataset errors alike: say which file
@@ -178,7 +178,7 @@ def iter_shard(path: str | Path) -> Iterator[RawSample]:
         raise ShardError(f"{path}: unreadable{after}: {type(err).__name__}: {err}") from err
 
 
-def _check_end(path: str | Path, last: str | None) -> None:
+def check_end(path: str | Path, last: str | None) -> None:
     """tarfile ends a tar cut inside a header silently, as if it were complete: a whole tar ends in two
     zero blocks (its end-of-archive marker), so a file that does not was cut short."""
     size = os.path.getsize(path)

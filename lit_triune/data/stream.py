@@ -20,7 +20,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_triune.data.batch import PromptBatch, PromptBuilder, SkipSample, collate, skip_reason
 from lit_triune.data.schema import SampleError
-from lit_triune.data.shards import RawSample, ShardError, decode_raw, iter_shard
+from lit_triune.data.shard_index import ShardReader
+from lit_triune.data.shards import ShardError, decode_raw
 
 
 @dataclass(frozen=True)
@@ -62,25 +63,6 @@ def plan(source: Source, epoch: int, slot: int, slots: int, seed: int, shuffle: 
             if g % slots == slot:
                 yield s, j
             g += 1
-
-
-class _ShardCache:
-    """Holds the last shard read (raw bytes, undecoded); a broken tar keeps its readable prefix."""
-
-    def __init__(self) -> None:
-        self.path: str | None = None
-        self.samples: list[RawSample] = []
-        self.error: str | None = None
-
-    def get(self, path: str, j: int) -> RawSample | None:
-        if path != self.path:
-            self.path, self.samples, self.error = path, [], None
-            try:
-                for raw in iter_shard(path):
-                    self.samples.append(raw)
-            except Exception as err:  # noqa: BLE001 - any tar/IO failure becomes counted skips
-                self.error = str(err) if isinstance(err, ShardError) else f"{path}: {type(err).__name__}: {err}"
-        return self.samples[j] if j < len(self.samples) else None
 
 
 class DataSourceError(RuntimeError):
@@ -186,7 +168,7 @@ class ShardStream(IterableDataset):
         readers = {s.name: _Reader(self, s, slot, slots, *positions.get(s.name, (0, 0))) for s in self.sources}
         done = set(cursor.get("done", []))
         draws = int(cursor.get("draws", 0))
-        cache = _ShardCache()
+        shards = ShardReader()  # per-shard member offsets: a draw seeks to its sample (data/shard_index.py)
         items: list[dict[str, Any]] = []
         skips: Counter = Counter()
         order = iter(self.sources)
@@ -234,12 +216,16 @@ class ShardStream(IterableDataset):
             if since_yield > self.max_consecutive_skips:
                 raise RuntimeError(
                     f"{since_yield} samples in a row were unusable (rank {self.rank}, worker {logical}); "
-                    f"skips so far: {dict(skips)}; last shard {shard!r}: {cache.error or 'readable'}")
+                    f"skips so far: {dict(skips)}; last shard {shard!r}: {shards.error(shard) or 'readable'}")
             h = health[src.name]
             h.drawn += 1
-            raw = cache.get(shard, j)
+            try:
+                raw, why = shards.get(shard, j), None
+            except ShardError as err:  # the file changed after it was indexed
+                raw, why = None, str(err)
             if raw is None:
-                skip(src.name, shard, "bad_shard", cache.error or f"{shard}: sample {j} is missing (manifest count too high)")
+                why = why or shards.error(shard) or f"{shard}: sample {j} is missing (manifest count too high)"
+                skip(src.name, shard, "bad_shard", why)
             else:
                 try:
                     items.append(self.builder.build(decode_raw(raw, shard)))

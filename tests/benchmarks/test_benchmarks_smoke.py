@@ -43,3 +43,7 @@ def test_update_micro_batches_quick() -> None:
 
 def test_generation_blocks_quick() -> None:
     assert RATIO.match(_last_line("generation_blocks.py", "--quick"))
+
+
+def test_shard_reads_quick() -> None:
+    assert RATIO.match(_last_line("shard_reads.py", "--per-source", "64", "--batches", "3", "--rounds", "1"))
