@@ -96,7 +96,7 @@ EXPECTED = {
               ("trainer.precision", "bf16-mixed"), ("model.dtype", "float32"), ("model.group_size", 8)],
     "orsta+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 540), ("model.warmup_steps", 24),
                          ("cb:ModelCheckpoint.every_n_train_steps", 20), ("data.batch_size", 128)],
-    "tiny+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 410)],
+    "tiny+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 460)],
     "orsta+freeze_vision": [("model.freeze", "vision")],
     "orsta+freeze_language": [("model.freeze", "language")],
     "orsta+freeze_none": [("model.freeze", "none")],
