@@ -48,6 +48,9 @@ _BINOMS = ("\\binom", "\\dbinom", "\\tbinom", "\\choose")
 def _configs() -> tuple[list[Any], list[Any]]:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
+    from lit_triune.rewards._latex_parse import install
+
+    install()  # SLL-first LaTeX parsing: every parse of this process goes through here first
     in_block = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     anchored = [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False)]
     return in_block, anchored
