@@ -64,6 +64,16 @@ MATH = {"verifier": "mathverify", "format_ratio": 0.0}
 
 
 @pytest.mark.parametrize(
+    "answer",
+    ["3 \\cdots 4", "3 \\ldots 4", "3\\dots4", "3 \\dotsc 4", "\\frac{1}{2} \\cdots 3", "(3) \\ldots 4", "$3 \\cdots 4$", "$1 2$"],
+)
+def test_numbers_either_side_of_an_ellipsis_are_two_answers(answer):
+    for gold in ("7", "12", "34", "3", "4"):
+        out = score_sample(f"<answer>{answer}</answer>", {**MATH, "ground_truth": gold}, budget_s=None)
+        assert (out["failure"], out["accuracy"]) == ("parse", 0.0), (gold, out)
+
+
+@pytest.mark.parametrize(
     ("answer", "gold", "paid"),
     [
         ("3 \\cdot 4", "12", 1.0),
