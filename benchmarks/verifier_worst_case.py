@@ -2,7 +2,8 @@
 
 Each completion is scored in a `VerifierPool` worker by a `timed` wrapper that runs the real
 `score_sample` for the sample's verifier and measures wall and CPU time *inside the worker*, so
-the figure excludes pipes and queueing. Prints the slowest completions under 1 KB and ends with
+the figure excludes pipes and queueing. Prints the slowest completions under 1 KB, the cost of each named hostile LaTeX shape
+(`NAMED_LATEX`: ellipses, fraction chains, `\\left(`, towers, factorials) and ends with
 
     max_ms_under_1kb: <worker wall ms>   (cpu <worker CPU ms>)
 
@@ -183,6 +184,22 @@ def _grounding(rng: random.Random, kind: str) -> Case:
 _MAKERS = {"mathverify": _math, "counting": _counting, "ocr": _ocr, "detection": _detection, "grounding": _grounding}
 
 
+# named cheap-input / dear-score LaTeX shapes (issue 17 item 5), each scored once in a worker and printed by name
+NAMED_LATEX = [
+    "3 \\cdots 4", "3 \\ldots 4", "1, 2, \\ldots, 9", "1 + 2 + \\cdots + 9", "a_1 a_2 \\cdots a_n",
+    " \\cdots ".join("123456"), "\\cdots" * 20, "\\ldots" * 20, "\\frac{1}{2}" * 8, "\\frac{\\frac{\\frac{1}{2}}{2}}{2}",
+    "\\left(" * 3 + "1" + "\\right)" * 3, "\\left(1\\right)" * 6, "x^{x^{x}}", "2^2^2^2^2^2", "9^{9^{9}}", "5!!!!",
+    "3!4!5!6!7!", "\\sqrt{\\sqrt{\\sqrt{2}}}", "\\boxed{50^{61}}", "(((75)))", "\\boxed{{{11}}}", "e^{-x^2}",
+    "\\frac{\\sqrt{3}}{2}", "|||x|||", "\\log_{3}(x+1) - \\tan\\theta", "\\lim_{x \\to 0} \\frac{\\sin x}{x}",
+    "\\sum_{k=1}^{n} k^2", "\\boxed{((((((((((((2))))))))))))}",
+]  # fmt: skip
+
+
+def named_cases() -> list[Case]:
+    return [Case(f"<answer>{t}</answer>", {"verifier": "mathverify", "ground_truth": "7", "accuracy_ratio": 1.0,
+                                          "format_ratio": 0.1}, "hostile", why="named") for t in NAMED_LATEX]  # fmt: skip
+
+
 def corpus(n: int = 10_000, seed: int = 0) -> list[Case]:
     """`n` seeded cases, evenly over verifiers; per verifier 20 % correct, 40 % padded, 40 % hostile."""
     rng = random.Random(seed)
@@ -226,6 +243,8 @@ def main() -> None:
     from lit_triune.rewards import VerifierPool
 
     cases = corpus(args.n, args.seed)
+    named = named_cases()
+    cases = named + cases  # scored first: each reaches a worker that has seen little else
     rms = [{"verifier": "timed", "format_ratio": 0.0, "verifier_parm": {"inner": c.reward_model}} for c in cases]
     start = time.perf_counter()
     with VerifierPool(num_workers=args.workers, timeout_s=args.timeout, imports=("verifier_worst_case",)) as pool:
@@ -253,6 +272,9 @@ def main() -> None:
         print(f"  {ms:8.1f} {cpu:8.1f}  {case.reward_model['verifier']:10s} {res['failure']!s:7s} {case.response[:70]!r}")
     if unmeasured:
         print(f"killed by the pool's hard timeout: {len(unmeasured)}, e.g. {unmeasured[0][2].response[:70]!r}")
+    print("named LaTeX shapes (worker wall ms, cpu ms, failure, answer):")
+    for ms, cpu, case, res in rows[: len(named)]:
+        print(f"  {ms:8.1f} {cpu:8.1f}  {res['failure']!s:7s} {case.response[8:-9]!r}")
     measured = [r for r in small if r[0] == r[0]]
     print(f"max_ms_under_1kb: {max(r[0] for r in measured):.1f}   (cpu {max(r[1] for r in measured):.1f})")
 
