@@ -9,8 +9,10 @@ failure: math-verify alone would read the last of them and pay for a hedge.
 
 Cost is bounded *before* math-verify runs (`math_limits`): its LaTeX parser costs ~0.1 s per bracket
 nesting level and sympy evaluates integer powers and factorials eagerly in C, where no signal reaches,
-so expressions above the limits are `parse` failures. math-verify's own SIGALRM timeouts are off
-(whole seconds, main thread only, reset by each other); the caller's budget bounds the call.
+so expressions above the limits are `parse` failures. The comparison is bounded the same way, by
+structural limits checked before each dear sympy call (`math_compare`: `simplify`, `doit`, `solve`).
+math-verify's own SIGALRM timeouts are off (whole seconds, main thread only, reset by each other); the
+caller's budget bounds the call.
 
 The ground truth is read once per process (`read_gold`, cached): the G completions of a group share
 it. When gold and answer are both plain numbers, `plain_number` gives math-verify's verdict without
@@ -31,6 +33,7 @@ import lit_triune.rewards._mathlog  # noqa: F401
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
 from lit_triune.rewards.text import AnswerError, clip, single_answer_block
+from lit_triune.rewards.verifiers.math_compare import AnswerTooDear, check_answer, limited
 from lit_triune.rewards.verifiers.plain_number import PlainNumber, plain_verdict, read_plain
 
 MAX_ANSWER_CHARS = 10_000  # ground truths are read from their tail beyond this
@@ -377,4 +380,10 @@ class MathVerifier(Verifier):
         pred = parse(text, extraction_config=config, parsing_timeout=None)
         if not pred:
             return Verdict(0.0, failure="parse", detail="no answer read from the completion")
-        return Verdict(1.0 if verify(gold.parsed, pred, timeout_seconds=None) else 0.0)
+        try:
+            check_answer(pred)
+            with limited():  # the comparison limits of math_compare, checked before each dear sympy call
+                same = verify(gold.parsed, pred, timeout_seconds=None)
+        except AnswerTooDear as err:
+            return Verdict(0.0, failure="parse", detail=str(err.args[0]) if err.args else "answer too dear to compare")
+        return Verdict(1.0 if same else 0.0)
