@@ -45,6 +45,10 @@ MAX_POWER_DEPTH = 2  # e^{-x^2} yes, x^{y^{z}} no
 MAX_NUMBER_DIGITS = 40
 MAX_MAGNITUDE = 4_000  # estimated decimal digits of the integers the expression evaluates to (int->str caps at 4300)
 _BINOMS = ("\\binom", "\\dbinom", "\\tbinom", "\\choose")
+# big operators: math-verify would evaluate them (doit, quadrature), an answer that holds one restates a problem
+# (math_compare refuses a parsed Sum/Limit/Integral/... too), and a first-seen one inside a function costs the
+# parser's DFA 80-180 ms
+_BIG_OPERATOR = re.compile(r"\\(?:sum|prod|coprod|lim|liminf|limsup|int|iint|iiint|oint)(?![A-Za-z])")
 
 
 @lru_cache(maxsize=1)
@@ -85,6 +89,8 @@ def math_limits(text: str) -> str | None:
     if symbols > MAX_SYMBOLS:
         return f"answer expression has {symbols} letters outside commands (at most {MAX_SYMBOLS})"
     text = _unwrap(text)
+    if _BIG_OPERATOR.search(text):
+        return "a sum, product, limit or integral is not an answer (math-verify would evaluate it)"
     if any(cmd in text for cmd in _BINOMS) and re.search(r"\d{4}", text):
         return "binomial coefficient of a number with 4 or more digits"
     stack: list[list[Any]] = []  # [is_exponent, digits inside, base digits (exponent groups)]
