@@ -14,8 +14,8 @@ out leads SLL into a syntax error). latex2sympy2's error listener raises on ever
 strategy), and then the input is parsed again in LL mode exactly as before. tests/rewards/test_latex_parse.py
 compares the two modes' results on a grid of answers.
 
-`warm_up_parser()` runs a corpus of LaTeX shapes through the parser once so the DFA is filled; the verifier
-pool's forkserver calls it, so every worker (and every replacement) starts with it.
+`warm_up_parser()` runs a grid of LaTeX shapes through the parser once so the DFA holds the decisions most
+answers meet; the verifier pool's forkserver calls it, so every worker (and every replacement) starts with it.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def install() -> None:
 
 
 def shapes() -> list[str]:
-    """LaTeX shapes that exercise the grammar's decisions: atoms in every bracket/command up to depth 3,
-    pairs of them, binary operators and ellipses between numbers, and common answer forms."""
+    """A grid of LaTeX shapes that exercise the grammar's decisions (the tests compare SLL-first with LL on
+    it): atoms in every bracket/command up to depth 3, pairs of them, binary operators and ellipses between
+    numbers, and common answer forms."""
     atoms = ["7", "x", "\\pi", "-3", "2.5", "\\frac{1}{2}", "\\sqrt{2}", "x^{2}", "a_{1}", "\\infty"]
     wraps = [("(", ")"), ("[", "]"), ("{", "}"), ("\\{", "\\}"), ("\\left(", "\\right)"), ("\\left[", "\\right]"),
              ("\\sqrt{", "}"), ("\\frac{1}{", "}"), ("\\frac{", "}{2}"), ("2^{", "}"), ("x^{", "}"), ("e^{", "}"),
@@ -81,39 +82,52 @@ def shapes() -> list[str]:
             "\\mathbb{R}", "\\lim_{x \\to 0} \\frac{\\sin x}{x}", "\\sum_{k=1}^{n} k^2", "\\int_0^1 x^2 dx",
             "\\frac{\\frac{1}{2}}{3}", "2\\sqrt{3}", "-\\frac{\\pi}{4}", "x^2 - 5x + 6 = 0", "\\frac{a+b}{c-d}",
             "3 \\text{ cm}", "12\\,\\mathrm{m}", "\\mathrm{A}", "\\text{(B)}", "x > 2 \\text{ and } x < 5"]  # fmt: skip
+    return out + nested_shapes()
+
+
+# one construct inside another: SLL looks ahead across a whole bracketed argument, so the DFA path of
+# `\log_{2}((3)(3))` is new even when `\log_{2}(x)` and `(3)(3)` were seen (~110 ms CPU in a fresh worker)
+_OUTER = ["\\sin(A)", "\\cos A", "\\tan(A)", "\\log_{2}(A)", "\\ln(A)", "\\sqrt{A}", "e^{A}", "{A}^{2}", "{A}^{x}",
+          "\\frac{A}{2}", "\\frac{1}{A}", "|A|", "(A)(3)", "(3)(A)", "A \\cdot 2", "2 \\cdot A", "A + 1", "A - x", "A = 2"]  # fmt: skip
+_INNER_ATOMS = ["x", "7", "\\theta", "0.5", "\\frac{1}{2}", "\\pi"]
+
+
+def nested_shapes() -> list[str]:
+    """Every construct of `_OUTER` around every atom and around every construct (with an atom inside)."""
+    out = [f.replace("A", a) for f in _OUTER for a in _INNER_ATOMS]
+    for i, f in enumerate(_OUTER):
+        for j, g in enumerate(_OUTER):
+            out.append(f.replace("A", g.replace("A", _INNER_ATOMS[(i + j) % len(_INNER_ATOMS)])))
     return out
 
 
 # sympy modules that simplify()/verify import lazily on first use (sympy.physics.units alone ~0.35 s CPU):
-# the first `3 \cdots 4` a fresh worker compared paid for them
+# the first symbolic comparison of a fresh worker paid for them
 LAZY_IMPORTS = ("sympy.physics.units", "sympy.combinatorics", "sympy.sets.setexpr")
-_VERIFY_SAMPLE = 40  # shapes also compared against a gold with math-verify's `verify` (sympy's caches)
+
+# The warm-up parses the whole grid of `shapes()` (~1,100 shapes, ~5 s CPU once per forkserver, about half
+# of it SLL syntax errors re-parsed in LL mode). A first-seen construct costs a fresh worker 30-120 ms of DFA
+# building (`x^{x^{x}}` 86 ms, `b_{2} b_{3} \ldots b_{k}` 117 ms after a 22-shape warm-up); after the grid,
+# 10-35 ms. Every 2nd or 4th shape of the grid (2-4 s) left some of them at 45-67 ms.
 
 
-def warm_up_parser(budget_s: float = 60.0) -> tuple[int, float]:
-    """Import what sympy imports lazily, then parse `shapes()` (in `$...$`, as the verifier hands them over)
-    to fill ANTLR's DFA, verifying every few against a gold; stops after `budget_s` CPU seconds.
-    Returns (shapes parsed, CPU seconds)."""
+def warm_up_parser(corpus: tuple[str, ...] | list[str] | None = None) -> tuple[int, float]:
+    """Import what sympy imports lazily, then parse `corpus` (default: the grid of `shapes()`; in `$...$`, as
+    the verifier hands them over) to fill ANTLR's DFA. A fixed list, no time budget: every forkserver starts
+    workers in the same state. Returns (shapes parsed, CPU seconds)."""
     import importlib
 
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
+    start = time.process_time()
     install()
     for name in LAZY_IMPORTS:
         importlib.import_module(name)
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    gold = parse("$7$", extraction_config=config, parsing_timeout=None)
-    all_shapes = shapes()
-    every = max(1, len(all_shapes) // _VERIFY_SAMPLE)
-    start, done = time.process_time(), 0
-    for i, shape in enumerate(all_shapes):
-        if time.process_time() - start > budget_s:
-            break
+    corpus = shapes() if corpus is None else corpus
+    for shape in corpus:
         try:
-            pred = parse(f"${shape}$", extraction_config=config, parsing_timeout=None)
-            if pred and i % every == 0:
-                verify(gold, pred, timeout_seconds=None)
+            parse(f"${shape}$", extraction_config=config, parsing_timeout=None)
         except Exception:  # noqa: BLE001 - a warm-up must not stop the forkserver
             pass
-        done += 1
-    return done, time.process_time() - start
+    return len(corpus), time.process_time() - start

@@ -56,7 +56,7 @@ def test_install_is_idempotent_and_hooks_the_parser_latex2sympy2_uses():
 
 
 def test_warm_up_imports_what_sympy_imports_lazily():
-    done, cpu = _latex_parse.warm_up_parser(budget_s=0.5)
+    done, cpu = _latex_parse.warm_up_parser(("7", "x^{2}"))
     assert done >= 1 and all(name in sys.modules for name in _latex_parse.LAZY_IMPORTS)
 
 
