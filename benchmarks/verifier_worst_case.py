@@ -2,15 +2,20 @@
 
 Each completion is scored in a `VerifierPool` worker by a `timed` wrapper that runs the real
 `score_sample` for the sample's verifier and measures wall and CPU time *inside the worker*, so
-the figure excludes pipes and queueing. Prints the slowest completions under 1 KB and ends with
+the figure excludes pipes and queueing. Prints the slowest completions under 1 KB, the cost of each named hostile LaTeX shape
+(`NAMED_LATEX`: ellipses, fraction chains, `\\left(`, towers, factorials; `UNSEEN_LATEX`: shapes of the same kinds that
+the forkserver's parser warm-up has not seen), the cost of `--symbolic` symbolic answers (what reaches sympy's
+`simplify`), the math verdicts beside plain math-verify's (`agreement`), and ends with
 
     max_ms_under_1kb: <worker wall ms>   (cpu <worker CPU ms>)
+
+It also prints the forkserver's start-up CPU time and RSS and the workers' RSS (Linux /proc).
 
 Issue 17 asks that no completion under 1 KB cost more than ~50 ms; on a shared machine wall time
 includes other jobs' load, so CPU time is printed beside it. `corpus()` is also what
 tests/rewards/test_fuzz_verifiers.py checks for exceptions, bounds and padded answers.
 
-    python benchmarks/verifier_worst_case.py [--n 10000] [--workers 2] [--seed 0]
+    python benchmarks/verifier_worst_case.py [--n 10000] [--symbolic 600] [--workers 2] [--seed 0]
 """
 
 from __future__ import annotations
@@ -183,6 +188,62 @@ def _grounding(rng: random.Random, kind: str) -> Case:
 _MAKERS = {"mathverify": _math, "counting": _counting, "ocr": _ocr, "detection": _detection, "grounding": _grounding}
 
 
+# named cheap-input / dear-score LaTeX shapes (issue 17 item 5), each scored once in a worker and printed by name
+NAMED_LATEX = [
+    "3 \\cdots 4", "3 \\ldots 4", "1, 2, \\ldots, 9", "1 + 2 + \\cdots + 9", "a_1 a_2 \\cdots a_n",
+    " \\cdots ".join("123456"), "\\cdots" * 20, "\\ldots" * 20, "\\frac{1}{2}" * 8, "\\frac{\\frac{\\frac{1}{2}}{2}}{2}",
+    "\\left(" * 3 + "1" + "\\right)" * 3, "\\left(1\\right)" * 6, "x^{x^{x}}", "2^2^2^2^2^2", "9^{9^{9}}", "5!!!!",
+    "3!4!5!6!7!", "\\sqrt{\\sqrt{\\sqrt{2}}}", "\\boxed{50^{61}}", "(((75)))", "\\boxed{{{11}}}", "e^{-x^2}",
+    "\\frac{\\sqrt{3}}{2}", "|||x|||", "\\log_{3}(x+1) - \\tan\\theta", "\\lim_{x \\to 0} \\frac{\\sin x}{x}",
+    "\\sum_{k=1}^{n} k^2", "\\boxed{((((((((((((2))))))))))))}",
+]  # fmt: skip
+
+
+# the same kinds of shape, none of them in the forkserver's warm-up grid (`_latex_parse.shapes()`, which holds
+# several of NAMED_LATEX): what a construct first seen in a fresh worker costs
+UNSEEN_LATEX = [
+    "y^{z^{w}}", "b_{2} b_{3} \\ldots b_{k}", "\\log_{5}(y-2) + \\cot\\phi", "\\arcsin(\\frac{1}{3})", "\\{\\{3\\}\\}",
+    "\\dfrac{\\dfrac{5}{3}}{\\dfrac{2}{7}}", "\\sqrt[4]{\\sqrt[3]{81}}", "\\overline{0.\\overline{3}}", "\\lfloor 7.5 \\rfloor",
+    "\\cosh(\\ln 2) \\cdot \\sec 0", "\\operatorname{lcm}(3, 7)", "7 \\pmod{10}", "\\binom{7}{1}^{1}", "\\tfrac{14}{2}",
+    "\\left\\lceil 6.2 \\right\\rceil", "\\mathbf{7}", "7\\,\\text{units}^{2}", "\\exp(\\log 7)",
+]  # fmt: skip
+
+
+def named_cases() -> list[Case]:
+    return [Case(f"<answer>{t}</answer>", {"verifier": "mathverify", "ground_truth": "7", "accuracy_ratio": 1.0,
+                                          "format_ratio": 0.1}, "hostile", why="named")
+            for t in NAMED_LATEX + UNSEEN_LATEX]  # fmt: skip
+
+
+def symbolic_cases(n: int = 600, seed: int = 0) -> list[Case]:
+    """`n` symbolic answers (benchmarks/math_compare.py's generator: sin, log, sums, fractions, |.| of numbers,
+    constants and variables, nested 3 deep) against its symbolic and numeric ground truths: what reaches
+    sympy's `simplify` / `solve`, the dear part of math-verify's comparison."""
+    from math_compare import GOLDS, answer
+
+    rng = random.Random(seed)
+    return [Case(f"<answer>{answer(rng)}</answer>", {"verifier": "mathverify", "ground_truth": rng.choice(GOLDS),
+                                                    "accuracy_ratio": 1.0, "format_ratio": 0.1}, "symbolic")
+            for _ in range(n)]  # fmt: skip
+
+
+def plain_math_verify(case: Case) -> bool | None:
+    """math-verify's verdict, without the comparison limits, on what the verifier reads (None: the answer is
+    refused before parsing -- several candidates, `math_limits` -- the same way with or without them)."""
+    from math_verify import parse, verify
+
+    from lit_triune.rewards.text import AnswerError
+    from lit_triune.rewards.verifiers.math import read_answer, read_gold
+
+    gold = read_gold(str(case.reward_model["ground_truth"])).parsed
+    try:
+        text, config = read_answer(case.response)
+    except AnswerError:
+        return None
+    pred = parse(text, extraction_config=config, parsing_timeout=None)
+    return bool(pred) and verify(gold, pred, timeout_seconds=None)
+
+
 def corpus(n: int = 10_000, seed: int = 0) -> list[Case]:
     """`n` seeded cases, evenly over verifiers; per verifier 20 % correct, 40 % padded, 40 % hostile."""
     rng = random.Random(seed)
@@ -215,24 +276,73 @@ def _register_timed() -> None:
 _register_timed()  # on import: the pool's workers import this module (imports=...)
 
 
+def _proc_fields(pid: int) -> list[str]:
+    text = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read
+    return text[text.rindex(")") + 2 :].split()  # state ppid ... utime(11) stime(12)
+
+
+def _forkserver_pid() -> int | None:
+    """This process's child that runs multiprocessing's forkserver (Linux /proc), or None."""
+    import os
+
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if int(_proc_fields(int(name))[1]) == os.getpid():
+                    with open(f"/proc/{name}/cmdline", "rb") as f:
+                        if b"forkserver" in f.read():
+                            return int(name)
+            except (OSError, IndexError, ValueError):
+                continue
+    return None
+
+
+def _cpu_s(pid: int) -> float:
+    import os
+
+    fields = _proc_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--symbolic", type=int, default=600, help="symbolic answers (symbolic_cases) after the corpus")
     args = parser.parse_args()
 
     from lit_triune.rewards import VerifierPool
+    from lit_triune.rewards._latex_parse import shapes
 
+    assert not set(UNSEEN_LATEX) & set(shapes()), "an UNSEEN_LATEX shape is in the warm-up grid"
     cases = corpus(args.n, args.seed)
+    named = named_cases()
+    symbolic = symbolic_cases(args.symbolic, args.seed)
+    cases = named + cases + symbolic  # named first: each reaches a worker that has seen little else
     rms = [{"verifier": "timed", "format_ratio": 0.0, "verifier_parm": {"inner": c.reward_model}} for c in cases]
     start = time.perf_counter()
     with VerifierPool(num_workers=args.workers, timeout_s=args.timeout, imports=("verifier_worst_case",)) as pool:
         assert pool.wait_ready(120), "pool workers did not start"
+        ready = time.perf_counter() - start
+        server = _forkserver_pid()
+        server_cpu, server_rss = (_cpu_s(server), _rss_mb(server)) if server else (float("nan"), float("nan"))
+        rss_ready = [_rss_mb(pid) for pid in pool.worker_pids()]
         out = pool.map([c.response for c in cases], rms, [c.image_size for c in cases])
         counts = pool.failure_counts()
+        rss_end = [_rss_mb(pid) for pid in pool.worker_pids()]
     elapsed = time.perf_counter() - start
+    print(f"pool ready after {ready:.1f} s; forkserver start {server_cpu:.2f} s CPU, RSS {server_rss:.0f} MB; worker RSS "
+          f"{', '.join(f'{r:.0f}' for r in rss_ready)} MB at ready, {', '.join(f'{r:.0f}' for r in rss_end)} MB at the end")
     rows = []
     for case, res in zip(cases, out, strict=True):
         ms = res.get("worker_ms", float("nan"))
@@ -253,8 +363,55 @@ def main() -> None:
         print(f"  {ms:8.1f} {cpu:8.1f}  {case.reward_model['verifier']:10s} {res['failure']!s:7s} {case.response[:70]!r}")
     if unmeasured:
         print(f"killed by the pool's hard timeout: {len(unmeasured)}, e.g. {unmeasured[0][2].response[:70]!r}")
+    print("named LaTeX shapes (worker wall ms, cpu ms, failure, answer):")
+    for i, (ms, cpu, case, res) in enumerate(rows[: len(named)]):
+        seen = "unseen" if i >= len(NAMED_LATEX) else "      "
+        print(f"  {ms:8.1f} {cpu:8.1f}  {seen} {res['failure']!s:7s} {case.response[8:-9]!r}")
+    sym = [r for r in rows if r[2].kind == "symbolic" and r[0] == r[0]]
+    rest = [r for r in small if r[2].kind != "symbolic" and r[0] == r[0]]
+    print(f"  corpus and named shapes, all verifiers: n={len(rest)}  max cpu {max(r[1] for r in rest):7.1f} ms")
+    if sym:
+        over = sum(r[1] > 50 for r in sym)  # noqa: PLR2004 - issue 17's figure
+        print(f"  symbolic   n={len(sym):5d}  max {max(r[0] for r in sym):7.1f} ms (cpu {max(r[1] for r in sym):7.1f} ms), "
+              f"{over} above 50 ms CPU")
+    agreement(rows)
     measured = [r for r in small if r[0] == r[0]]
     print(f"max_ms_under_1kb: {max(r[0] for r in measured):.1f}   (cpu {max(r[1] for r in measured):.1f})")
+
+
+def agreement(rows: list[tuple[float, float, Case, dict[str, Any]]]) -> None:
+    """Verdicts of the math completions against plain math-verify (run here, in this process, without the
+    comparison limits of verifiers/math_compare.py): where the verifier gave a verdict they must agree; where a
+    comparison limit refused the answer (`parse`) math-verify's verdict is counted."""
+    same = differ = limited = refused_before = 0
+    limited_true: list[str] = []
+    for _, _, case, res in rows:
+        if case.reward_model["verifier"] != "mathverify":
+            continue
+        plain = plain_math_verify(case)
+        if plain is None:
+            refused_before += 1  # the same refusal with or without the comparison limits
+            continue
+        ours = res["failure"]
+        if ours is None:
+            if (res["accuracy"] > 0) == plain:
+                same += 1
+            else:
+                differ += 1
+                print(f"  DIFFER: gold {case.reward_model['ground_truth']!r} {case.response!r}: math-verify {plain}")
+        elif ours == "parse" and (res["detail"] or "").startswith("no answer read"):
+            same += not plain  # math-verify's parse found nothing either: False both ways
+            differ += bool(plain)
+        elif ours == "parse":
+            limited += 1  # read_answer passed, so a comparison limit (math_compare) refused it
+            if plain:
+                limited_true.append(case.response)
+        else:
+            differ += 1
+            print(f"  FAILED ({ours}): {case.response!r}: math-verify {plain}")
+    print(f"verdicts vs plain math-verify (math completions): {same} agree, {differ} differ; {refused_before} "
+          f"refused before parsing either way; {limited} refused by a comparison limit (scored parse), of which "
+          f"math-verify paid {len(limited_true)}" + (f", e.g. {limited_true[:3]!r}" if limited_true else ""))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ failure: math-verify alone would read the last of them and pay for a hedge.
 
 Cost is bounded *before* math-verify runs (`math_limits`): its LaTeX parser costs ~0.1 s per bracket
 nesting level and sympy evaluates integer powers and factorials eagerly in C, where no signal reaches,
-so expressions above the limits are `parse` failures. math-verify's own SIGALRM timeouts are off
-(whole seconds, main thread only, reset by each other); the caller's budget bounds the call.
+so expressions above the limits are `parse` failures. The comparison is bounded the same way, by
+structural limits checked before each dear sympy call (`math_compare`: `simplify`, `doit`, `solve`).
+math-verify's own SIGALRM timeouts are off (whole seconds, main thread only, reset by each other); the
+caller's budget bounds the call.
 
 The ground truth is read once per process (`read_gold`, cached): the G completions of a group share
 it. When gold and answer are both plain numbers, `plain_number` gives math-verify's verdict without
@@ -31,6 +33,7 @@ import lit_triune.rewards._mathlog  # noqa: F401
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
 from lit_triune.rewards.text import AnswerError, clip, single_answer_block
+from lit_triune.rewards.verifiers.math_compare import AnswerTooDear, check_answer, limited
 from lit_triune.rewards.verifiers.plain_number import PlainNumber, plain_verdict, read_plain
 
 MAX_ANSWER_CHARS = 10_000  # ground truths are read from their tail beyond this
@@ -42,12 +45,19 @@ MAX_POWER_DEPTH = 2  # e^{-x^2} yes, x^{y^{z}} no
 MAX_NUMBER_DIGITS = 40
 MAX_MAGNITUDE = 4_000  # estimated decimal digits of the integers the expression evaluates to (int->str caps at 4300)
 _BINOMS = ("\\binom", "\\dbinom", "\\tbinom", "\\choose")
+# big operators: math-verify would evaluate them (doit, quadrature), an answer that holds one restates a problem
+# (math_compare refuses a parsed Sum/Limit/Integral/... too), and a first-seen one inside a function costs the
+# parser's DFA 80-180 ms
+_BIG_OPERATOR = re.compile(r"\\(?:sum|prod|coprod|lim|liminf|limsup|int|iint|iiint|oint)(?![A-Za-z])")
 
 
 @lru_cache(maxsize=1)
 def _configs() -> tuple[list[Any], list[Any]]:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
+    from lit_triune.rewards._latex_parse import install
+
+    install()  # SLL-first LaTeX parsing: every parse of this process goes through here first
     in_block = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     anchored = [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False)]
     return in_block, anchored
@@ -79,6 +89,8 @@ def math_limits(text: str) -> str | None:
     if symbols > MAX_SYMBOLS:
         return f"answer expression has {symbols} letters outside commands (at most {MAX_SYMBOLS})"
     text = _unwrap(text)
+    if _BIG_OPERATOR.search(text):
+        return "a sum, product, limit or integral is not an answer (math-verify would evaluate it)"
     if any(cmd in text for cmd in _BINOMS) and re.search(r"\d{4}", text):
         return "binomial coefficient of a number with 4 or more digits"
     stack: list[list[Any]] = []  # [is_exponent, digits inside, base digits (exponent groups)]
@@ -374,4 +386,10 @@ class MathVerifier(Verifier):
         pred = parse(text, extraction_config=config, parsing_timeout=None)
         if not pred:
             return Verdict(0.0, failure="parse", detail="no answer read from the completion")
-        return Verdict(1.0 if verify(gold.parsed, pred, timeout_seconds=None) else 0.0)
+        try:
+            check_answer(pred)
+            with limited():  # the comparison limits of math_compare, checked before each dear sympy call
+                same = verify(gold.parsed, pred, timeout_seconds=None)
+        except AnswerTooDear as err:
+            return Verdict(0.0, failure="parse", detail=str(err.args[0]) if err.args else "answer too dear to compare")
+        return Verdict(1.0 if same else 0.0)

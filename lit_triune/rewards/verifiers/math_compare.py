@@ -1,0 +1,298 @@
+"""Cost limits on math-verify's sympy comparison, checked on the parsed answer right before the dear calls.
+
+`math_limits` (verifiers/math.py) bounds what the LaTeX parser is handed. What is left after the parse is
+math-verify's `verify`, whose dear steps are sympy's: `simplify(gold - answer)` in `sympy_symbolic_eq`
+(0.1-1 s CPU for one trigonometric or logarithmic term: `\\log_{10}(3) \\ln(\\cos 10)` against 7 took 0.65 s,
+`3\\tan(x+2)` against `x+1` 0.42 s), `doit()` of an unevaluated limit, sum or product (`\\sum_{k=1}^{n} k^2`
+against 1: 0.4 s) and `solve` of an equation. Here each is preceded by a structural check, and an answer
+above a limit raises `AnswerTooDear`, which the verifier scores as `parse`. Nothing is timed: what
+happens depends only on the two expressions, never on the machine's load.
+
+Before `verify` (`check_answer`):
+
+0. no power or exponential of constants with more than `MAX_VALUE_DIGITS` digits in the answer
+   (`e^{10^{40}}`, `\\pi^{10^{40}}`: sympy keeps them symbolic, and evaluating `\\sin` of one -- which
+   math-verify does for non-integer golds -- needs that many digits of pi; `math_limits` estimates the
+   same from the text where it can see the numbers);
+1. no unevaluated limit, sum, product, integral or derivative in the answer: math-verify would evaluate
+   it (`doit`, numeric quadrature); such an answer restates a problem, it does not answer it.
+
+Inside `verify`, before each `simplify(gold - answer)`:
+
+2. a difference that is certainly not zero is *not equal*, without `simplify`: a constant whose value,
+   evaluated with sympy's `evalf(strict=True)` to `NUMERIC_DIGITS` correct digits, is not 0, or an
+   expression in assumption-free variables whose value at one exact generic point (`_POINT`) is provably
+   not 0. This is math-verify's verdict, not a limit: `simplify` returns an expression with the same
+   values wherever the original is defined, and one that is not 0 somewhere is never `is_zero`;
+3. otherwise an answer with a variable the ground truth lacks is not compared: such a difference is zero
+   only for an identity written to look like the gold (`\\sin^2 y + \\cos^2 y + 6` against 7);
+4. otherwise the answer has at most `MAX_NODES` nodes in its sympy tree and at most `MAX_FUNCTIONS`
+   function applications (`\\sin`, `\\log`, `e^{x}`, `|x|`, ...), of which at most `MAX_TRIG`
+   trigonometric or hyperbolic.
+
+Before each `solve` (math-verify solves both sides when a relational gold meets a relational answer):
+
+5. the answer has no function application and at most `MAX_NODES` nodes.
+
+Below the limits the comparison is math-verify's own code, unchanged, and its verdict is kept:
+tests/rewards/test_math_compare.py holds each limit just inside (verdict as math-verify's) and just outside
+(`parse`) and compares verdicts with plain math-verify on a grid; benchmarks/math_compare.py does so on
+thousands of generated pairs and prints the cost of both.
+
+The hooks replace two module-level functions of `math_verify.grader` (0.9) by wrappers that apply the rules
+only while `limited()` is active (the default-mode verifier); `compat="vtriune"` and any other user of
+math-verify in the process get math-verify exactly as shipped. A test checks the hooked names are the ones
+math-verify calls.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+MAX_NODES = 40  # sympy tree nodes of the answer that reaches simplify / solve
+MAX_FUNCTIONS = 2  # function applications in it (trigonometric, logarithm, exponential, |x|, ...)
+MAX_TRIG = 1  # trigonometric / hyperbolic ones among them (simplify's dearest: trigsimp, fu)
+NUMERIC_DIGITS = 30  # digits to which a constant difference is evaluated (strict: all of them correct)
+NONZERO_BELOW = 1e-12  # a difference smaller than this is left to simplify (cancellation)
+MAX_VALUE_DIGITS = 4_000  # digits of a power of constants after the parse (as math_limits' estimate)
+
+
+class AnswerTooDear(BaseException):
+    """The answer is above a comparison limit: scored `parse`. A BaseException so that math-verify's
+    `except Exception` around each comparison cannot turn it into a silent `False`."""
+
+
+_active: contextvars.ContextVar[bool] = contextvars.ContextVar("math_compare_active", default=False)
+_installed = False
+
+
+@contextmanager
+def limited() -> Iterator[None]:
+    """Apply the rules to math-verify comparisons made in this block (installs the hooks on first use)."""
+    install()
+    token = _active.set(True)
+    try:
+        yield
+    finally:
+        _active.reset(token)
+
+
+def _calculus() -> tuple[type, ...]:
+    from sympy import Derivative, Integral, Limit, Product, Sum
+
+    return (Limit, Sum, Product, Integral, Derivative)
+
+
+def _digits(node: Any) -> float:
+    """Decimal digits (either way of 1) of a power or exponential whose base and exponent are constants."""
+    import math
+
+    from sympy import exp
+
+    if isinstance(node, exp):
+        base, power = math.e, node.args[0]
+    else:
+        base, power = node.args
+        base = abs(complex(base.evalf(15)))
+    power = complex(power.evalf(15)).real
+    if base == 0 or not math.isfinite(base) or not math.isfinite(power):
+        return 0.0 if base == 0 else math.inf
+    return abs(power * math.log10(base))
+
+
+def _largest_power(expr: Any) -> float:
+    """Digits of the largest power or exponential of constants in `expr` (inner ones first, so each
+    evaluation here is of parts already found small)."""
+    from sympy import Pow, exp, postorder_traversal
+
+    largest = 0.0
+    for node in postorder_traversal(expr):
+        if isinstance(node, (Pow, exp)) and not node.free_symbols:
+            try:
+                digits = _digits(node)
+            except Exception:  # noqa: BLE001 - not a number (e.g. a matrix power): no size to bound
+                continue
+            largest = max(largest, digits)
+            if largest > MAX_VALUE_DIGITS:
+                break
+    return largest
+
+
+def check_answer(parsed: list[Any]) -> None:
+    """Rules 0 and 1 on math-verify's parse of the answer; raises AnswerTooDear."""
+    from sympy import Basic
+    from sympy.matrices import MatrixBase
+
+    kinds = _calculus()
+    for expr in parsed:
+        if not isinstance(expr, (Basic, MatrixBase)):
+            continue
+        if expr.has(*kinds):
+            raise AnswerTooDear("an unevaluated limit, sum, product, integral or derivative is not an answer")
+        digits = _largest_power(expr)
+        if digits > MAX_VALUE_DIGITS:
+            raise AnswerTooDear(f"a power of about {digits:.3g} digits (at most {MAX_VALUE_DIGITS})")
+
+
+def _size(expr: Any) -> tuple[int, int, int]:
+    """(tree nodes, function applications, trigonometric/hyperbolic applications) of a sympy expression."""
+    from sympy import Function, preorder_traversal
+    from sympy.functions.elementary.hyperbolic import HyperbolicFunction
+    from sympy.functions.elementary.trigonometric import InverseTrigonometricFunction, TrigonometricFunction
+
+    nodes = functions = trig = 0
+    for node in preorder_traversal(expr):
+        nodes += 1
+        if isinstance(node, Function):
+            functions += 1
+            if isinstance(node, (TrigonometricFunction, InverseTrigonometricFunction, HyperbolicFunction)):
+                trig += 1
+        if nodes > MAX_NODES:  # enough to refuse; don't walk a long tree to the end
+            break
+    return nodes, functions, trig
+
+
+def _check_size(expr: Any, where: str, *, functions_allowed: int = MAX_FUNCTIONS) -> None:
+    nodes, functions, trig = _size(expr)
+    if nodes > MAX_NODES:
+        raise AnswerTooDear(f"answer too large to {where} (more than {MAX_NODES} sympy nodes)")
+    if functions > functions_allowed:
+        raise AnswerTooDear(
+            f"answer has {functions} function applications to {where} (at most {functions_allowed})"
+        )
+    if trig > MAX_TRIG:
+        raise AnswerTooDear(
+            f"answer has {trig} trigonometric/hyperbolic functions to {where} (at most {MAX_TRIG})"
+        )
+
+
+def _free(expr: Any) -> set[Any]:
+    try:
+        return set(expr.free_symbols)
+    except Exception:  # noqa: BLE001 - not a sympy object: nothing to compare symbolically
+        return set()
+
+
+def _elementary(expr: Any) -> bool:
+    """Numbers, constants, variables and elementary functions only: what `evalf` evaluates quickly and exactly."""
+    from sympy import Abs, Add, Mul, NumberSymbol, Pow, Symbol, exp, log, preorder_traversal
+    from sympy.core.numbers import ImaginaryUnit, Number
+    from sympy.functions.elementary.hyperbolic import HyperbolicFunction
+    from sympy.functions.elementary.trigonometric import InverseTrigonometricFunction, TrigonometricFunction
+
+    ok = (Number, NumberSymbol, ImaginaryUnit, Symbol, Add, Mul, Pow, exp, log, Abs, TrigonometricFunction,
+          InverseTrigonometricFunction, HyperbolicFunction)  # fmt: skip
+    return all(isinstance(node, ok) for node in preorder_traversal(expr))
+
+
+def _NOT_FINITE() -> tuple[Any, ...]:  # noqa: N802 - a constant, built lazily (sympy is imported late)
+    from sympy import S
+
+    return (S.NaN, S.ComplexInfinity, S.Infinity, S.NegativeInfinity)
+
+
+def _generic_point(symbols: set[Any]) -> dict[Any, Any] | None:
+    """Exact, unremarkable values for the variables (none of 0, 1, 1/2, ...), or None when a variable carries
+    an assumption (integer, positive, ...) under which an identity may hold that fails at these values."""
+    from sympy import Rational, Symbol
+
+    ordered = sorted(symbols, key=str)
+    if len(ordered) > len(_POINT) or not all(isinstance(s, Symbol) for s in ordered):
+        return None
+    for s in ordered:
+        if any(
+            getattr(s, f"is_{k}") is not None for k in ("integer", "rational", "positive", "negative", "zero")
+        ):
+            return None
+    return {s: Rational(*_POINT[i]) for i, s in enumerate(ordered)}
+
+
+_POINT = (
+    (13, 19),
+    (29, 23),
+    (5, 17),
+    (47, 31),
+    (11, 37),
+    (53, 41),
+)  # 0.684, 1.261, 0.294, 1.516, 0.297, 1.293
+
+
+def certainly_nonzero(diff: Any) -> bool:
+    """True when `diff` is provably not 0 (rule 2); False when unsure.
+
+    A constant: its value, evaluated to `NUMERIC_DIGITS` correct digits, is not 0. An expression in
+    variables: its value at one exact generic point (`_POINT`) is provably not 0, so it is not identically 0
+    -- `simplify` keeps an expression's values wherever it is defined, so it cannot make it 0 either.
+    """
+    from sympy import Basic, Float
+
+    if not isinstance(diff, Basic) or not _elementary(diff) or diff.has(*_NOT_FINITE()):
+        return False
+    if diff.free_symbols:
+        point = _generic_point(diff.free_symbols)
+        if point is None:
+            return False
+        diff = diff.xreplace(point)
+        if not isinstance(diff, Basic) or diff.free_symbols or diff.has(*_NOT_FINITE()):
+            return False
+        if _largest_power(diff) > MAX_VALUE_DIGITS:  # e^{10^{39} x} at the point: too large to evaluate
+            return False
+    try:
+        value = diff.evalf(NUMERIC_DIGITS, strict=True)  # PrecisionExhausted if any digit is uncertain
+        parts = [p for p in value.as_real_imag() if p != 0]
+    except Exception:  # noqa: BLE001 - not evaluable to full precision: simplify decides
+        return False
+    return (
+        bool(parts)
+        and all(isinstance(p, Float) for p in parts)
+        and any(abs(p) > NONZERO_BELOW for p in parts)
+    )
+
+
+def _symbolic_eq(original: Any) -> Any:
+    def sympy_symbolic_eq(a: Any, b: Any) -> bool:  # (gold, answer), as math-verify calls it
+        if not _active.get():
+            return original(a, b)
+        try:
+            diff = a - b
+        except Exception:  # noqa: BLE001 - math-verify's own call fails the same way and returns False
+            return original(a, b)
+        if certainly_nonzero(diff):  # rule 2
+            return False
+        extra = _free(b) - _free(a)  # rule 3
+        if extra:
+            names = ", ".join(sorted(str(s) for s in extra)[:3])
+            raise AnswerTooDear(f"the answer has a variable ({names}) the ground truth does not have")
+        _check_size(b, "simplify")  # rule 4
+        return original(a, b)
+
+    sympy_symbolic_eq.__wrapped__ = original  # type: ignore[attr-defined]
+    return sympy_symbolic_eq
+
+
+def _solve_and_compare(original: Any) -> Any:
+    def sympy_solve_and_compare(gold: Any, pred: Any, *args: Any, **kwargs: Any) -> bool:
+        if _active.get():
+            _check_size(pred, "solve", functions_allowed=0)
+        return original(gold, pred, *args, **kwargs)
+
+    sympy_solve_and_compare.__wrapped__ = original  # type: ignore[attr-defined]
+    return sympy_solve_and_compare
+
+
+HOOKED = ("sympy_symbolic_eq", "sympy_solve_and_compare")
+
+
+def install() -> None:
+    """Wrap math-verify's comparison functions (idempotent); inactive outside `limited()`."""
+    global _installed
+    if _installed:
+        return
+    import math_verify.grader as grader
+
+    grader.sympy_symbolic_eq = _symbolic_eq(grader.sympy_symbolic_eq)
+    grader.sympy_solve_and_compare = _solve_and_compare(grader.sympy_solve_and_compare)
+    _installed = True
