@@ -3,7 +3,8 @@
 It ties the forkserver's life to the trainer's (a SIGKILLed trainer takes it along, and with it the
 workers, which die with the forkserver) and warms the rewards code, so every forked worker starts
 with sympy, math-verify and their caches loaded (including the LaTeX parser's DFA for a grid of ~1,100 answer
-shapes and the sympy modules `simplify` imports lazily, `_latex_parse.warm_up_parser`, ~5 s CPU once):
+shapes and the sympy modules `simplify` imports lazily, `_latex_parse.warm_up_parser`, ~9 s CPU once:
+8.75 s in `benchmarks/verifier_worst_case.py`):
 a replacement costs a fork. Last, everything loaded so far is moved out of the cyclic garbage collector's
 reach (`gc.freeze`): a worker's full collections then scan only what it allocated itself (one took ~130 ms
 of a completion's time over the inherited heap), and they no longer write to the pages it shares with
