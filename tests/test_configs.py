@@ -219,6 +219,7 @@ def _only_version(run_dir: Path) -> Path:
     return log_dir
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 @pytest.mark.vllm
 def test_orsta_runs_on_cpu_with_vllm(tmp_path):
@@ -293,6 +294,7 @@ TINY_OVERLAYS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overlay", TINY_OVERLAYS, ids=lambda o: o or "tiny")
 def test_tiny_and_ablations_run(overlay, tmp_path):
     files = [TINY] + ([_ablation(overlay)] if overlay else [])

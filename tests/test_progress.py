@@ -37,6 +37,7 @@ def piped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return cwd, proc.stdout
 
 
+@pytest.mark.slow
 def test_metrics_lines_when_output_is_a_pipe(piped_run: tuple[Path, str]) -> None:
     _, out = piped_run
     assert "\r" not in out and "v_num" not in out and "Epoch 0/-2" not in out  # no bar written to a pipe
@@ -47,6 +48,7 @@ def test_metrics_lines_when_output_is_a_pipe(piped_run: tuple[Path, str]) -> Non
     assert lines[6][2] == "RL" and re.fullmatch(r"reward [\d.]+ \| accuracy [\d.]+ \| loss -?[\d.]+", lines[6][3])
 
 
+@pytest.mark.slow
 def test_closing_summary_names_what_exists(piped_run: tuple[Path, str], tmp_path: Path) -> None:
     cwd, out = piped_run
     summary = out[out.index("== run summary =="):].splitlines()

@@ -27,11 +27,13 @@ def _last_line(script: str, *args: str) -> str:
     return lines[-1]
 
 
+@pytest.mark.slow
 def test_vs_trl_quick() -> None:
     pytest.importorskip("trl", reason="TRL is the benchmark-only extra (pip install -e .[bench])")
     assert RATIO.match(_last_line("vs_trl.py", "--quick"))
 
 
+@pytest.mark.slow
 def test_frozen_vit_quick() -> None:
     assert RATIO.match(_last_line("frozen_vit.py", "--quick"))
 
@@ -41,6 +43,7 @@ def test_update_micro_batches_quick() -> None:
                                   "--steps", "1", "--rounds", "1"))
 
 
+@pytest.mark.slow
 def test_generation_blocks_quick() -> None:
     assert RATIO.match(_last_line("generation_blocks.py", "--quick"))
 

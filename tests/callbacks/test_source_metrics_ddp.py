@@ -17,6 +17,7 @@ STATS = ["reward", "accuracy", "response_length_wrong", "reflection_ratio", "acc
          "iou@0.5", "truncation_ratio", "verifier_failure_ratio", "samples"]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_process_ddp_metrics_equal_those_of_the_gathered_data(tmp_path: Path, reference: Any) -> None:
     env = {

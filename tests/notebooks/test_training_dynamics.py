@@ -167,6 +167,7 @@ def test_notebook_defaults_to_the_newest_run(
 TINY_TASKS = ("grounding", "detection", "counting", "ocr", "chart", "math")  # conf/tiny.yaml's data.synthetic
 
 
+@pytest.mark.slow
 def test_notebook_on_a_real_tiny_lit_triune_run(kernel_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The notebook reads the logs the CPU default writes (`conf/tiny.yaml`, shortened), not only scripted ones."""
     import subprocess

@@ -69,6 +69,7 @@ def test_ten_thousand_completions_in_process(corpus):
     assert problems == [], f"{len(problems)} problems, first: " + "\n".join(problems[:10])
 
 
+@pytest.mark.slow
 def test_a_slice_through_the_real_pool(corpus):
     cases = corpus[:: len(corpus) // POOL_SLICE][:POOL_SLICE]
     with VerifierPool(num_workers=2, timeout_s=BUDGET_S) as pool:

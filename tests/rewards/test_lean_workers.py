@@ -43,6 +43,7 @@ def test_adapter_supports_this_python():
     check_supported()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 def test_worker_of_a_torch_script_never_imports_torch(tmp_path, start_method):
     script = tmp_path / "launch.py"  # a script file, so it is the __main__ that multiprocessing would re-run

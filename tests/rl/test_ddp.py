@@ -20,6 +20,7 @@ MAX_STEPS = 5
 WARM = 2
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_rank_ddp_grpo(tmp_path: Path, tiny_model_path: Path) -> None:
     probe = tmp_path / "probe"

@@ -75,6 +75,7 @@ def test_refills_then_updates_single_process(tmp_path: Path, monkeypatch: pytest
     assert loss_at == {i for i, s in enumerate(stepped) if s}
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_rank_ddp_dynamic_sampling(tmp_path: Path) -> None:
     probe = tmp_path / "probe"

@@ -68,6 +68,7 @@ def test_export_loads_in_transformers_with_the_trained_weights(trained, tiny_mod
         "<answer>")
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_export_loads_in_vllm_and_generates_from_an_image_prompt(trained):
     pytest.importorskip("vllm")

@@ -54,6 +54,7 @@ def _fit(root: Path, config: Path, strategy: list[str], resume: Path | None = No
     return info, [torch.load(probe / f"rank{r}.pt") for r in (0, 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_fsdp_trains_like_ddp(tmp_path: Path, tiny_model_path: Path) -> None:
     config = snapshot_config(tmp_path)
@@ -125,6 +126,7 @@ def test_fsdp_trains_like_ddp(tmp_path: Path, tiny_model_path: Path) -> None:
     assert "val/accuracy/all" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_fsdp_bf16_mixed_trains(tmp_path: Path, tiny_model_path: Path) -> None:
     """conf/orsta.yaml's precision (bf16-mixed: fp32 master weights, bf16 compute in FSDP) on the same run:
@@ -142,6 +144,7 @@ def test_fsdp_bf16_mixed_trains(tmp_path: Path, tiny_model_path: Path) -> None:
         assert torch.equal(w, weights[1][name]), name
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.ddp
 def test_fsdp_with_colocated_vllm_engines(tmp_path: Path) -> None:

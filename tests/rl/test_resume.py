@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from rl_cli import (
     REPO,
@@ -69,6 +70,7 @@ def _last_complete_checkpoint(root: Path) -> tuple[int, Path]:
     raise AssertionError("no loadable checkpoint")
 
 
+@pytest.mark.slow
 def test_sigkill_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     data = tmp_path / "data"  # one generated data set for all three runs
     full_root, killed_root = tmp_path / "full", tmp_path / "killed"

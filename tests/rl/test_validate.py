@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from rl_cli import read_metrics, run_fit, step_checkpoints, tiny_args
 
 
+@pytest.mark.slow
 def test_validate_from_checkpoint_equals_the_final_stage_report(tmp_path: Path) -> None:
     root = tmp_path / "fit"
     # enough warm-start steps at the default's rates for some answers to take the format (3 were not:
