@@ -128,8 +128,9 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> TriuneCLI:
         # (jsonargparse hands the setting to the subcommand parsers; tests/test_cli.py).
         parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
-        # TriuneModule builds its own AdamW pair (RL + warm-start) from model.lr, model.warm_start_lr, ...:
-        # --optimizer / --lr_scheduler would be accepted and ignored, so they are not offered.
+        # TriuneModule builds its optimizers itself (RL + warm-start; the RL one is `model.optimizer` /
+        # `model.lr_scheduler` as class_paths, rl/optimizers.py): the top-level --optimizer / --lr_scheduler would
+        # be accepted and ignored under manual optimization, so they are not offered.
         auto_configure_optimizers=False,
     )
 

@@ -9,21 +9,32 @@ from; it is the CPU default's first stage and off in the paper recipe.
 
 from __future__ import annotations
 
+import inspect
 import math
+import time
 import warnings
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from lit_triune.models.policy_inputs import encode_prompts
 from lit_triune.models.sharding import fsdp_root, trainer_fsdp_root
+from lit_triune.private_api import forget_logged
+from lit_triune.rl import optimizers, training
 from lit_triune.rl import policy as policy_lib
-from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES
-from lit_triune.rl.distributed import gather_objects, on_all_ranks
-from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
+from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES, informative_groups
+from lit_triune.rl.counters import RunCounters, combine_ranks
+from lit_triune.rl.distributed import gather_objects
+from lit_triune.rl.dynamic_sampling import DynamicSampler, SamplerDecision
+from lit_triune.rl.optimizer_step import ClippedStepper, StepOutcome
+from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, RolloutSettings, frozen_image_features
+from lit_triune.rl.scoring import RewardScorer
 from lit_triune.rl.stage_report import StageReporter
-from lit_triune.rl.training import GRPOTrainerMixin
 from lit_triune.rl.update import UpdateSettings
 from lit_triune.rl.warm_start import warm_start_backward
 
@@ -34,8 +45,12 @@ def warm_start_lr_scale(step: int, steps: int, floor: float = 0.1) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
+class TriuneModule(pl.LightningModule):
     """GRPO/DAPO for image-text-to-text policies, with the V-Triune defaults.
+
+    The module wires owned collaborators: a `RolloutRunner` (sampling and scoring, given a `RolloutContext`
+    per call), a `DynamicSampler` (DAPO's filter), a `ClippedStepper` (clipping and the non-finite guard,
+    returning a `StepOutcome`), the run's `RunCounters` (checkpointed) and a `StageReporter`.
 
     Args:
         model_path: HF checkpoint directory (e.g. a Qwen2.5-VL-7B-Instruct), a Hugging Face Hub id read from
@@ -47,10 +62,15 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             is the Trainer's `precision`.
         attn_implementation: HF attention backend ("sdpa", "eager", "flash_attention_2"); None lets
             transformers choose.
-        lr: RL learning rate (paper: 1e-6, constant after `warmup_steps` of linear warm-up).
-        warmup_steps: RL steps of linear learning-rate warm-up (0 = constant from the first RL step).
-        weight_decay: AdamW weight decay of the RL optimizer.
-        adam_betas: AdamW (beta1, beta2) of the RL optimizer.
+        lr: RL learning rate of the default AdamW (paper: 1e-6, constant after `warmup_steps` of linear warm-up).
+        warmup_steps: RL steps of linear learning-rate warm-up of the default schedule (0 = constant from the
+            first RL step).
+        weight_decay: weight decay of the default AdamW.
+        adam_betas: (beta1, beta2) of the default AdamW.
+        optimizer: the RL optimizer as a class_path (`{class_path: torch.optim.SGD, init_args: {lr: 0.01}}`);
+            None = AdamW with `lr`, `adam_betas`, `weight_decay` (rl/optimizers.py).
+        lr_scheduler: the RL learning-rate scheduler as a class_path, stepped once per RL update; None =
+            linear warm-up over `warmup_steps`, then constant (`lit_triune.rl.optimizers.LinearWarmup`).
         max_grad_norm: gradient-norm clipping threshold of every optimizer step (both stages).
         group_size: G completions per prompt.
         max_new_tokens: longest completion sampled in training; longer ones are cut and counted as
@@ -80,7 +100,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             the longest one.
         dynamic_sampling: DAPO's filter: drop groups whose accuracy has zero std and refill from
             up to `max_refill_batches` further batches before updating. Under DDP the ranks decide
-            together (refill while any rank is short) and run the same micro-batches (rl/training.py).
+            together (refill while any rank is short) and run the same micro-batches (rl/dynamic_sampling.py).
         max_refill_batches: extra rollout batches dynamic sampling may draw per update (0 = none).
         overlong_filter: exclude truncated completions from the loss (DAPO overlong filtering).
         cache_vision_features: with a frozen ViT, compute image features once per rollout batch.
@@ -125,6 +145,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         warmup_steps: int = 0,
         weight_decay: float = 0.0,
         adam_betas: tuple[float, float] = (0.9, 0.999),
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
         max_grad_norm: float = 1.0,
         group_size: int = 8,
         max_new_tokens: int = 2048,
@@ -174,7 +196,13 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             raise ValueError(f"val_iou_threshold must be in (0, 1] or None, got {val_iou_threshold}")
         if verifier_failures not in VERIFIER_FAILURE_POLICIES:
             raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # callables; the CLI's config keeps them
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        if unused := optimizers.shadowed_settings(
+                optimizer, lr_scheduler, given={"lr": lr, "adam_betas": adam_betas, "weight_decay": weight_decay,
+                                                "warmup_steps": warmup_steps}, defaults=_DEFAULTS):
+            rank_zero_warn(f"model.optimizer / model.lr_scheduler are set, so model settings {unused} are not used: "
+                           "set them in the optimizer's or scheduler's init_args")
         self.automatic_optimization = False
         self.iou_threshold = float(iou_threshold)
         self.policy: torch.nn.Module | None = None
@@ -192,12 +220,12 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, val_samples=val_samples,
             val_temperature=val_temperature, val_iou_threshold=val_iou_threshold, seed=seed,
         )
-        self._runner: RolloutRunner | None = None
+        self.counters = RunCounters()
+        self.stepper = ClippedStepper(max_grad_norm, self.counters)
+        self.sampler = DynamicSampler(max_refill_batches, self.counters) if dynamic_sampling else None
+        self.runner = RolloutRunner(self.rollout_settings, partial(
+            RewardScorer, num_workers=reward_workers, timeout_s=reward_timeout_s, compat=compat))
         self._reporter = StageReporter(stage_reports)
-        self._counters: dict[str, float] = {}
-        self._pending: list[Any] = []  # dynamic sampling: informative groups waiting for a full batch
-        self._refills = 0
-        self._last_grad_norm, self._skip_this_step = math.nan, False
         self._stale_keys: dict[str, set[str]] = {}  # logged groups to forget on steps that do not log them
 
     # ----- model -------------------------------------------------------------------------------
@@ -230,7 +258,8 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self._frozen = policy_lib.apply_freeze(self.policy, freeze)
         self._frozen_name = freeze
 
-    def _keep_frozen_in_eval(self) -> None:
+    def keep_frozen_in_eval(self) -> None:
+        """Frozen parts stay in eval mode (no dropout, fixed norms) whenever the policy is put in train mode."""
         for part in self._frozen:
             part.eval()
 
@@ -240,13 +269,11 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        rl_params = self._trainable_under(hp.freeze)
-        rl_opt = torch.optim.AdamW(rl_params, lr=hp.lr, betas=tuple(hp.adam_betas), weight_decay=hp.weight_decay)
-        warm = max(1, hp.warmup_steps)
+        rl_opt = optimizers.rl_optimizer(self._trainable_under(hp.freeze), self.optimizer_factory, lr=hp.lr,
+                                         betas=hp.adam_betas, weight_decay=hp.weight_decay)
+        # stepped once per RL update (never in the warm-start), so its count is the RL step count
+        rl_sched = optimizers.rl_scheduler(rl_opt, self.scheduler_factory, hp.warmup_steps)
         start = hp.warm_start_steps
-        rl_sched = torch.optim.lr_scheduler.LambdaLR(
-            rl_opt, lambda step: min(1.0, (max(0, step - start) + 1) / warm) if hp.warmup_steps else 1.0
-        )
         if not hp.warm_start_steps:
             return [rl_opt], [rl_sched]
         sft_params = self._trainable_under(hp.warm_start_freeze)
@@ -259,9 +286,29 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         frozen = {id(p) for m in policy_lib.frozen_modules(self.policy, freeze) for p in m.parameters()}
         return [p for p in self.policy.parameters() if id(p) not in frozen]
 
+    def _rl_optimization(self) -> tuple[Any, Any]:
+        """The RL stage's optimizer and LR scheduler (the first of each)."""
+        opts, schedulers = self.optimizers(), self.lr_schedulers()
+        return (opts[0] if isinstance(opts, list) else opts,
+                schedulers[0] if isinstance(schedulers, list) else schedulers)
+
+    def rollout_context(self) -> RolloutContext:
+        """What the rollout runner takes from the module now: the engine (HF generate unless a RolloutCallback
+        set one), the policy, the step and the current IoU threshold."""
+        if self.rollout_engine is None:
+            from lit_triune.rollout.hf_engine import HFGenerateEngine  # noqa: I001
+
+            self.rollout_engine = HFGenerateEngine(self.policy, self.processor)
+        return RolloutContext(
+            engine=self.rollout_engine, policy=self.policy, processor=self.processor, device=self.device,
+            step=self.global_step, rank=self.global_rank, iou_threshold=self.iou_threshold,
+            vision_features=self.vision_frozen and self.hparams.cache_vision_features,
+        )
+
     # ----- steps -------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        self._count_skips(batch)
+        for reason, count in (getattr(batch, "skips", None) or {}).items():
+            self.counters.bump(f"data_skipped/{reason}", count)
         if self.in_warm_start:
             return self._warm_start_step(batch)
         return self.grpo_step(batch)
@@ -271,13 +318,13 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         loss, tokens, finite = warm_start_backward(self.policy, self.processor, batch, self.manual_backward,
                                                    self.update_settings.micro_batch_size)
         lr = opt.param_groups[0]["lr"]
-        stepped, grad_norm = self._clip_and_step(opt, finite=finite)
+        outcome = self.stepper.step(opt, finite, self.device)
         self.lr_schedulers()[1].step()  # per attempted step, as global_step counts
-        logged = {"warm_start/loss": loss, "warm_start/grad_norm": grad_norm, "warm_start/lr": lr,
+        logged = {"warm_start/loss": loss, "warm_start/grad_norm": outcome.grad_norm, "warm_start/lr": lr,
                   "warm_start/tokens": float(tokens)}
         self.log_dict(logged, batch_size=len(batch.prompts), sync_dist=True)
-        self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (GRPOTrainerMixin._forget)
-        self._log_counters(len(batch.prompts))  # data skips and non-finite steps are logged in this stage too
+        self._stale_keys["warm_start"] = set(logged)  # forgotten once RL starts (`_forget`)
+        self._log_with_counters(len(batch.prompts))  # data skips and non-finite steps are logged in this stage too
         if self.global_step >= self.hparams.warm_start_steps:
             self._end_warm_start()
         return {"loss": torch.tensor(loss), "rollout": None}  # no rollout: the metric callbacks skip this step
@@ -286,53 +333,95 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self._apply_stage_freeze()
         self._reporter.report(self, "after_warm_start")
 
-    def _clip_and_step(self, opt: Any, finite: bool) -> tuple[bool, float]:
-        """Steps — or drops the gradients of a non-finite step and counts it. Clipping happens inside
-        `opt.step()` (`on_before_optimizer_step`, after the callbacks' hook), so gradient-norm callbacks
-        see the raw gradients and the module still clips before the update."""
-        self._last_grad_norm, self._skip_this_step = math.nan, False
-        finite = on_all_ranks(finite, self.device)  # DDP: every rank steps (and counts global_step) alike
-        if not finite:
-            opt.zero_grad(set_to_none=True)  # a non-finite loss: the step below updates no parameter
-        opt.step()  # always called, so global_step counts attempted steps whatever went wrong
-        finite = finite and not self._skip_this_step
-        if not finite:
-            self._bump("nonfinite_steps_skipped")
-        opt.zero_grad(set_to_none=True)
-        return finite, self._last_grad_norm
+    def grpo_step(self, batch: Any) -> dict[str, Any]:
+        """Rollout -> verdict rows -> [dynamic sampling] -> update -> logged figures."""
+        hp = self.hparams
+        self._forget("warm_start")  # the warm-start's figures end with it
+        salt = self.sampler.refills if self.sampler is not None else 0
+        scored = self.runner.rollout(batch, self.rollout_context(), salt=salt)
+        self.counters.bump("train/spurious_vision_tokens", scored.spurious_vision_tokens)
+        out: dict[str, Any] = {"rollout": scored.records()}
+        valid = training.verdict_rows(scored, hp.verifier_failures)  # [N]
+        training.count_verifier_failures(scored, valid, self.counters)
+        informative = informative_groups(scored.row_tensor("accuracy"), hp.group_size, valid)  # [B]
+        if self.sampler is not None:
+            decision = self.sampler.offer(scored, informative, len(batch.prompts), self.device)
+        else:
+            decision = SamplerDecision(scored)
+        if decision.batch is None:  # a refill step, or no signal on any rank: no update on any rank
+            self._forget("update")
+        else:
+            stats = self._update(decision.batch, decision.padding_groups)
+            # logged values are global: each rank's figures averaged over the ranks
+            logged = training.mean_over_ranks({f"train/{k}": float(v) for k, v in stats.items()})
+            self._stale_keys["update"] = set(logged)
+            self.log_dict(logged, batch_size=len(batch.prompts))
+            out["loss"] = torch.tensor(stats["loss"])
+        # After the update, so the counters (refills, skipped steps, ...) include this step's events.
+        self._log_with_counters(max(1, len(scored.texts) // scored.group_size),
+                                training.rollout_metrics(scored, (~informative).float().mean()))
+        return out
+
+    def _update(self, scored: Any, padding_groups: int = 0) -> dict[str, float]:
+        """One policy update on `scored` (its last `padding_groups` groups only pad the micro-batches)."""
+        hp = self.hparams
+        t0 = time.perf_counter()
+        # The rollout's own encoding (and frozen-ViT features) when the engine took them; else encode here.
+        enc = scored.encoded if scored.encoded is not None else encode_prompts(
+            self.processor, scored.prompts, scored.images)
+        features = None
+        if self.vision_frozen and hp.cache_vision_features and enc.pixel_values is not None:
+            features = enc.image_features if enc.image_features is not None else frozen_image_features(
+                self.policy, enc, self.device)
+        batch = training.update_batch(
+            scored, enc, policy=self.policy, tokenizer=self.processor.tokenizer, device=self.device,
+            valid=training.verdict_rows(scored, hp.verifier_failures), features=features,
+            scale_rewards=hp.scale_rewards, overlong_filter=hp.overlong_filter, padding_groups=padding_groups)
+        rl_opt, rl_sched = self._rl_optimization()
+
+        def step(finite: bool) -> tuple[bool, float]:
+            outcome: StepOutcome = self.stepper.step(rl_opt, finite, self.device)
+            if outcome.stepped and rl_sched is not None:
+                rl_sched.step()
+            return outcome.stepped, outcome.grad_norm
+
+        self.policy.train()
+        self.keep_frozen_in_eval()
+        stats = training.update_policy(batch, policy=self.policy, settings=self.update_settings,
+                                       backward=self.manual_backward, step=step, ref_policy=self.ref_policy)
+        stats["time/update"] = time.perf_counter() - t0
+        stats["lr"] = float(rl_opt.optimizer.param_groups[0]["lr"])
+        return stats
+
+    def _log_with_counters(self, batch_size: int, metrics: dict[str, Any] | None = None) -> None:
+        """Logs `metrics` (mean over ranks) and the run counters (global totals), one gather; called on every
+        training step of every stage, on all ranks alike."""
+        parts = gather_objects(({k: float(v) for k, v in (metrics or {}).items()}, self.counters.as_dict()))
+        logged = training.mean_over_parts([p[0] for p in parts])
+        logged.update(combine_ranks([p[1] for p in parts]))
+        self.log_dict(logged, batch_size=batch_size)
+
+    def _forget(self, group: str) -> None:
+        """Lightning keeps re-logging a `self.log` key's last value on every later step of the epoch (this
+        stream is one long epoch): drop a group of figures on the steps that do not produce them — the
+        previous update's on a refill step, the warm-start's once RL runs — so the logs hold each figure
+        only at the steps that made it (no public Lightning API: lit_triune/private_api.py);
+        `trainer.callback_metrics` keeps the last values."""
+        keys = self._stale_keys.pop(group, None)
+        if keys and self._trainer is not None:
+            forget_logged(self.trainer, keys)
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        fsdp_root = trainer_fsdp_root(self.trainer)
-        if fsdp_root is not None:  # sharded gradients: the norm must be all-reduced (a collective on every rank)
-            norm = float(fsdp_root.clip_grad_norm_(self.hparams.max_grad_norm))
-        elif params:
-            norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
-        else:
-            return
-        self._last_grad_norm = norm
-        if not math.isfinite(norm):  # the optimizer skips parameters without a gradient: no update at all
-            self._skip_this_step = True
-            for p in params:
-                p.grad = None
+        # inside opt.step(), after the callbacks' hooks: they see the raw gradients (optimizer_step.py)
+        self.stepper.clip(optimizer, trainer_fsdp_root(self.trainer))
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        return {"rollout": self.runner.evaluate(batch)}
+        return {"rollout": self.runner.evaluate(batch, self.rollout_context())}
 
     def test_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         return self.validation_step(batch, batch_idx)
 
-    def _count_skips(self, batch: Any) -> None:
-        for reason, count in (getattr(batch, "skips", None) or {}).items():
-            self._bump(f"data_skipped/{reason}", count)
-
     # ----- hooks -------------------------------------------------------------------------------
-    @property
-    def runner(self) -> RolloutRunner:
-        if self._runner is None:
-            self._runner = RolloutRunner(self)
-        return self._runner
-
     def setup(self, stage: str) -> None:
         # Every optimizer step happens inside training_step by design (rollout, then update), so a checkpoint
         # holds the state after the step, which is what resuming needs; Lightning warns about it each save.
@@ -370,7 +459,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
             self._reporter.report(self, "init")
 
     def on_train_epoch_start(self) -> None:
-        self._keep_frozen_in_eval()
+        self.keep_frozen_in_eval()
 
     def on_train_end(self) -> None:
         self._reporter.report(self, "final")
@@ -379,25 +468,17 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         self.runner.start()
 
     def teardown(self, stage: str) -> None:
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+        self.runner.close()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called on every rank; counters are per rank (data skips, ...), so rank 0's file keeps all of them.
-        per_rank = gather_objects(dict(self._counters))
-        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, "counters": dict(self._counters),
-                                    "counters_per_rank": per_rank}
+        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, **self.counters.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lit_triune", {})
         self.iou_threshold = float(state.get("iou_threshold", self.iou_threshold))
-        per_rank = state.get("counters_per_rank")
         world_size = self._trainer.world_size if self._trainer is not None else 1
-        if per_rank and len(per_rank) == world_size:
-            self._counters = dict(per_rank[self.global_rank])
-        else:
-            self._counters = dict(state.get("counters", {}))
+        self.counters.load_state_dict(state, rank=self.global_rank, world_size=world_size)
 
     def export_pretrained(self, out_dir: str) -> None:
         """Writes the current policy and its processor with `save_pretrained`: transformers and vLLM load it.
@@ -411,3 +492,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.policy(*args, **kwargs)
 
+
+
+_DEFAULTS = {name: p.default for name, p in inspect.signature(TriuneModule.__init__).parameters.items()
+             if p.default is not inspect.Parameter.empty}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ class ScoredRollout:
     # The B prompts through the processor (and, with a frozen ViT, their image features), as the engine
     # used them: the update reuses them instead of running the processor and the vision tower again.
     encoded: EncodedPrompts | None = None
+    spurious_vision_tokens: int = 0  # vision tokens the engine stripped from the completions before scoring
 
     @property
     def num_groups(self) -> int:
@@ -116,87 +118,90 @@ class ScoredRollout:
         )
 
 
+@dataclass
+class RolloutContext:
+    """What a rollout takes from the trainer at the moment it runs (the module builds it: `rollout_context`)."""
+
+    engine: Any  # generate(prompts, images, sampling) -> Rollout; a ChunkedEngine may also take `encoded`
+    policy: Any  # the trained model (image features for a frozen ViT)
+    processor: Any
+    device: torch.device
+    step: int  # global step: seeds the sampling, so a resumed run samples what the uninterrupted one did
+    rank: int
+    iou_threshold: float  # the current training threshold for box rewards
+    vision_features: bool = False  # compute frozen-ViT features once per batch, for the engine and the update
+
+
+def frozen_image_features(policy: Any, enc: EncodedPrompts, device: torch.device) -> tuple[Tensor, ...] | None:
+    """The vision tower's output for each prompt's image, without gradients (the ViT is frozen)."""
+    if enc.pixel_values is None:
+        return None
+    with torch.no_grad():
+        on_device = EncodedPrompts(enc.input_ids, enc.pixel_values.to(device), enc.image_grid_thw.to(device),
+                                   enc.patches_per_prompt)
+        return image_features(policy, on_device)
+
+
 class RolloutRunner:
-    """Owns the engine handle and the verifier pool for a module; one instance per fit/validate."""
+    """Samples and scores batches: given its settings and a way to start a scorer (the verifier pool); the
+    engine, policy and threshold of the moment come with each call (`RolloutContext`)."""
 
     share_prompt_encoding = True  # encode prompts (+ frozen-ViT features) once for engine and update
 
-    def __init__(self, module: Any) -> None:
-        self.module = module
+    def __init__(self, settings: RolloutSettings, scorer_factory: Callable[[], RewardScorer]) -> None:
+        self.settings = settings
+        self.scorer_factory = scorer_factory
         self.scorer: RewardScorer | None = None
-        self.last_spurious_vision_tokens = 0  # of the last rollout: engines strip them before scoring
-
-    @property
-    def settings(self) -> RolloutSettings:
-        return self.module.rollout_settings
 
     def start(self) -> None:
-        m = self.module
-        if m.rollout_engine is None:
-            from lit_triune.rollout.hf_engine import HFGenerateEngine  # noqa: I001
-
-            m.rollout_engine = HFGenerateEngine(m.policy, m.processor)
         if self.scorer is None:
-            hp = m.hparams
-            self.scorer = RewardScorer(num_workers=hp.reward_workers, timeout_s=hp.reward_timeout_s, compat=hp.compat)
+            self.scorer = self.scorer_factory()
 
     def close(self) -> None:
         if self.scorer is not None:
             self.scorer.close()
             self.scorer = None
 
-    def _seed(self, salt: int = 0) -> int:
+    def _seed(self, ctx: RolloutContext, salt: int = 0) -> int:
         """Derived from the step, so a resumed run samples exactly what the uninterrupted one did."""
-        rank = getattr(self.module, "global_rank", 0)
-        return (self.settings.seed * 1_000_003 + self.module.global_step * 7919 + rank * 104_729 + salt) % (2**31 - 1)
+        return (self.settings.seed * 1_000_003 + ctx.step * 7919 + ctx.rank * 104_729 + salt) % (2**31 - 1)
 
-    def _sampling(self, *, greedy: bool, salt: int = 0) -> SamplingConfig:
+    def _sampling(self, ctx: RolloutContext, *, greedy: bool, salt: int = 0) -> SamplingConfig:
         s = self.settings
-        seed = self._seed(salt)
+        seed = self._seed(ctx, salt)
         if greedy:
             return SamplingConfig(n=1, max_new_tokens=s.val_max_new_tokens, temperature=0.0, seed=seed)
         return SamplingConfig(n=s.group_size, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=seed)
 
-    def _val_sampling(self) -> SamplingConfig:
+    def _val_sampling(self, ctx: RolloutContext) -> SamplingConfig:
         """k samples per validation prompt (`val_samples`) at the validation temperature, seeded like training
         rollouts but apart from them (salt)."""
         s = self.settings
-        seed = self._seed(salt=65_537)
+        seed = self._seed(ctx, salt=65_537)
         temperature = s.temperature if s.val_temperature is None else s.val_temperature
         return SamplingConfig(n=s.val_samples, max_new_tokens=s.val_max_new_tokens, temperature=temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=seed)
 
-    def image_features(self, enc: EncodedPrompts) -> tuple[Tensor, ...] | None:
-        """The vision tower's output for each prompt's image, without gradients (the ViT is frozen)."""
-        if enc.pixel_values is None:
-            return None
-        m = self.module
-        with torch.no_grad():
-            on_device = EncodedPrompts(enc.input_ids, enc.pixel_values.to(m.device), enc.image_grid_thw.to(m.device),
-                                       enc.patches_per_prompt)
-            return image_features(m.policy, on_device)
-
-    def _encode(self, batch: Any) -> EncodedPrompts | None:
+    def _encode(self, batch: Any, ctx: RolloutContext) -> EncodedPrompts | None:
         """Prompts through the processor once per rollout batch, for the engine and the update alike; with a
-        frozen ViT (and `cache_vision_features`) its features too, so it runs once per batch in all."""
-        engine = self.module.rollout_engine
-        if not (self.share_prompt_encoding and getattr(engine, "accepts_encoded", False)):
+        frozen ViT (`ctx.vision_features`) its features too, so it runs once per batch in all."""
+        if not (self.share_prompt_encoding and getattr(ctx.engine, "accepts_encoded", False)):
             return None
-        m = self.module
-        enc = encode_prompts(m.processor, list(batch.prompts), list(batch.images))
-        if getattr(m, "vision_frozen", False) and m.hparams.cache_vision_features:
-            enc.image_features = self.image_features(enc)
+        enc = encode_prompts(ctx.processor, list(batch.prompts), list(batch.images))
+        if ctx.vision_features:
+            enc.image_features = frozen_image_features(ctx.policy, enc, ctx.device)
         return enc
 
-    def _run(self, batch: Any, sampling: SamplingConfig, iou_threshold: float | None = None) -> ScoredRollout:
+    def _run(self, batch: Any, ctx: RolloutContext, sampling: SamplingConfig,
+             iou_threshold: float | None = None) -> ScoredRollout:
         self.start()
         t0 = time.perf_counter()
-        engine = self.module.rollout_engine
-        encoded = self._encode(batch)
+        engine = ctx.engine
+        encoded = self._encode(batch, ctx)
         reward_models = list(batch.reward_models)
         sizes = [tuple(s) for s in batch.image_sizes]
-        iou = self.module.iou_threshold if iou_threshold is None else iou_threshold
+        iou = ctx.iou_threshold if iou_threshold is None else iou_threshold
         pending: list[tuple[list[int], Any]] = []
 
         def score_chunk(rows: Tensor, part: Rollout) -> None:
@@ -221,7 +226,6 @@ class RolloutRunner:
             for row, result in zip(rows, wait(), strict=True):
                 results[row] = result
         t2 = time.perf_counter()
-        self.last_spurious_vision_tokens = int(rollout.spurious_vision_tokens.sum())
         return ScoredRollout(
             group_size=g, prompts=list(batch.prompts), images=list(batch.images),
             image_sizes=sizes, reward_models=reward_models,
@@ -229,24 +233,23 @@ class RolloutRunner:
             truncated=rollout.truncated.bool().cpu(), results=results,
             # "reward": scoring time not hidden behind generation (waiting for the pool after the last chunk)
             timings={"generate": t1 - t0, "reward": t2 - t1, **rollout.timings},
-            encoded=encoded,
+            encoded=encoded, spurious_vision_tokens=int(rollout.spurious_vision_tokens.sum()),
         )
 
-    def rollout(self, batch: Any, salt: int = 0) -> ScoredRollout:
-        scored = self._run(batch, self._sampling(greedy=False, salt=salt))
-        # training rollouts only; checkpointed with the module's counters
-        self.module._bump("train/spurious_vision_tokens", self.last_spurious_vision_tokens)
-        sleep = getattr(self.module.rollout_engine, "sleep", None)
+    def rollout(self, batch: Any, ctx: RolloutContext, salt: int = 0) -> ScoredRollout:
+        """G sampled completions per prompt, scored at the current training threshold."""
+        scored = self._run(batch, ctx, self._sampling(ctx, greedy=False, salt=salt))
+        sleep = getattr(ctx.engine, "sleep", None)
         if callable(sleep):  # vLLM with sleep mode frees its GPU memory for the update; generate() wakes it
             sleep()
         return scored
 
-    def evaluate(self, batch: Any) -> dict[str, Any]:
+    def evaluate(self, batch: Any, ctx: RolloutContext) -> dict[str, Any]:
         """One greedy completion per prompt, scored: a row per prompt."""
-        return self._run(batch, self._sampling(greedy=True), self.settings.val_iou_threshold).records()
+        return self._run(batch, ctx, self._sampling(ctx, greedy=True), self.settings.val_iou_threshold).records()
 
-    def evaluate_sampled(self, batch: Any) -> dict[str, Any]:
+    def evaluate_sampled(self, batch: Any, ctx: RolloutContext) -> dict[str, Any]:
         """`val_samples` sampled completions per prompt, scored: k rows per prompt."""
         if self.settings.val_samples < 1:
             raise ValueError("evaluate_sampled needs val_samples >= 1")
-        return self._run(batch, self._val_sampling(), self.settings.val_iou_threshold).records()
+        return self._run(batch, ctx, self._val_sampling(ctx), self.settings.val_iou_threshold).records()

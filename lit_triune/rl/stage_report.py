@@ -70,7 +70,8 @@ class StageReporter:
             return None
         was_training = module.policy.training
         module.runner.start()
-        engine = module.rollout_engine
+        context = module.rollout_context()
+        engine = context.engine
         if hasattr(engine, "sync_weights"):  # engines with their own weight copy (vLLM) see this step's policy
             with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
                 engine.sync_weights(module.policy)
@@ -80,15 +81,15 @@ class StageReporter:
         answers: dict[str, dict[str, Counter]] = {}
         with torch.no_grad():
             for batch in loader:
-                records = module.runner.evaluate(batch)
+                records = module.runner.evaluate(batch, context)
                 _merge(sums, source_summary(records, module.iou_threshold))
                 truths = [rm.get("ground_truth") for rm in batch.reward_models]
                 _merge_answers(answers, answer_counts(records, truths))
                 if k:
-                    _merge(sampled, source_summary(module.runner.evaluate_sampled(batch), module.iou_threshold))
+                    _merge(sampled, source_summary(module.runner.evaluate_sampled(batch, context), module.iou_threshold))
         if was_training:
             module.policy.train()
-            module._keep_frozen_in_eval()
+            module.keep_frozen_in_eval()
         if dist.is_available() and dist.is_initialized():
             gathered: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, (sums, sampled, answers))

@@ -45,7 +45,7 @@ class RankProbe(pl.Callback):
         rank = trainer.global_rank
         self.out_dir.mkdir(parents=True, exist_ok=True)
         info = {"rank": rank, "world_size": trainer.world_size, "global_step": trainer.global_step,
-                "steps": self.steps, "counters": dict(pl_module._counters), "pid": os.getpid()}
+                "steps": self.steps, "counters": pl_module.counters.as_dict(), "pid": os.getpid()}
         (self.out_dir / f"rank{rank}.json").write_text(json.dumps(info))
         torch.save(full_weights(trainer, pl_module.policy), self.out_dir / f"rank{rank}.pt")
 

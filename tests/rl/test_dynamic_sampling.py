@@ -1,6 +1,6 @@
 """DAPO dynamic sampling (model.dynamic_sampling, max_refill_batches): in one process, and under two-process
 DDP through the real command line, where the ranks must refill or update together and run the same
-backward passes (rl/training.py `_dynamic_sampling`) -- else DDP hangs or the weights drift apart."""
+backward passes (rl/dynamic_sampling.py) -- else DDP hangs or the weights drift apart."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def test_refills_then_updates_single_process(tmp_path: Path, monkeypatch: pytest
     rollouts = {"n": 0}
     real_rollout = RolloutRunner.rollout
 
-    def scripted(self, batch, salt=0):  # noqa: ANN001, ANN202
-        scored = real_rollout(self, batch, salt)
+    def scripted(self, batch, context, salt=0):  # noqa: ANN001, ANN202
+        scored = real_rollout(self, batch, context, salt)
         rollouts["n"] += 1
         if rollouts["n"] % 2 == 0:
             scored.results[0] = {**scored.results[0], "accuracy": 1.0, "reward": 1.1}
@@ -55,19 +55,19 @@ def test_refills_then_updates_single_process(tmp_path: Path, monkeypatch: pytest
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             logged = trainer.callback_metrics.get("dynamic_sampling/refills")
             self.pairs.append((None if logged is None else float(logged),
-                               float(pl_module._counters.get("dynamic_sampling/refills", 0))))
+                               float(pl_module.counters.get("dynamic_sampling/refills", 0))))
 
     probe, seen = RankProbe(str(tmp_path / "probe")), CounterSeen()
     module = tiny_module(dynamic_sampling=True, max_refill_batches=REFILLS)
     trainer = fit(module, tiny_data(tmp_path / "data"), tmp_path, max_steps=2, callbacks=[probe, seen],
                   logger=CSVLogger(tmp_path, name="csv", flush_logs_every_n_steps=1))
-    refills = module._counters.get("dynamic_sampling/refills", 0)
-    skipped = module._counters.get("dynamic_sampling/updates_without_signal", 0)
+    refills = module.counters.get("dynamic_sampling/refills", 0)
+    skipped = module.counters.get("dynamic_sampling/updates_without_signal", 0)
     stepped = _stepped(probe.steps)
     assert trainer.global_step == sum(stepped) == 2
     assert refills > 0
     assert len(probe.steps) == 2 + refills + skipped  # every batch: an update, a refill or a no-signal skip
-    assert module._counters.get("dynamic_sampling/padding_groups", 0) == 0  # one process: nothing to pad
+    assert module.counters.get("dynamic_sampling/padding_groups", 0) == 0  # one process: nothing to pad
     # each batch logs the counter with its own refill in it (not one batch behind)
     assert [logged for logged, _ in seen.pairs if logged is not None] == [c for logged, c in seen.pairs if logged is not None]
     assert seen.pairs[-1] == (refills, refills)

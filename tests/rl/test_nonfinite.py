@@ -35,7 +35,7 @@ class Watch(pl.Callback):
             step_after=trainer.global_step,
             changed=sum(not torch.equal(self._before[n], p.detach()) for n, p in after.items()),
             skipped_logged=float(trainer.callback_metrics["train/skipped_nonfinite"]),
-            counter=pl_module._counters.get("nonfinite_steps_skipped", 0),
+            counter=pl_module.counters.get("nonfinite_steps_skipped", 0),
             loss=float(outputs["loss"]),
         )
 
@@ -67,7 +67,7 @@ def test_nonfinite_loss_and_gradient_skip_the_step(tmp_path, monkeypatch):
             assert r["skipped_logged"] == 0.0, r
     assert math.isnan(rows[NAN_LOSS_BATCH]["loss"])
     assert [rows[b]["counter"] for b in range(4)] == [0, 1, 1, 2]
-    assert module._counters["nonfinite_steps_skipped"] == 2
+    assert module.counters["nonfinite_steps_skipped"] == 2
     # Every batch is one attempted step (global_step counts it, on every rank alike); a skipped one updates
     # nothing: a NaN loss drops its gradients before opt.step(), a non-finite norm is found inside it.
     assert all(r["step_after"] == r["step_before"] + 1 for r in rows.values())

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lit_triune.rl.rollout_step import RolloutRunner, RolloutSettings
+from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, RolloutSettings
 from lit_triune.rollout.base import Rollout
 from lit_triune.rollout.chunked import ChunkedEngine
 
@@ -49,13 +49,10 @@ def test_rows_and_rewards_stay_with_their_prompts_across_source_blocks():
     sources = ["det", "count", "det", "ocr", "count"]
     prompts = [f"p{i}" for i in range(len(sources))]
     engine = EchoEngine()
-    module = SimpleNamespace(rollout_engine=engine, rollout_settings=RolloutSettings(group_size=3, seed=0),
-                             global_step=0, global_rank=0, iou_threshold=0.5, processor=None)
-    runner = RolloutRunner(module)
-    runner.scorer = EchoScorer()
+    runner = RolloutRunner(RolloutSettings(group_size=3, seed=0), scorer_factory=EchoScorer)
     batch = SimpleNamespace(prompts=prompts, images=[None] * 5, image_sizes=[(8, 8)] * 5,
                             reward_models=[{"truth": p} for p in prompts], data_sources=sources)
-    scored = runner._run(batch, runner._sampling(greedy=False))
+    scored = runner.rollout(batch, _context(engine, step=0))
     assert engine.calls == [["p0", "p2"], ["p1", "p4"], ["p3"]]  # one call per source, first-seen order
     assert scored.texts == [f"p{i}#{j}" for i in range(5) for j in range(3)]  # prompt-major, as without keys
     assert [r["text"] for r in scored.results] == scored.texts
@@ -75,12 +72,13 @@ class SamplingSpy(EchoEngine):
         return super()._generate_block(prompts, images, sampling, first_prompt, seed)
 
 
-def _runner(engine, **settings):
-    module = SimpleNamespace(rollout_engine=engine, rollout_settings=RolloutSettings(seed=0, **settings),
-                             global_step=7, global_rank=0, iou_threshold=0.5, processor=None)
-    runner = RolloutRunner(module)
-    runner.scorer = EchoScorer()
-    return runner
+def _context(engine, step=7, iou_threshold=0.5) -> RolloutContext:
+    return RolloutContext(engine=engine, policy=None, processor=None, device=torch.device("cpu"), step=step, rank=0,
+                          iou_threshold=iou_threshold)
+
+
+def _runner(**settings):
+    return RolloutRunner(RolloutSettings(seed=0, **settings), scorer_factory=EchoScorer)
 
 
 def _batch(n: int):
@@ -91,24 +89,25 @@ def _batch(n: int):
 
 def test_sampled_validation_scores_val_samples_rows_per_prompt_at_the_validation_temperature():
     engine = SamplingSpy()
-    runner = _runner(engine, group_size=8, temperature=1.0, val_samples=3, val_temperature=0.6, val_max_new_tokens=9)
-    records = runner.evaluate_sampled(_batch(2))
+    runner = _runner(group_size=8, temperature=1.0, val_samples=3, val_temperature=0.6, val_max_new_tokens=9)
+    records = runner.evaluate_sampled(_batch(2), _context(engine))
     assert records["data_source"] == ["s"] * 6  # k rows per prompt, every one scored
     assert [float(r) for r in records["reward"]] == [1.0] * 6
     (sampling,) = engine.samplings
     assert (sampling.n, sampling.temperature, sampling.max_new_tokens) == (3, 0.6, 9)
-    assert sampling.seed != runner._sampling(greedy=False).seed  # not the training rollout's draw of this step
-    runner.evaluate(_batch(2))
+    runner.rollout(_batch(2), _context(engine))
+    assert sampling.seed != engine.samplings[-1].seed  # not the training rollout's draw of this step
+    runner.evaluate(_batch(2), _context(engine))
     assert engine.samplings[-1].n == 1 and engine.samplings[-1].temperature == 0.0  # greedy stays greedy
 
 
 def test_sampled_validation_defaults_to_the_training_temperature_and_needs_val_samples():
     engine = SamplingSpy()
-    runner = _runner(engine, temperature=0.8, val_samples=2)
-    runner.evaluate_sampled(_batch(1))
+    runner = _runner(temperature=0.8, val_samples=2)
+    runner.evaluate_sampled(_batch(1), _context(engine))
     assert engine.samplings[0].temperature == 0.8
     with pytest.raises(ValueError, match="val_samples"):
-        _runner(SamplingSpy(), val_samples=0).evaluate_sampled(_batch(1))
+        _runner(val_samples=0).evaluate_sampled(_batch(1), _context(SamplingSpy()))
 
 
 class ThresholdSpy(EchoScorer):
@@ -125,12 +124,12 @@ class ThresholdSpy(EchoScorer):
 @pytest.mark.parametrize("val_iou_threshold", [None, 0.5])
 def test_validation_scores_boxes_at_val_iou_threshold_and_training_at_the_current_one(val_iou_threshold):
     """A fixed validation threshold holds the yardstick still while the dynamic schedule moves the training
-    one (module.iou_threshold, 0.99 here); None keeps scoring validation at the current threshold."""
-    runner = _runner(SamplingSpy(), val_samples=2, val_iou_threshold=val_iou_threshold)
-    runner.module.iou_threshold = 0.99
+    one (the context's iou_threshold, 0.99 here); None keeps scoring validation at the current threshold."""
+    runner = _runner(val_samples=2, val_iou_threshold=val_iou_threshold)
     runner.scorer = spy = ThresholdSpy()
-    runner.evaluate(_batch(1))
-    runner.evaluate_sampled(_batch(1))
-    runner._run(_batch(1), runner._sampling(greedy=False))  # what rollout() scores training batches with
+    context = _context(SamplingSpy(), iou_threshold=0.99)
+    runner.evaluate(_batch(1), context)
+    runner.evaluate_sampled(_batch(1), context)
+    runner.rollout(_batch(1), context)
     expected = 0.99 if val_iou_threshold is None else val_iou_threshold
     assert spy.thresholds == [expected, expected, 0.99]

@@ -14,6 +14,7 @@ from torch.testing import assert_close
 from lit_triune.rewards import VerifierPool
 from lit_triune.rl import training
 from lit_triune.rl.advantages import group_advantages, informative_groups, valid_rows
+from lit_triune.rl.module import TriuneModule
 
 
 def test_masked_advantages_renormalise_over_the_scored_rows():
@@ -62,14 +63,14 @@ def test_timed_out_samples_carry_no_advantage_are_counted_and_the_rest_trains(tm
 
     monkeypatch.setattr(training, "run_update", spy)
     rollouts = []
-    real_step = training.GRPOTrainerMixin.grpo_step
+    real_step = TriuneModule.grpo_step
 
     def step(self, batch):
         out = real_step(self, batch)
         rollouts.append(out["rollout"])
         return out
 
-    monkeypatch.setattr(training.GRPOTrainerMixin, "grpo_step", step)
+    monkeypatch.setattr(TriuneModule, "grpo_step", step)
     # 3 steps x 2 prompts x 6 completions: enough groups that some keep >= 2 scored rows with different
     # rewards whatever the images (with 2 steps of groups of 4, generator v5's images left none)
     module = tiny_module(reward_workers=1, reward_timeout_s=1.0, group_size=6, max_new_tokens=6)
@@ -87,5 +88,5 @@ def test_timed_out_samples_carry_no_advantage_are_counted_and_the_rest_trains(tm
         total_failed += int(failed.sum())
     assert total_failed > 0, "no completion timed out: the test proves nothing"
     assert any((adv != 0).any() for adv, _, _ in seen)  # the scored rows carried signal
-    assert module._counters["verifier_failures/infra_failed_samples"] == total_failed
-    assert module._counters["verifier_failures/masked_samples"] == total_failed
+    assert module.counters["verifier_failures/infra_failed_samples"] == total_failed
+    assert module.counters["verifier_failures/masked_samples"] == total_failed
