@@ -29,6 +29,18 @@ def test_preset_is_registered():
     assert Path(resolve_model_path(CONVENTIONS_PRESET)).name.startswith(CONVENTIONS_PRESET)
 
 
+@pytest.mark.slow
+def test_build_is_deterministic(tmp_path: Path):
+    import hashlib
+
+    from lit_triune.models.qwen_conventions import build_conventions_model
+
+    a, b = build_conventions_model(tmp_path / "a"), build_conventions_model(tmp_path / "b")
+    assert a.name == b.name
+    for name in ("model.safetensors", "tokenizer.json", "config.json", "generation_config.json", "chat_template.jinja"):
+        assert hashlib.sha256((a / name).read_bytes()).digest() == hashlib.sha256((b / name).read_bytes()).digest(), name
+
+
 def test_config_keeps_the_real_structure(conventions_model_path: Path):
     from transformers import AutoConfig
 
