@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
-from lit_triune.models.memory_plan import REAL_CONFIGS
 from lit_triune.models.qwen_tokenizer import train_qwen_tokenizer
 from lit_triune.models.tiny import CONVENTIONS_PRESET, build_once
 
 BUILD_VERSION = 1  # bump when the build changes, so caches are rebuilt
 REAL = "Qwen2.5-VL-3B-Instruct"
+REAL_CONFIG = Path(__file__).parent / "real_configs" / f"{REAL}.json"  # the public config.json, kept in the repo
 MIN_PIXELS, MAX_PIXELS = 3136, 12845056  # the real preprocessor_config.json: 56*56 .. 28*28*16384
 
 
@@ -64,7 +64,7 @@ GENERATION_CONFIG = {"do_sample": True, "repetition_penalty": 1.05, "temperature
 
 
 def real_config() -> dict[str, Any]:
-    return json.loads((REAL_CONFIGS / f"{REAL}.json").read_text())
+    return json.loads(REAL_CONFIG.read_text())
 
 
 def conventions_config(s: ConventionSizes, tok: Any) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from lit_triune.models.qwen_chat_template import QWEN25_VL_CHAT_TEMPLATE
 from lit_triune.models.tokenizer import training_corpus

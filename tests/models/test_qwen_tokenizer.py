@@ -45,7 +45,7 @@ def test_a_token_can_straddle_a_tag_and_its_neighbour(tok):
 
 def test_digits_are_split_one_per_token_as_the_real_regex_does(tok):
     assert _pieces(tok, "12345") == ["1", "2", "3", "4", "5"]
-    assert _pieces(tok, "[120, 34]") [:4] == ["[", "1", "2", "0"]
+    assert _pieces(tok, "[120, 34]")[:4] == ["[", "1", "2", "0"]
 
 
 def test_added_tokens_follow_the_real_order_ids_and_flags(tok):
