@@ -27,6 +27,21 @@ def tiny_processor(tiny_model_path: Path):
     return AutoProcessor.from_pretrained(tiny_model_path)
 
 
+@pytest.fixture(scope="session")
+def conventions_model_path() -> Path:
+    """`tiny-qwen-conventions`: Qwen2.5-VL's real tokenizer/template/processor conventions at test size."""
+    from lit_triune.models.qwen_conventions import build_conventions_model
+
+    return build_conventions_model()
+
+
+@pytest.fixture(scope="session")
+def conventions_processor(conventions_model_path: Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(conventions_model_path)
+
+
 @pytest.fixture
 def kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A kernel spec for this interpreter, so a notebook runs in this venv whatever else is installed."""

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,8 +50,13 @@ PRESETS: dict[str, TinyPreset] = {
 }
 
 
+# A test-only checkpoint with Qwen2.5-VL's real conventions (tokenizer, chat template, processor, config
+# structure) at test size: lit_triune/models/qwen_conventions.py.
+CONVENTIONS_PRESET = "tiny-qwen-conventions"
+
+
 def preset_names() -> list[str]:
-    return sorted(PRESETS)
+    return sorted([*PRESETS, CONVENTIONS_PRESET])
 
 
 def _preset(name: str) -> TinyPreset:
@@ -137,15 +143,25 @@ def _write(p: TinyPreset, out: Path) -> None:
 
 def build_tiny_model(preset: str = "tiny", cache_dir: str | Path | None = None) -> Path:
     """Returns the directory of the preset's checkpoint, building it once (atomically) if missing."""
+    if preset == CONVENTIONS_PRESET:
+        from lit_triune.models.qwen_conventions import build_conventions_model
+
+        return build_conventions_model(cache_dir)
     p = _preset(preset)
+    return build_once(f"{preset}-{_fingerprint(p)}", lambda out: _write(p, out), cache_dir)
+
+
+def build_once(name: str, write: Callable[[Path], None], cache_dir: str | Path | None = None) -> Path:
+    """`cache_dir / name`, written by `write(staging_dir)` and renamed into place unless it already exists
+    (atomic: concurrent builders race on the rename, and the loser's identical copy is dropped)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / f"{preset}-{_fingerprint(p)}"
+    target = root / name
     if (target / "config.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{preset}-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        _write(p, staging)
+        write(staging)
         staging.chmod(0o755)
         try:
             staging.rename(target)

@@ -71,7 +71,8 @@ _SNIPPETS = [
 ]
 
 
-def _corpus() -> list[str]:
+def training_corpus() -> list[str]:
+    """The built-in lines both tokenizers train on (this one and `models/qwen_tokenizer.py`)."""
     words = _WORDS.split()
     lines = [" ".join(words[i : i + 12]) for i in range(0, len(words), 12)]
     lines += [w.capitalize() for w in words] + _SNIPPETS
@@ -93,7 +94,7 @@ def train_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         show_progress=False,
         special_tokens=[],
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(training_corpus(), trainer=trainer)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in REASONING_TAGS])
     fast = PreTrainedTokenizerFast(

@@ -47,8 +47,12 @@ def _import_vllm() -> Any:
 def checkpoint_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) in HF checkpoint naming (`model.language_model.*`, `model.visual.*`, `lm_head.*`),
     which vLLM's Qwen2.5-VL `hf_to_vllm_mapper` translates; DDP/compile/FSDP wrapper prefixes dropped.
-    FSDP-sharded modules must be gathered first (full state dict) by the caller."""
-    for name, param in model.named_parameters():
+    FSDP-sharded modules must be gathered first (full state dict) by the caller.
+
+    A tied parameter goes out under each of its names (Qwen2.5-VL-3B ties `lm_head` to the embedding):
+    vLLM's reload restores layer by layer, and a layer that receives nothing keeps its old tensor
+    ("ParallelLMHead: Failed to load weights"), so the engine would sample through the initial head."""
+    for name, param in model.named_parameters(remove_duplicate=False):
         yield ".".join(part for part in name.split(".") if part not in _WRAPPER_PARTS), param.detach()
 
 

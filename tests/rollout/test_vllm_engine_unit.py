@@ -101,6 +101,17 @@ def test_checkpoint_weight_names_drop_wrapper_prefixes(hf_model):
     assert [n for n, _ in checkpoint_weights(Wrapped())] == ["weight", "bias"]
 
 
+def test_tied_weights_go_out_under_every_name(conventions_model_path):
+    """Qwen2.5-VL-3B ties lm_head to the embedding; vLLM's layer-by-layer reload keeps a stale head unless
+    `lm_head.weight` arrives too (measured: sampled-vs-trainer log-prob gap 4.4 after 2 GRPO steps)."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(conventions_model_path)
+    weights = dict(checkpoint_weights(model))
+    assert weights["lm_head.weight"].data_ptr() == weights["model.language_model.embed_tokens.weight"].data_ptr()
+    assert len(weights) == len(list(model.named_parameters())) + 1
+
+
 def test_sync_loads_weights_then_resets_every_cache(hf_model):
     llm = _RecordingLLM()
     engine = _engine_with(llm)
