@@ -7,6 +7,10 @@ truncated one is max_new_tokens long with no stop in it, no control or vision to
 the logged rewards are the verifiers' on those texts, and the engine samples from the policy itself:
 its log-probs equal the trainer's recompute (the checkpoint's repetition_penalty 1.05 and temperature
 1e-6 must not leak into RL sampling).
+
+The in-process vLLM engine leaves a one-rank process group behind, so this file sorts after
+test_memory_plan.py, whose fake process groups need none to exist (it failed after this file as
+test_conventions_fit.py).
 """
 
 from __future__ import annotations
