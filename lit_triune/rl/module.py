@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lit_triune.models.sharding import fsdp_root, trainer_fsdp_root
+from lit_triune.models.sharding import clip_grad_norm, fsdp_root, trainer_fsdp_root
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES
 from lit_triune.rl.distributed import gather_objects, on_all_ranks
@@ -305,7 +305,7 @@ class TriuneModule(GRPOTrainerMixin, pl.LightningModule):
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         fsdp_root = trainer_fsdp_root(self.trainer)
         if fsdp_root is not None:  # sharded gradients: the norm must be all-reduced (a collective on every rank)
-            norm = float(fsdp_root.clip_grad_norm_(self.hparams.max_grad_norm))
+            norm = clip_grad_norm(fsdp_root, params, self.hparams.max_grad_norm)
         elif params:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm))
         else:
