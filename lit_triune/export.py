@@ -3,7 +3,7 @@
     lit-triune-export runs/orsta/checkpoints/last.ckpt exported/        # or: python -m lit_triune.export ...
 
 The checkpoint may be a single file (one device, DDP) or the directory of a sharded FSDP checkpoint
-(conf/orsta.yaml: `state_dict_type: sharded`), which is consolidated on this one process first (what
+(FSDP1's `state_dict_type: sharded`, FSDP2's `save_distributed_checkpoint: true`), which is consolidated on this one process first (what
 `python -m lightning.pytorch.utilities.consolidate_checkpoint` does; no GPU, no process group).
 The policy is rebuilt from the checkpoint's hyper-parameters (`--model-path` overrides where its
 architecture is read from, e.g. when the training machine's path does not exist here).
@@ -27,7 +27,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         from lightning.fabric.utilities.load import _load_distributed_checkpoint
         from lightning.pytorch.utilities.consolidate_checkpoint import _format_checkpoint
 
-        return _format_checkpoint(_load_distributed_checkpoint(path))
+        ckpt = _load_distributed_checkpoint(path)
+        if "model" in ckpt:  # FSDPStrategy (FSDP1) names the weights "model"
+            return _format_checkpoint(ckpt)
+        # ModelParallelStrategy / FSDP2Strategy: "state_dict" already, optimizers as optimizer_0, optimizer_1, ...
+        n = sum(1 for k in ckpt if k.startswith("optimizer_") and k.removeprefix("optimizer_").isdigit())
+        ckpt["optimizer_states"] = [ckpt.pop(f"optimizer_{i}") for i in range(n)]
+        return ckpt
     return torch.load(path, map_location="cpu", weights_only=False)  # our own training checkpoint
 
 

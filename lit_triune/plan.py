@@ -58,6 +58,8 @@ class Setup:
     vllm_fraction: float
     sleep: bool
     notes: list[str]
+    fsdp_version: int = 1  # 1: FSDPStrategy (FullyShardedDataParallel), 2: FSDP2Strategy (fully_shard)
+    reduce_bytes: int = 2  # FSDP gradient reduce dtype (FSDP1 under bf16-mixed: bf16; FSDP2: its reduce_dtype)
 
 
 def _engine(cfg: Any) -> Any | None:
@@ -68,9 +70,35 @@ def _engine(cfg: Any) -> Any | None:
     return None
 
 
+@dataclass
+class FSDP2:
+    """What the plan reads from an FSDP2Strategy block (lit_triune/models/fsdp2.py)."""
+
+    param_dtype: str | None
+    reduce_dtype: str | None
+
+
+def _fsdp2(cfg: Any) -> FSDP2 | None:
+    strategy = cfg.trainer.strategy
+    if not str(getattr(strategy, "class_path", strategy)).endswith("FSDP2Strategy"):
+        return None
+    args = strategy.init_args
+    return FSDP2(getattr(args, "param_dtype", None), getattr(args, "reduce_dtype", None))
+
+
 def _strategy(cfg: Any, notes: list[str]) -> tuple[tuple[type, ...] | None, set[type]]:
     strategy = cfg.trainer.strategy
     path = getattr(strategy, "class_path", str(strategy))
+    if _fsdp2(cfg) is not None:
+        from lit_triune.models.fsdp2 import import_class
+
+        args = strategy.init_args
+        wrap = tuple(import_class(c) for c in getattr(args, "wrap_classes", None) or ())
+        if not wrap:
+            notes.append("no wrap_classes: the whole policy is one FSDP unit")
+        if getattr(args, "reshard_after_forward", True) is False:
+            notes.append("reshard_after_forward false is planned as true (ZeRO-3): gathered blocks are not kept")
+        return wrap, {import_class(c) for c in getattr(args, "activation_checkpointing", None) or ()}
     if not str(path).endswith("FSDPStrategy"):
         return None, set()
     args = strategy.init_args
@@ -94,7 +122,12 @@ def read_setup(cfg: Any) -> tuple[Any, Setup]:
     devices = cfg.trainer.devices
     world = (int(devices) if str(devices).isdigit() else 1) * int(cfg.trainer.num_nodes or 1)
     precision = str(cfg.trainer.precision)
-    if precision in ("bf16-mixed", "bf16"):
+    fsdp2 = _fsdp2(cfg)
+    if fsdp2 is not None and str(fsdp2.param_dtype).removeprefix("torch.") in ("bfloat16", "bf16"):
+        precision = "fsdp-bf16"  # FSDP2's MixedPrecisionPolicy: bf16 gathered parameters and compute
+    elif fsdp2 is not None and precision in ("bf16-mixed", "bf16"):
+        precision = "autocast-bf16"  # no param_dtype: fp32 units under Lightning's autocast
+    elif precision in ("bf16-mixed", "bf16"):
         precision = "fsdp-bf16" if wrap is not None else "autocast-bf16"
     elif precision in ("32-true", "32"):
         precision = "fp32"
@@ -112,11 +145,14 @@ def read_setup(cfg: Any) -> tuple[Any, Setup]:
         prompt = engine.max_model_len - model.max_new_tokens
     rows = cfg.data.batch_size * model.group_size
     micro = min(model.micro_batch_size or rows, rows)
+    reduce = str(fsdp2.reduce_dtype or fsdp2.param_dtype).removeprefix("torch.") if fsdp2 is not None else None
+    reduce_bytes = 4 if reduce in ("float32", "fp32", "None") else 2
     return config, Setup(source, world, wrap, checkpointing, precision, param_bytes, rows, micro, model.group_size,
                          prompt, response, bool(model.shared_prefix_update),
                          cfg.gpu_memory_utilization if cfg.gpu_memory_utilization is not None else
                          float(engine.gpu_memory_utilization) if engine is not None else 0.0,
-                         bool(engine.enable_sleep_mode) if engine is not None else False, notes)
+                         bool(engine.enable_sleep_mode) if engine is not None else False, notes,
+                         fsdp_version=2 if fsdp2 is not None else 1, reduce_bytes=reduce_bytes)
 
 
 @dataclass
@@ -136,7 +172,10 @@ def _row(label: str, n: float, indent: int = 2) -> str:
 def make_plan(config: Any, st: Setup, card: str) -> Plan:
     model = mp.meta_policy(config)
     frozen = {id(p) for p in model.model.visual.parameters()}  # model.freeze=vision (checked by the caller)
-    sb = mp.state_bytes(model, frozen, fsdp_wrap=st.fsdp_wrap, world=st.world, param_bytes=st.param_bytes)
+    sb = mp.state_bytes(model, frozen, fsdp_wrap=st.fsdp_wrap, world=st.world, param_bytes=st.param_bytes,
+                        # FSDP2: units gathered in param_dtype (the residual dtype); FSDP1 as before (bf16-mixed)
+                        mixed_bytes=mp.PRECISIONS[st.precision].resid if st.fsdp_version == 2 else 2,
+                        fsdp_version=st.fsdp_version, reduce_bytes=st.reduce_bytes)
     shape = mp.Shape.of(config)
     prec = mp.PRECISIONS[st.precision]
     total_params = sum(p.numel() for p in model.parameters())
@@ -161,9 +200,13 @@ def make_plan(config: Any, st: Setup, card: str) -> Plan:
         a = activations(rows, st.checkpointing)
         return persistent + fsdp_work + autocast_cache + a.saved + a.peak_extra + mp.RUNTIME_RESERVE + update_vllm
 
-    # weight sync after each step: FSDP summon_full_params gathers the whole policy in fp32 (grads are freed)
-    # (on one GPU FSDP runs NO_SHARD: the fp32 parameters are already whole, nothing is gathered)
-    gathered = sb.full_fp32 if st.fsdp_wrap is not None and st.world > 1 else 0
+    # weight sync after each step: FSDP1 summon_full_params gathers the whole policy in fp32 (grads are freed)
+    # (on one GPU FSDP1 runs NO_SHARD: the fp32 parameters are already whole, nothing is gathered); FSDP2
+    # unshards every unit into its all-gather buffer, in param_dtype (bf16 under conf/orsta.yaml)
+    if st.fsdp_wrap is not None and st.fsdp_version == 2:
+        gathered = sb.sync_gathered
+    else:
+        gathered = sb.full_fp32 if st.fsdp_wrap is not None and st.world > 1 else 0
     sync = sb.params + sb.optimizer + gathered + mp.RUNTIME_RESERVE + vllm
     act = activations(st.micro_batch, st.checkpointing)
     other = activations(st.micro_batch, not st.checkpointing)
@@ -172,7 +215,8 @@ def make_plan(config: Any, st: Setup, card: str) -> Plan:
     out = [
         f"policy     {st.arch_source}: {total_params / 1e9:.2f} B parameters, {n_frozen / 1e9:.2f} B frozen (vision "
         f"tower), {(total_params - n_frozen) / 1e9:.2f} B trained",
-        (f"strategy   FSDP FULL_SHARD over {st.world} GPUs, units: root + {wrap_names}; "
+        (f"strategy   FSDP{'2 (fully_shard)' if st.fsdp_version == 2 else ''} FULL_SHARD over {st.world} GPUs, "
+         f"units: root + {wrap_names}; "
          if st.fsdp_wrap is not None else f"strategy   one full replica per GPU ({st.world} GPUs); ")
         + f"activation checkpointing {'on' if st.checkpointing else 'off'}; precision {st.precision}",
         f"batch      {st.rows_per_gpu} rows per GPU, micro-batch {st.micro_batch} rows "
@@ -181,7 +225,8 @@ def make_plan(config: Any, st: Setup, card: str) -> Plan:
         "",
         f"{'per GPU, update phase':<54}     GiB",
         _row(f"parameters ({'fp32' if st.param_bytes == 4 else 'bf16'}{' shard' if st.fsdp_wrap else ''})", sb.params),
-        _row("gradients" + (" (shards of units with trainable params)" if st.fsdp_wrap else ""), sb.grads),
+        _row("gradients" + ("" if not st.fsdp_wrap else " (shards of trainable params)" if st.fsdp_version == 2
+                            else " (shards of units with trainable params)"), sb.grads),
         _row("AdamW exp_avg + exp_avg_sq", sb.optimizer),
     ]
     if st.fsdp_wrap is not None:
@@ -211,8 +256,9 @@ def make_plan(config: Any, st: Setup, card: str) -> Plan:
         f"GiB of activations; shared-prompt KV copies alone (checkpointed): {_g(act.kv_copies or other.kv_copies).strip()} "
         f"GiB = {shape.layers} layers x 2 x {shape.kv_heads} kv heads x {shape.head_dim} x {lp} tokens x "
         f"{prec.b} B x {st.micro_batch} rows",
-        f"weight sync after each step: {'summon_full_params gathers the policy in fp32, ' if gathered else ''}"
-        f"total {_g(sync).strip()} GiB of {_g(capacity).strip()}",
+        "weight sync after each step: " + (("every unit unsharded in param_dtype, " if st.fsdp_version == 2 else
+                                            "summon_full_params gathers the policy in fp32, ") if gathered else "")
+        + f"total {_g(sync).strip()} GiB of {_g(capacity).strip()}",
         f"vLLM's share {_g(vllm).strip()} GiB holds its bf16 weights ({_g(2 * total_params).strip()} GiB) and its KV cache "
         f"(the rest, {_g(vllm - 2 * total_params).strip()} GiB)" if vllm else "no colocated vLLM engine",
     ]

@@ -2,7 +2,7 @@
 
 - Every YAML under conf/ (ablations on top of the bases they apply to) passes `--print_config`, with all
   interpolations resolved to the recipe's numbers.
-- conf/orsta.yaml's FSDP strategy block builds a real FSDPStrategy (wrap and checkpointing policies, kwargs).
+- conf/orsta.yaml's FSDP2 strategy block builds a real FSDP2Strategy (wrapped and checkpointed blocks, dtypes).
 - The freeze ablations freeze what they claim (requires_grad after `configure_model`), on orsta and tiny.
 - conf/orsta.yaml, swapped to CPU (tiny model, synthetic data, one process, vLLM-CPU engine args), runs 2 fit
   steps in a subprocess through the real VLLMEngine + RolloutCallback.
@@ -126,7 +126,7 @@ def test_print_config(files, capsys, request):
         assert engine["class_path"] == "lit_triune.rollout.VLLMEngine"
         assert engine["init_args"]["max_model_len"] == 8192 + 2048
         assert engine["init_args"]["gpu_memory_utilization"] == 0.7
-        assert config["trainer"]["strategy"]["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
+        assert config["trainer"]["strategy"]["class_path"] == "lit_triune.models.fsdp2.FSDP2Strategy"
         assert set(config["data"]["train"]) == set(config["data"]["val"]) == ORSTA_TASKS
     if name in ("orsta+reasoning_only", "orsta+perception_only"):
         reasoning = {"math", "puzzle", "science", "chart"}
@@ -154,28 +154,27 @@ def test_orsta_interpolation_follows_command_line(capsys):
 
 
 def test_orsta_fsdp_strategy_builds():
-    """The strategy block becomes an FSDPStrategy with both Qwen2.5-VL block types wrapped and checkpointed
-    (it cannot go through a Trainer here: FSDP refuses a CPU accelerator)."""
+    """The strategy block becomes an FSDP2Strategy (Lightning's ModelParallelStrategy) with both Qwen2.5-VL
+    block types wrapped and checkpointed, bf16 compute with fp32 gradient reduction, sharded checkpoints."""
     from jsonargparse import ArgumentParser
-    from lightning.pytorch.strategies import FSDPStrategy, Strategy
-    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    from lightning.pytorch.strategies import ModelParallelStrategy, Strategy
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
         Qwen2_5_VLDecoderLayer,
         Qwen2_5_VLVisionBlock,
     )
 
+    from lit_triune.models.fsdp2 import FSDP2Strategy
+
     block = yaml.safe_load(ORSTA.read_text())["trainer"]["strategy"]
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--strategy", type=Strategy)
     strategy = parser.instantiate_classes(parser.parse_object({"strategy": block})).strategy
-    assert isinstance(strategy, FSDPStrategy)
-    assert strategy.kwargs["use_orig_params"] is True
+    assert isinstance(strategy, FSDP2Strategy) and isinstance(strategy, ModelParallelStrategy)
     blocks = {Qwen2_5_VLDecoderLayer, Qwen2_5_VLVisionBlock}
-    checkpointing = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]
-    for policy in (strategy.kwargs["auto_wrap_policy"], checkpointing):
-        assert isinstance(policy, ModuleWrapPolicy) and set(policy._module_classes) == blocks
-    assert strategy._state_dict_type == "sharded"
-    assert str(strategy.sharding_strategy).endswith("FULL_SHARD")
+    assert set(strategy.wrap_classes) == blocks and set(strategy.checkpoint_classes) == blocks
+    assert (strategy.param_dtype, strategy.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert strategy.reshard_after_forward is True
+    assert strategy._save_distributed_checkpoint is True  # read in the test only
 
 
 def _parameter_split(policy: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
@@ -223,18 +222,14 @@ def _only_version(run_dir: Path) -> Path:
 @pytest.mark.ddp
 @pytest.mark.vllm
 def test_orsta_runs_on_cpu_with_vllm(tmp_path):
-    """conf/orsta.yaml for 2 steps on 2 CPU processes: its FSDP strategy block (FULL_SHARD, wrap and
-    activation-checkpointing policies, use_orig_params, sharded checkpoints), bf16-mixed, a vLLM engine
-    per rank (external_launcher), started with `main.py fit` as the README starts it; tiny model and
-    synthetic data.
+    """conf/orsta.yaml for 2 steps on 2 CPU processes: its FSDP2 strategy block as written (wrapped and
+    activation-checkpointed blocks, bf16 param_dtype with fp32 reduction, sharded checkpoints) but over gloo,
+    bf16-mixed, a vLLM engine per rank (external_launcher), started with `main.py fit` as the README starts
+    it; tiny model and synthetic data.
 
-    Swapped in a copy of the file (a list element or a class cannot be overridden on the command line):
-    the strategy's class (tests/rl/cpu_fsdp.py only lets Lightning's FSDPStrategy run on a CPU accelerator)
-    with gloo, and the engine's GPU arguments. Everything else is a command-line override, so the saved
-    config shows what was changed."""
+    Swapped in a copy of the file (a list element cannot be overridden on the command line): the engine's GPU
+    arguments. Everything else is a command-line override, so the saved config shows what was changed."""
     config = yaml.safe_load(ORSTA.read_text())
-    config["trainer"]["strategy"]["class_path"] = "cpu_fsdp.CPUFSDPStrategy"
-    config["trainer"]["strategy"]["init_args"]["process_group_backend"] = "gloo"
     (rollout_cb,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("RolloutCallback")]
     engine = rollout_cb["init_args"]["engine"]["init_args"]
     # CPU: no CUDA graphs (enforce_eager None = on for CPU), a prompt budget the tiny model allows
@@ -245,6 +240,7 @@ def test_orsta_runs_on_cpu_with_vllm(tmp_path):
     args = [
         sys.executable, str(ROOT / "lit_triune" / "main.py"), "fit", "-c", str(cpu_conf),
         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.num_nodes=1", "--model.model_path=tiny",
+        "--trainer.strategy.init_args.process_group_backend=gloo",
         "--trainer.max_steps=2", f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}", "--trainer.enable_progress_bar=false",
         "--model.max_new_tokens=8", "--model.reward_workers=0",
@@ -260,7 +256,9 @@ def test_orsta_runs_on_cpu_with_vllm(tmp_path):
 
     log_dir = _only_version(run_dir)
     saved = yaml.safe_load((log_dir / "config.yaml").read_text())
-    assert saved["trainer"]["strategy"]["class_path"] == "cpu_fsdp.CPUFSDPStrategy" and saved["trainer"]["max_steps"] == 2
+    assert saved["trainer"]["strategy"]["class_path"] == "lit_triune.models.fsdp2.FSDP2Strategy"
+    assert saved["trainer"]["strategy"]["init_args"]["process_group_backend"] == "gloo"
+    assert saved["trainer"]["max_steps"] == 2
     assert saved["trainer"]["precision"] == "bf16-mixed"  # the recipe's
     assert saved["model"]["model_path"] == "tiny" and saved["model"]["max_new_tokens"] == 8
     assert saved["model"]["warmup_steps"] == 6 and saved["model"]["dual_clip"] == 3.0  # recipe values kept

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from triune_callbacks._fsdp import fsdp_root_module
+from triune_callbacks._fsdp import fsdp_root_module, local_tensor
 from triune_callbacks._trainer_steps import is_logging_batch, logger_step
 
 DEFAULT_GROUPS = {"vit": r"visual\.blocks\.(\d+)\.", "llm": r"language_model\.layers\.(\d+)\."}
@@ -132,7 +132,7 @@ class LayerGradNorm(Callback):
             present: list[bool] = []
             device = None
             for idx in idxs:
-                grads = [p.grad.detach() for _, p in layers[idx] if p.grad is not None]
+                grads = [local_tensor(p.grad.detach()) for _, p in layers[idx] if p.grad is not None]  # FSDP2: shards
                 present.append(bool(grads))
                 parts = [torch.linalg.vector_norm(g.float(), self.norm_type) for g in grads if g.numel()]
                 device = device or (grads[0].device if grads else None)

@@ -2,7 +2,7 @@
 
 The policy is built on the meta device (no memory, no download); FSDP1's flat-parameter layout
 (`use_orig_params=True`: each parameter aligned to 16 bytes, each flat parameter padded to a multiple of
-the world size) is rebuilt from the auto-wrap classes, and the activations one micro-batch keeps for its
+the world size) or FSDP2's per-parameter dim-0 shards are rebuilt from the wrapped block classes, and the activations one micro-batch keeps for its
 backward are counted tensor by tensor as transformers' Qwen2.5-VL decoder layer (sdpa attention) and
 `lit_triune/rl/logprobs.py` save them. `lit_triune/plan.py` turns this into the printed plan; tests/models/
 test_memory_plan.py checks it against allocations measured on CPU. Method and limits: docs/gpu.md.
@@ -85,6 +85,20 @@ class Unit:
     name: str
     numels: list[int]
     trainable: list[bool]
+    rows: list[int] = field(default_factory=list)  # each parameter's dim 0 (FSDP2 shards along it)
+
+    def dim0_layout(self, world: int) -> tuple[list[int], list[list[int]]]:
+        """FSDP2 (`fully_shard`): each parameter is chunked along dim 0 into `world` pieces of
+        ceil(rows / world) rows (the last ones shorter or empty) and stored padded to that chunk on every
+        rank (`FSDPParam._init_sharded_param`). Per parameter: the padded shard's elements, and each
+        rank's real (unpadded) elements (what `zeros_like` of the DTensor, e.g. AdamW's state, holds)."""
+        padded, local = [], []
+        for n, rows in zip(self.numels, self.rows, strict=True):
+            rows = max(rows, 1)
+            per_row, chunk = n // rows, -(-rows // world)
+            padded.append(chunk * per_row)
+            local.append([max(0, min(chunk, rows - r * chunk)) * per_row for r in range(world)])
+        return padded, local
 
     def flat_layout(self, world: int, align: int) -> tuple[list[int], int]:
         """Start offset of each parameter in the flat parameter, and its padded total (FSDP1,
@@ -116,6 +130,7 @@ def fsdp_units(model: nn.Module, wrap_classes: tuple[type, ...], frozen: set[int
                     seen.add(id(p))
                     unit.numels.append(p.numel())
                     unit.trainable.append(id(p) not in frozen)
+                    unit.rows.append(p.shape[0] if p.dim() else 1)
             for child_name, child in mod.named_children():
                 full = f"{prefix}.{child_name}" if prefix else child_name
                 if isinstance(child, wrap_classes):
@@ -139,21 +154,29 @@ class StateBytes:
     unit_gathered: int  # FSDP: largest other unit unsharded in param_dtype (two live: current + prefetch)
     unit_grad: int  # FSDP: largest trainable unit's unsharded gradient in reduce_dtype
     full_fp32: int  # the whole model in fp32 (FSDP summon_full_params for the weight sync)
+    sync_gathered: int = 0  # what the weight sync gathers: FSDP1 the fp32 model; FSDP2 every unit in param_dtype
 
 
 def state_bytes(model: nn.Module, frozen: set[int], *, fsdp_wrap: tuple[type, ...] | None, world: int,
-                param_bytes: int = 4, mixed_bytes: int = 2) -> StateBytes:  # param_bytes: master weights and AdamW states
+                param_bytes: int = 4, mixed_bytes: int = 2, fsdp_version: int = 1,
+                reduce_bytes: int | None = None) -> StateBytes:  # param_bytes: master weights and AdamW states
     """Parameters, gradients and AdamW state per GPU. `fsdp_wrap` None: one replica per GPU (DDP/single),
-    else FSDP1 FULL_SHARD over `world` ranks with `use_orig_params=True` (the rank with the most
-    trainable elements is reported). A unit with any trainable parameter gets a gradient for its whole
-    shard (frozen parts included); AdamW holds two fp32 states per trainable element."""
+    else FULL_SHARD over `world` ranks (the rank with the most trainable elements is reported), as
+    FSDP1 with `use_orig_params=True` (`fsdp_version` 1: a unit with any trainable parameter gets a
+    gradient for its whole flat shard, frozen parts included) or FSDP2 (`fully_shard`, per-parameter dim-0
+    shards: only trainable parameters get a gradient shard). AdamW holds two states per trainable element.
+    `mixed_bytes` / `reduce_bytes`: the units' param_dtype / reduce_dtype (reduce: `mixed_bytes` if None)."""
     params = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in params.values())
     n_trainable = sum(p.numel() for i, p in params.items() if i not in frozen)
     n_trainable_params = sum(1 for i in params if i not in frozen)
+    reduce_bytes = mixed_bytes if reduce_bytes is None else reduce_bytes
     if fsdp_wrap is None:
         return StateBytes(total * param_bytes, n_trainable * param_bytes, 2 * param_bytes * n_trainable + 4 * n_trainable_params,
-                          n_trainable, 0, 0, 0, total * 4)
+                          n_trainable, 0, 0, 0, total * 4, total * 4)
+    if fsdp_version == 2:
+        return _fsdp2_state_bytes(fsdp_units(model, fsdp_wrap, frozen), world, param_bytes, mixed_bytes,
+                                  reduce_bytes, n_trainable_params, total)
     align = 16 // mixed_bytes  # aligned to 16 bytes of the forward/backward (param_dtype) copy
     units = fsdp_units(model, fsdp_wrap, frozen)
     shard_total = grad_total = 0
@@ -175,8 +198,34 @@ def state_bytes(model: nn.Module, frozen: set[int], *, fsdp_wrap: tuple[type, ..
     trainable_local = max(local_trainable)
     return StateBytes(shard_total * param_bytes, grad_total * param_bytes,
                       2 * param_bytes * trainable_local + 4 * n_trainable_params, trainable_local,
-                      sum(root.numels) * mixed_bytes, largest * mixed_bytes, largest_trainable * mixed_bytes,
-                      total * 4)
+                      sum(root.numels) * mixed_bytes, largest * mixed_bytes, largest_trainable * reduce_bytes,
+                      total * 4, total * 4)
+
+
+def _fsdp2_state_bytes(units: list[Unit], world: int, param_bytes: int, mixed_bytes: int, reduce_bytes: int,
+                       n_trainable_params: int, total: int) -> StateBytes:
+    """`state_bytes` for FSDP2: every rank stores each parameter's padded dim-0 chunk; gradients (after the
+    reduce-scatter, in the master dtype) only for trainable parameters; AdamW state at the real local shape.
+    A unit is gathered into one buffer of `world` x its padded shards (in param_dtype)."""
+    shard_total = grad_total = 0
+    local_trainable = [0] * world
+    gathered: list[int] = []  # per unit: elements of the all-gather output
+    gathered_trainable: list[int] = []
+    for u in units:
+        padded, local = u.dim0_layout(world)
+        shard_total += sum(padded)
+        gathered.append(world * sum(padded))
+        gathered_trainable.append(world * sum(n for n, tr in zip(padded, u.trainable, strict=True) if tr))
+        for n, per_rank, tr in zip(padded, local, u.trainable, strict=True):
+            if tr:
+                grad_total += n
+                for r in range(world):
+                    local_trainable[r] += per_rank[r]
+    trainable_local = max(local_trainable)
+    return StateBytes(shard_total * param_bytes, grad_total * param_bytes,
+                      2 * param_bytes * trainable_local + 4 * n_trainable_params, trainable_local,
+                      gathered[0] * mixed_bytes, max(gathered[1:], default=0) * mixed_bytes,
+                      max(gathered_trainable[1:], default=0) * reduce_bytes, total * 4, sum(gathered) * mixed_bytes)
 
 
 # ----- activations of one micro-batch ----------------------------------------------------------------

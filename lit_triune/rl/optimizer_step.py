@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from lit_triune.models.sharding import clip_grad_norm
 from lit_triune.rl.counters import RunCounters
 from lit_triune.rl.distributed import on_all_ranks
 
@@ -53,8 +54,8 @@ class ClippedStepper:
         norm drops them all, so the optimizer (which skips parameters without a gradient) changes nothing.
         `fsdp_root`: the FSDP root module when gradients are sharded (the norm is then a collective)."""
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if fsdp_root is not None:
-            norm = float(fsdp_root.clip_grad_norm_(self.max_norm))
+        if fsdp_root is not None:  # FSDP1 or FSDP2 (models/sharding.py)
+            norm = clip_grad_norm(fsdp_root, params, self.max_norm)
         elif params:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_norm))
         else:

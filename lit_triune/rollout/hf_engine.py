@@ -25,7 +25,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from lit_triune.models.kv_cache import cache_rows
 from lit_triune.models.policy_inputs import EncodedPrompts, encode_prompts
-from lit_triune.models.sharding import fsdp_root, in_root_forward
+from lit_triune.models.sharding import fsdp_root, in_root_forward, is_sharded
 from lit_triune.models.vision import encoder_outputs
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
@@ -307,7 +307,7 @@ class HFGenerateEngine(ChunkedEngine):
         t1 = time.perf_counter()
         rng_devices = [device] if device.type == "cuda" else []
         # no_grad under FSDP: parameters it gathers inside inference_mode would be inference tensors
-        no_grad = torch.no_grad() if fsdp_root(self.model) is not None else torch.inference_mode()
+        no_grad = torch.no_grad() if is_sharded(self.model) else torch.inference_mode()
         with torch.random.fork_rng(devices=rng_devices), no_grad, _eval_mode(model):
             if seed is not None:
                 torch.manual_seed(seed)

@@ -16,6 +16,7 @@ top-k/top-p: equal to the trainer's up to the mass of the masked vision tokens).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -54,6 +55,17 @@ def checkpoint_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     ("ParallelLMHead: Failed to load weights"), so the engine would sample through the initial head."""
     for name, param in model.named_parameters(remove_duplicate=False):
         yield ".".join(part for part in name.split(".") if part not in _WRAPPER_PARTS), param.detach()
+
+
+@contextlib.contextmanager
+def _without_autocast() -> Iterator[None]:
+    """The engine computes in its own dtype: Lightning's `bf16-mixed` autocast around `training_step`
+    (CPU autocast under ModelParallelStrategy/FSDP2Strategy on CPU, CUDA autocast on GPUs) must not reach
+    vLLM's model (on CPU it feeds bf16 activations to fp32 oneDNN weights: "expected scalar type BFloat16")."""
+    with contextlib.ExitStack() as stack:
+        for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+            stack.enter_context(torch.autocast(device, enabled=False))
+        yield
 
 
 class VLLMEngine(ChunkedEngine):
@@ -147,6 +159,11 @@ class VLLMEngine(ChunkedEngine):
                 raise ValueError("VLLMEngine needs model_path: the policy's config has no _name_or_path")
             self.model_path = str(path)
 
+    def _weight_dtype_name(self) -> str:
+        if self.dtype != "auto":
+            return str(self.dtype)
+        return "bfloat16" if torch.cuda.is_available() else "float32"
+
     def _engine_args(self) -> dict[str, Any]:
         cuda = torch.cuda.is_available()
         kv_bytes = self.kv_cache_memory_bytes
@@ -154,7 +171,7 @@ class VLLMEngine(ChunkedEngine):
             kv_bytes = None if cuda else 256 << 20
         args: dict[str, Any] = dict(
             model=self.model_path,
-            dtype=("bfloat16" if cuda else "float32") if self.dtype == "auto" else self.dtype,
+            dtype=self._weight_dtype_name(),
             max_model_len=self.max_model_len,
             gpu_memory_utilization=self.gpu_memory_utilization,
             tensor_parallel_size=self.tensor_parallel_size,
@@ -226,7 +243,13 @@ class VLLMEngine(ChunkedEngine):
         llm = self.llm
         if self._sleeping:
             self.wake_up(tags=["weights"])
-        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        # in the engine's dtype, one tensor at a time (FSDP2 hands over its units' param_dtype, bf16 under
+        # conf/orsta.yaml, where a CPU engine runs in fp32)
+        dtype = getattr(torch, self._weight_dtype_name().removeprefix("torch."), None)
+        if isinstance(dtype, torch.dtype):
+            weights = ((n, t.to(dtype) if t.is_floating_point() else t) for n, t in weights)
+        with _without_autocast():  # a sync from inside training_step (stage reports) runs under the trainer's autocast
+            llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         engine = llm.llm_engine
         engine.reset_encoder_cache()  # else: "Encoder cache miss" on the next image prompt
         engine.reset_mm_cache()
@@ -293,7 +316,8 @@ class VLLMEngine(ChunkedEngine):
             for i in range(len(prompts))
         ]
         t0 = time.perf_counter()
-        outputs = llm.generate(self._requests(prompts, images), params, use_tqdm=False)
+        with _without_autocast():  # training rollouts run inside training_step, under the trainer's autocast
+            outputs = llm.generate(self._requests(prompts, images), params, use_tqdm=False)
         t1 = time.perf_counter()
         raw_ids: list[list[int]] = []
         raw_lps: list[list[float]] | None = [] if params[0].logprobs is not None else None
@@ -324,7 +348,8 @@ class VLLMEngine(ChunkedEngine):
         llm = self.llm
         self._wake_for_generation()
         params = _import_vllm().SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outputs = llm.generate(self._requests(prompts, images), params, use_tqdm=False)
+        with _without_autocast():
+            outputs = llm.generate(self._requests(prompts, images), params, use_tqdm=False)
         result = []
         for out in outputs:
             ids = list(out.prompt_token_ids)

@@ -2,7 +2,7 @@
 
 Model: the public Qwen2.5-VL-7B config at test size (same architecture code and GQA, 2 layers, width
 256, vocabulary 2048). Parameter, gradient and AdamW bytes must match exactly (one process, and FSDP1
-on a fake process group of 2 and 8 ranks); the activations one micro-batch keeps for its backward are
+on a fake process group of 2 and 8 ranks; FSDP2's parameter and AdamW shards likewise); the activations one micro-batch keeps for its backward are
 measured with torch's CPU memory accounting (the profiler's allocation records, summed over the forward)
 and must be within 10 % of the plan, with and without activation checkpointing, in fp32, in bf16 (the
 FSDP bf16 param_dtype case) and under CPU autocast (bf16-mixed without FSDP).
@@ -112,6 +112,43 @@ def test_fsdp_shards_match_torch_fsdp_on_a_fake_process_group(config, world):
     assert plan.trainable_local == max(local_trainable)
 
 
+@pytest.mark.parametrize("world", [2, 8])
+def test_fsdp2_shards_match_fully_shard_on_a_fake_process_group(config, world):
+    """FSDP2 (lit_triune/models/fsdp2.py's `shard_policy`, what FSDP2Strategy applies): every rank's padded
+    dim-0 parameter shards are the plan's parameter bytes, and the largest rank's trainable elements (what
+    AdamW's states are the size of) the plan's; `world` ranks of a fake process group, one at a time."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VLDecoderLayer,
+        Qwen2_5_VLVisionBlock,
+    )
+
+    from lit_triune.models.fsdp2 import shard_policy
+
+    wrap = (Qwen2_5_VLDecoderLayer, Qwen2_5_VLVisionBlock)
+    planned = _model(config)
+    frozen = {id(p) for p in planned.model.visual.parameters()}
+    plan = mp.state_bytes(planned, frozen, fsdp_wrap=wrap, world=world, fsdp_version=2, mixed_bytes=2, reduce_bytes=4)
+    local_trainable = []
+    for rank in range(world):
+        dist.init_process_group("fake", rank=rank, world_size=world, store=FakeStore())
+        try:
+            model = _model(config)
+            shard_policy(model, init_device_mesh("cpu", (world,)), wrap_classes=wrap, checkpoint_classes=wrap,
+                         param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            locals_ = [p.to_local() for p in model.parameters()]
+            storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in locals_}
+            assert len(storages) == len(locals_)  # one padded buffer per parameter
+            assert plan.params == sum(storages.values())
+            local_trainable.append(sum(p.to_local().numel() for p in model.parameters() if p.requires_grad))
+        finally:
+            dist.destroy_process_group()
+    assert plan.trainable_local == max(local_trainable) == local_trainable[0]
+    assert plan.sync_gathered == world * plan.params // 4 * 2  # every unit all-gathered, in bf16
+
+
 def _inputs(model, prompt_lengths, completion_lengths, group):
     """Image prompts of unequal lengths (the padded, masked case real batches are), `group` rows each."""
     from lit_triune.models.policy_inputs import EncodedPrompts, build_policy_inputs
@@ -185,6 +222,6 @@ def test_dry_run_warns_that_orsta_as_written_does_not_fit_and_names_a_micro_batc
     assert main(["-c", "conf/orsta.yaml", "--gpu", "h100-80gb"]) == 1  # 7B from model_path's name, 8 GPUs
     out = capsys.readouterr().out
     assert "Qwen2.5-VL-7B-Instruct.json: 8.29 B parameters" in out
-    assert "FSDP FULL_SHARD over 8 GPUs" in out and "activation checkpointing on" in out
+    assert "FSDP2 (fully_shard) FULL_SHARD over 8 GPUs" in out and "activation checkpointing on" in out
     assert "28 layers x 2 x 4 kv heads x 128 x 8192 tokens x 2 B x 16 rows" in out
     assert "WARNING: the update does not fit" in out and "gpu_memory_utilization <=" in out

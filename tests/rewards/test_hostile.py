@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,17 +45,14 @@ def test_hostile_corpus_through_the_pool():
             rms.append(rm)
     with VerifierPool(num_workers=2, timeout_s=TIMEOUT_S) as pool:
         assert pool.wait_ready(60)
-        futures, started = [], []
-        for r, rm in zip(responses, rms, strict=True):
-            futures.append(pool.submit(r, rm, image_size=(280, 280)))
-            started.append(time.monotonic())
+        futures = [pool.submit(r, rm, image_size=(280, 280)) for r, rm in zip(responses, rms, strict=True)]
+        # every sample comes back: result() raises if one is still missing after (samples / workers) hard
+        # timeouts plus a margin (a bound on waiting, not a speed figure)
+        bound = len(responses) / 2 * TIMEOUT_S + 60
         for f in futures:
-            out = f.result(timeout=120)
+            out = f.result(timeout=bound)
             assert 0.0 <= out["reward"] <= 2.0
-            assert out["failure"] in (None, "timeout", "parse", "crash")
-        # every sample came back within its hard timeout once a worker picked it up: total wall time is
-        # bounded by (samples / workers) * timeout
-        assert time.monotonic() - started[0] < len(responses) / 2 * TIMEOUT_S + 5
+            assert out["failure"] in (None, "timeout", "parse"), out  # never a verifier crash
 
 
 @pytest.mark.parametrize("compat", [None, "vtriune"])
@@ -125,10 +120,9 @@ LATEX_BITS = [
 @given(st.lists(st.sampled_from(LATEX_BITS), max_size=60), st.sampled_from([None, "vtriune"]))
 def test_random_latex_through_the_pool_stays_within_the_timeout(math_pool, bits, compat):
     response = "".join(bits)
-    start = time.monotonic()
-    out = math_pool.submit(response, MATH, compat=compat).result(timeout=60)
-    assert time.monotonic() - start < TIMEOUT_S + 1.0  # one sample at a time: its latency is its cost
-    assert out["failure"] in (None, "timeout", "parse", "crash")
+    # one sample at a time: it comes back within its hard timeout plus a margin (result() raises otherwise)
+    out = math_pool.submit(response, MATH, compat=compat).result(timeout=TIMEOUT_S + 30)
+    assert out["failure"] in (None, "timeout", "parse"), out  # never a verifier crash
 
 
 @pytest.fixture(scope="module")

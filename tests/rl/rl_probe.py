@@ -52,11 +52,20 @@ class RankProbe(pl.Callback):
 
 def full_weights(trainer: pl.Trainer, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The policy's whole weights under HF names: under FSDP gathered (every rank), wrapper names dropped
-    (`checkpoint_weights`, what the vLLM weight sync sends)."""
+    (FSDP1: `checkpoint_weights`, what the vLLM weight sync sends; FSDP2: the full state dict, in the
+    master dtype, not the units' `param_dtype`)."""
     from lit_triune.models.sharding import full_parameters, trainer_fsdp_root
     from lit_triune.rollout.vllm_engine import checkpoint_weights
 
-    if trainer_fsdp_root(trainer) is None:
+    root = trainer_fsdp_root(trainer)
+    if root is None:
         return {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(root, FSDPModule):  # FSDP2: the fp32 shards gathered (not the param_dtype copies compute uses)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(root, options=StateDictOptions(full_state_dict=True))  # every rank, HF names
+        return {k: v.detach().cpu().clone() for k, v in full.items()}
     with full_parameters(trainer):
         return {name: p.cpu().clone() for name, p in checkpoint_weights(policy)}
