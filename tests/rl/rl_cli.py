@@ -4,11 +4,13 @@ reads back what it logged (a CSVLogger set on the command line) and the checkpoi
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,26 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
 
 def finite(value: float) -> bool:
     return isinstance(value, float) and math.isfinite(value)
+
+
+def fit_two_ranks(root: Path, config: Path, strategy: list[str], resume: Path | None = None, *, max_steps: int,
+                  warm_start_steps: int, timeout: float = 500) -> tuple[list[dict], list[dict[str, Any]]]:
+    """A 2-process fit of `config` under `strategy` (CLI arguments), the ViT trained in the warm-start only,
+    with per-step gradient norms and rl_probe.RankProbe; returns each rank's probe record and final weights
+    (the FSDP / FSDP2 tests compare them with DDP's)."""
+    import torch
+
+    probe = root / "probe"
+    args = tiny_args(root, max_steps=max_steps, warm_start_steps=warm_start_steps, ckpt_every=2, config=config,
+                     num_workers=0,
+                     extra=["--trainer.devices=2", "--model.reward_workers=0", *strategy,
+                            "--model.warm_start_freeze=none",  # the trainable set changes at the RL stage
+                            *([f"--ckpt_path={resume}"] if resume else []),
+                            "--trainer.callbacks+=triune_callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
+                            "--trainer.callbacks.init_args.log_every_n_steps=1",
+                            "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
+    t0 = time.perf_counter()
+    run_fit(args, timeout=timeout)
+    print(f"\n{strategy[0]}: {time.perf_counter() - t0:.1f} s")
+    info = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return info, [torch.load(probe / f"rank{r}.pt") for r in (0, 1)]

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from rl_cli import read_metrics, run_fit, snapshot_config, tiny_args
+from rl_cli import fit_two_ranks, read_metrics, run_fit, snapshot_config, tiny_args
 
 MAX_STEPS = 4
 WARM = 1
@@ -36,19 +35,7 @@ FSDP2_ARGS = [  # conf/orsta.yaml's strategy block, on CPU: fp32 (no param_dtype
 
 def _fit(root: Path, config: Path, strategy: list[str], resume: Path | None = None,
          ) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
-    probe = root / "probe"
-    args = tiny_args(root, max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=2, config=config, num_workers=0,
-                     extra=["--trainer.devices=2", "--model.reward_workers=0", *strategy,
-                            "--model.warm_start_freeze=none",  # the trainable set changes at the RL stage
-                            *([f"--ckpt_path={resume}"] if resume else []),
-                            "--trainer.callbacks+=triune_callbacks.LayerGradNorm",  # every step (tiny.yaml's: every 10)
-                            "--trainer.callbacks.init_args.log_every_n_steps=1",
-                            "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
-    t0 = time.perf_counter()
-    run_fit(args, timeout=500)
-    print(f"\n{strategy[0]}: {time.perf_counter() - t0:.1f} s")
-    info = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
-    return info, [torch.load(probe / f"rank{r}.pt") for r in (0, 1)]
+    return fit_two_ranks(root, config, strategy, resume, max_steps=MAX_STEPS, warm_start_steps=WARM, timeout=500)
 
 
 @pytest.mark.slow
