@@ -36,6 +36,7 @@ def fitted(tmp_path_factory):
     return module, root, each, last
 
 
+@pytest.mark.slow  # >= 5 s (a fit, the verifier warm-up)
 def test_a_copy_per_checkpoint_loads_in_transformers_with_the_trained_weights(fitted):
     from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
@@ -55,6 +56,7 @@ def test_a_copy_per_checkpoint_loads_in_transformers_with_the_trained_weights(fi
     assert module.policy.generation_config.do_sample is True  # rollouts still sample
 
 
+@pytest.mark.slow  # >= 5 s (a fit, the verifier warm-up)
 def test_keep_each_false_keeps_only_the_newest_copy(fitted):
     _, root, _, last = fitted
     copies = root / "checkpoints" / "hf_last"
