@@ -7,6 +7,16 @@ The checkpoint may be a single file (one device, DDP) or the directory of a shar
 `python -m lightning.pytorch.utilities.consolidate_checkpoint` does; no GPU, no process group).
 The policy is rebuilt from the checkpoint's hyper-parameters (`--model-path` overrides where its
 architecture is read from, e.g. when the training machine's path does not exist here).
+
+The exported `generation_config.json` is greedy (`do_sample: false`, as validation decodes), with the
+policy's stop and pad tokens: `model.generate(**inputs)` in transformers decodes greedily. vLLM reads only
+`temperature`/`top_p`/`top_k`/... from that file, none of which is written, so it samples at its own
+default (temperature 1.0) unless told: pass `SamplingParams(temperature=0)` for greedy answers.
+
+vLLM on CPU: a plain `vllm.LLM(path)` reserves its default KV cache (a share of the machine's memory)
+and fails on a small machine; give it a size, e.g.
+`vllm.LLM(path, max_model_len=1024, kv_cache_memory_bytes=256 << 20)` (what lit_triune's VLLMEngine does
+on CPU, docs/rollout.md). An HF copy beside each training checkpoint: `lit_triune.hf_copy.HFCopyOnCheckpoint`.
 """
 
 from __future__ import annotations
@@ -17,6 +27,39 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+VLLM_CPU_HINT = ("vLLM on CPU: vllm.LLM(path, max_model_len=1024, kv_cache_memory_bytes=256 << 20) -- its default "
+                 "KV cache does not fit a small machine; SamplingParams(temperature=0) for greedy answers")
+
+
+def greedy_generation_config(config: Any) -> Any:
+    """A `GenerationConfig` that decodes greedily, keeping `config`'s special tokens and length limits only:
+    the tiny presets sample at temperature 1.0 (rollouts), a Hub checkpoint ships its own sampling settings,
+    and an exported policy should answer the way it was validated."""
+    from transformers import GenerationConfig
+
+    keep = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "max_length", "max_new_tokens")
+    kept = {k: getattr(config, k, None) for k in keep}
+    if kept.get("max_length") == GenerationConfig().max_length:
+        kept.pop("max_length")  # transformers' default, not a setting of this checkpoint
+    return GenerationConfig(do_sample=False, **{k: v for k, v in kept.items() if v is not None})
+
+
+def save_pretrained(policy: nn.Module, processor: Any, out_dir: str | Path) -> Path:
+    """Writes `policy` and `processor` with `save_pretrained`, with a greedy `generation_config`; the policy's
+    own generation config is left as it was (rollouts keep sampling)."""
+    out = Path(out_dir)
+    saved = getattr(policy, "generation_config", None)
+    if saved is not None:
+        policy.generation_config = greedy_generation_config(saved)
+    try:
+        policy.save_pretrained(out)
+    finally:
+        if saved is not None:
+            policy.generation_config = saved
+    processor.save_pretrained(out)
+    return out
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -37,10 +80,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)  # our own training checkpoint
 
 
-def export(checkpoint: str | Path, out_dir: str | Path, model_path: str | None = None) -> Path:
+def load_module(checkpoint: str | Path, model_path: str | None = None, loaded: dict[str, Any] | None = None) -> Any:
+    """The TriuneModule a training checkpoint holds: rebuilt from its hyper-parameters (`model_path` overrides
+    where the architecture is read from), the policy's weights loaded, the IoU threshold restored. `loaded`:
+    the checkpoint's dict when the caller has read it already (`load_checkpoint`)."""
     from lit_triune.rl.module import TriuneModule
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint) if loaded is None else loaded
     accepted = inspect.signature(TriuneModule.__init__).parameters
     # (LightningCLI adds its own entries, e.g. `_instantiator`: only the module's arguments are passed)
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k in accepted}
@@ -56,8 +102,13 @@ def export(checkpoint: str | Path, out_dir: str | Path, model_path: str | None =
     if missing or unexpected:
         raise ValueError(f"{checkpoint}: weights do not fit the policy (missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]})")
+    module.iou_threshold = float(ckpt.get("lit_triune", {}).get("iou_threshold", module.iou_threshold))
+    return module
+
+
+def export(checkpoint: str | Path, out_dir: str | Path, model_path: str | None = None) -> Path:
     out = Path(out_dir)
-    module.export_pretrained(str(out))
+    load_module(checkpoint, model_path).export_pretrained(str(out))
     return out
 
 
@@ -68,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model-path", help="build the policy from here instead of the checkpoint's model_path")
     args = p.parse_args(argv)
     out = export(args.checkpoint, args.out_dir, args.model_path)
-    print(f"exported {args.checkpoint} -> {out}")
+    print(f"exported {args.checkpoint} -> {out} (greedy generation_config; {VLLM_CPU_HINT})")
 
 
 if __name__ == "__main__":

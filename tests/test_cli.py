@@ -103,8 +103,9 @@ def test_every_module_and_datamodule_argument_has_help() -> None:
         ("lit_triune.study.__main__", ["table", "--o", "runs/x"], "--o runs/x"),  # prefix of --out
         ("lit_triune.export", ["last.ckpt", "out", "--model", "m"], "--model m"),  # prefix of --model-path
         ("lit_triune.models.tiny", ["--cache", "c"], "--cache c"),  # prefix of --cache-dir
+        ("lit_triune.predict", ["tiny", "--out", "o", "--max", "4"], "--max 4"),  # prefix of --max-new-tokens
     ],
-    ids=["prepare-check", "prepare-synthetic", "study-run", "study-table", "export", "tiny"],
+    ids=["prepare-check", "prepare-synthetic", "study-run", "study-table", "export", "tiny", "predict"],
 )
 def test_other_command_lines_refuse_abbreviations(
     module: str, args: list[str], refused: str, capsys: pytest.CaptureFixture[str]

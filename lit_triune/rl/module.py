@@ -481,13 +481,15 @@ class TriuneModule(pl.LightningModule):
         self.counters.load_state_dict(state, rank=self.global_rank, world_size=world_size)
 
     def export_pretrained(self, out_dir: str) -> None:
-        """Writes the current policy and its processor with `save_pretrained`: transformers and vLLM load it.
+        """Writes the current policy and its processor with `save_pretrained` (greedy `generation_config`):
+        transformers and vLLM load it.
         Under FSDP each rank holds a shard: export a checkpoint instead (`lit-triune-export`, lit_triune/export.py)."""
         if fsdp_root(self.policy) is not None:
             raise RuntimeError("export_pretrained: the policy is sharded (FSDP); export a checkpoint with "
                                "`lit-triune-export <ckpt> <out_dir>` (it consolidates sharded checkpoints)")
-        self.policy.save_pretrained(out_dir)
-        self.processor.save_pretrained(out_dir)
+        from lit_triune.export import save_pretrained  # greedy generation_config (lit_triune/export.py)
+
+        save_pretrained(self.policy, self.processor, out_dir)
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.policy(*args, **kwargs)
