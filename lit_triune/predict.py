@@ -21,6 +21,7 @@ with `pred_boxes` / `gt_boxes`), `response_length`, `truncated` and `verifier_fa
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -94,7 +95,7 @@ def predict(module: Any, data: Any, out: str | Path, max_new_tokens: int | None 
     try:
         with out.open("w") as f, torch.no_grad():
             for batch in data.val_dataloader():
-                records = module.runner.evaluate(batch)
+                records = module.runner.evaluate(batch, module.rollout_context())
                 for row in rows(records, batch, start=n):
                     f.write(json.dumps(row) + "\n")
                     s = sums[row["data_source"]]
@@ -165,7 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         module = load_policy(args.model)
     if args.reward_workers is not None:
-        module.hparams.reward_workers = args.reward_workers  # read when the runner starts its verifier pool
+        from lit_triune.rl.scoring import RewardScorer
+
+        # the verifier pool the runner starts on its first batch
+        module.runner.scorer_factory = functools.partial(RewardScorer, num_workers=args.reward_workers,
+                                                         timeout_s=module.hparams.reward_timeout_s,
+                                                         compat=module.hparams.compat)
     # train= is required by the data module and never read here: only the validation stream is iterated
     data = TriuneDataModule(train=shards or None, synthetic=synthetic or None, val=shards or None,
                             val_synthetic=synthetic or None, batch_size=args.batch_size, num_workers=0,
