@@ -23,7 +23,9 @@ predicts the *smallest alternative not shown impossible* (`TARGETS`). An alterna
   nothing can follow an element but `,`, `;`, a closing bracket or the end). Every rule of the grammar is
   bracket-balanced (tests/rewards/test_latex_predict.py checks it on the ATN), so a group that starts with a
   bracket ends at the bracket that closes it;
-- its second token cannot follow its first (`SECOND`: `x` in `x = ...` is followed by `^`, `_`, `=` or `\\in`).
+- its second token cannot follow its first (`SECOND`: `x` in `x = ...` is followed by `^`, `_`, `=` or `\\in`);
+- it holds one relation outside brackets and the input two (`ONE_RELATION`: `x = 1 = 2` is no
+  set_elements_relation; checked on the ATN by the test).
 
 Why the tree is the same: latex2sympy2's final parse is ANTLR's LL parse (SLL-first returns the same tree,
 `_latex_parse.py`), and LL takes at each decision the smallest alternative with which the whole input parses
@@ -96,6 +98,9 @@ SECOND: dict[tuple[int, int], list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
     # atom_expr_list: `x^...`, `x_...`, `x =`, `x \in` or `(x, ...)`
     (0, 1): [(_HEADS, ("CARET", "UNDERSCORE", "IN", "ASSIGNMENT")), (("L_PAREN",), _HEADS)],
 }
+# (decision, alternative) -> relation tokens of which the alternative holds exactly one outside brackets
+# (set_elements_relation: `x = <elements without a relation>`, so `x = 1 = 2` is not one)
+ONE_RELATION = {(0, 1): ("IN", "NOTIN", "ASSIGNMENT", "EQUAL", "APPROX", "LT", "LTE", "GT", "GTE", "UNEQUAL")}
 # decision -> next tokens for which ANTLR decides: a bar may open or close |x|, so `|x|` would end the product
 ANTLR_DECIDES = {19: ("BAR", "VERT", "NORM"), 21: ("BAR", "VERT", "NORM")}
 OPEN = ("L_PAREN", "L_PAREN_VISUAL", "L_GROUP", "L_BRACE", "L_BRACE_VISUAL", "L_BRACE_CMD", "L_BRACKET", "L_BRACK",
@@ -267,6 +272,7 @@ class Predictor:
         self.second = {key: [(_types(parser_cls, a), _types(parser_cls, b)) for a, b in pairs]
                        for key, pairs in SECOND.items()}  # fmt: skip
         self.antlr_decides = {d: _types(parser_cls, toks) for d, toks in ANTLR_DECIDES.items()}
+        self.one_relation = {key: _types(parser_cls, toks) for key, toks in ONE_RELATION.items()}
         self.open, self.close = _types(parser_cls, OPEN), _types(parser_cls, CLOSE)
         self.epsilon = Token.EPSILON
 
@@ -286,6 +292,13 @@ class Predictor:
             elif ty in self.close and stack:
                 match[stack.pop()] = i
         present = set(types)
+        depth0_relations = {}  # relation tokens outside any bracket, per ONE_RELATION entry
+        for key, rel in self.one_relation.items():
+            depth, count = 0, 0
+            for ty in types:
+                depth += (ty in self.open) - (ty in self.close and depth > 0)
+                count += depth == 0 and ty in rel
+            depth0_relations[key] = count
 
         def impossible(decision: int, alt: int, i: int, la: int, outer: Any) -> bool:
             look = self.looks[decision][alt - 1]
@@ -307,6 +320,8 @@ class Predictor:
                     end = match[i + k] + 1
                     if (types[end] if end < n else -1) not in allowed:
                         return True  # the group is followed by what cannot follow it in this alternative
+            if depth0_relations.get((decision, alt), 1) > 1 and i == 0:
+                return True  # two relations outside brackets: `x = 1 = 2` (only at the start of the input)
             for first, second in self.second.get((decision, alt), ()):
                 if la in first and (types[i + 1] if i + 1 < n else -1) not in second:
                     return True  # the token after this one cannot come second in the alternative

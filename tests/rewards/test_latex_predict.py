@@ -138,3 +138,57 @@ def test_grammar_facts_hold():
     assert not _latex_predict.requires_one_of(atn, names.index("relation"), frozenset({PSParser.PLUS_MINUS}))
     assert PSParser.UNION not in _latex_predict.rule_tokens(atn, names.index("set_elements"))
     assert PSParser.UNION in _latex_predict.rule_tokens(atn, names.index("set_relation"))
+
+
+def _matches_outside_brackets(rule_name: str, tokens: set[int]) -> bool:
+    """Whether the rule can match one of `tokens` outside any bracket it opens (sub-rules invoked outside
+    brackets count; every rule is bracket-balanced, test above)."""
+    from antlr4.atn.Transition import RuleTransition
+    from latex2sympy2_extended.latex2sympy2 import PSParser
+
+    atn, names = PSParser.atn, PSParser.ruleNames
+    opening = {getattr(PSParser, n) for n in _latex_predict.OPEN}
+    closing = {getattr(PSParser, n) for n in _latex_predict.CLOSE}
+    memo: dict[int, bool] = {}
+
+    def visit(rule: int) -> bool:
+        if rule in memo:
+            return memo[rule]
+        memo[rule] = False  # recursion through itself adds nothing new
+        start = atn.ruleToStartState[rule]
+        depth, todo, found = {start.stateNumber: 0}, [start], False
+        while todo and not found:
+            state = todo.pop()
+            d = depth[state.stateNumber]
+            if state is atn.ruleToStopState[rule]:
+                continue
+            for t in state.transitions:
+                step = 0
+                if isinstance(t, RuleTransition):
+                    found |= d == 0 and visit(t.target.ruleIndex)
+                    nxt = t.followState
+                else:
+                    nxt = t.target
+                    if not t.isEpsilon and t.label is not None:
+                        label = set(_latex_predict._values(t.label))
+                        found |= d == 0 and bool(label & tokens)
+                        step = 1 if label & opening else -1 if label & closing else 0
+                if nxt.stateNumber not in depth:
+                    depth[nxt.stateNumber] = d + step
+                    todo.append(nxt)
+        memo[rule] = found
+        return found
+
+    return visit(names.index(rule_name))
+
+
+def test_set_elements_relation_holds_one_relation_outside_brackets():
+    """What ONE_RELATION rests on: atom_expr_list (IN | ASSIGNMENT) semicolon_elements_no_relation, and neither
+    side matches a relation token outside brackets."""
+    from latex2sympy2_extended.latex2sympy2 import PSParser
+
+    relations = {getattr(PSParser, n) for n in _latex_predict.ONE_RELATION[0, 1]}
+    assert not _matches_outside_brackets("atom_expr_list", relations)
+    assert not _matches_outside_brackets("semicolon_elements_no_relation", relations)
+    assert _matches_outside_brackets("set_elements_relation", relations)
+    assert _matches_outside_brackets("relation", relations)  # the check can see one
