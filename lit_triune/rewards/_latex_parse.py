@@ -14,6 +14,10 @@ out leads SLL into a syntax error). latex2sympy2's error listener raises on ever
 strategy), and then the input is parsed again in LL mode exactly as before. tests/rewards/test_latex_parse.py
 compares the two modes' results on a grid of answers.
 
+Each parse first tries the cheap predictions of `_latex_predict.py` for the grammar's few long-lookahead
+decisions (a different tree is impossible: see there); on any syntax error it parses SLL-first, then LL, as
+above.
+
 `warm_up_parser()` runs a grid of LaTeX shapes through the parser once so the DFA holds the decisions most
 answers meet; the verifier pool's forkserver calls it, so every worker (and every replacement) starts with it.
 """
@@ -25,26 +29,56 @@ import time
 from typing import Any
 
 _installed = False
+_fast = True
 
 
-def install() -> None:
-    """Make latex2sympy2 parse SLL-first (idempotent; the LL retry keeps its old behaviour on errors)."""
-    global _installed
+def install(fast: bool = True) -> None:
+    """Make latex2sympy2 parse SLL-first (idempotent; the LL retry keeps its old behaviour on errors).
+
+    With `fast`, each parse first tries `_latex_predict`'s cheap predictions for the grammar's long-lookahead
+    decisions; any syntax error in that attempt and the input is parsed SLL-first as before."""
+    global _installed, _fast
+    from lit_triune.rewards import _latex_predict
+
+    _fast = fast
+    if fast:
+        try:
+            _latex_predict.predictor()  # reads the grammar once; refuses a grammar it does not describe
+        except _latex_predict.GrammarChanged as err:
+            import logging
+
+            logging.getLogger(__name__).warning("LaTeX parsing without cheap predictions: %s", err)
+            _fast = False
     if _installed:
         return
     from antlr4.atn.PredictionMode import PredictionMode
     from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
 
-    create_ll = _Latex2Sympy.create_parser  # checked by the test: latex2sympy2's parse() calls create_parser().math()
+    # checked by the test: latex2sympy2's parse() calls create_parser().math()
+    create_ll = _Latex2Sympy.create_parser
 
-    def create_parser(self: Any, latex_str: str) -> Any:
+    def create_sll(self: Any, latex_str: str) -> Any:
         parser = create_ll(self, latex_str)
         parser._interp.predictionMode = PredictionMode.SLL
-        sll_math = parser.math
+        return parser
+
+    def create_parser(self: Any, latex_str: str) -> Any:
+        parser = create_sll(self, latex_str)
+        first_math = parser.math
 
         def math() -> Any:
+            if _fast:
+                try:
+                    _latex_predict.install_on(parser)
+                    return first_math()
+                except Exception:  # noqa: BLE001, S110 - a wrong guess or an invalid input: parse as before
+                    pass
+                try:
+                    return create_sll(self, latex_str).math()
+                except Exception:  # a syntax error in SLL mode: LL decides, as latex2sympy2 always did
+                    return create_ll(self, latex_str).math()
             try:
-                return sll_math()
+                return first_math()
             except Exception:  # a syntax error in SLL mode: LL decides, as latex2sympy2 always did
                 return create_ll(self, latex_str).math()
 
