@@ -5,6 +5,9 @@ written, a full disk) or corrupt would end with torch's raw error. `resolve_resu
 checkpoint first and, if it cannot be read, takes the newest readable `*.ckpt` of the same directory (by
 modification time, as Lightning picks `last`; ties by the `step=N` in the name), with a warning naming the
 bad file, why, and the one used; when none is readable it raises `ResumeError` naming every file tried.
+`last` with a ModelCheckpoint without `dirpath` (conf/tiny.yaml, conf/orsta.yaml: checkpoints under the
+logger's version directory) looks in the logger's earlier versions too: a new run gets a new version, whose
+directory has no last checkpoint, and Lightning alone would start afresh.
 
 The check reads each file once and allocates no tensors: a torch checkpoint is a zip archive, and
 `zipfile.ZipFile.testzip` streams every member through its CRC-32 (which torch writes by default), so a
@@ -121,8 +124,24 @@ def checkpoint_dir(trainer: Any) -> Path | None:
 
 
 def _last_checkpoints(directory: Path) -> list[Path]:
-    """`last.ckpt` / `last-v<N>.ckpt` of `directory` (Lightning's `ckpt_path="last"` takes the newest)."""
-    return [p for p in directory.glob("last*.ckpt") if re.match(r"^last(-v?\d+)?$", p.stem)]
+    """`last.ckpt` / `last-v<N>.ckpt` of `directory`, newest first (Lightning's `ckpt_path="last"` takes it)."""
+    return _newest_first([p for p in directory.glob("last*.ckpt") if re.match(r"^last(-v?\d+)?$", p.stem)])
+
+
+def _in_logger_version(trainer: Any) -> bool:
+    """Whether the ModelCheckpoint saves under the logger's version directory (no `dirpath` of its own)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callback = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    return callback is not None and callback.dirpath is None and bool(trainer.loggers)
+
+
+def _earlier_versions_lasts(directory: Path) -> list[Path]:
+    """The last checkpoints of the logger's other versions (`<save_dir>/<name>/*/checkpoints`), newest first:
+    without a `dirpath` each run saves under its own new logger version, so `last` of a new run is in an
+    earlier one (conf/tiny.yaml, conf/orsta.yaml)."""
+    versions = [d for d in directory.parent.parent.glob("*/checkpoints") if d != directory]
+    return _newest_first([p for d in versions for p in _last_checkpoints(d)])
 
 
 def resolve_resume(trainer: Any, ckpt_path: Any) -> Any:
@@ -135,9 +154,15 @@ def resolve_resume(trainer: Any, ckpt_path: Any) -> Any:
     if ckpt_path == "last":
         directory = checkpoint_dir(trainer)
         lasts = _last_checkpoints(directory) if directory is not None and directory.is_dir() else []
+        if not lasts and directory is not None and _in_logger_version(trainer):
+            lasts = _earlier_versions_lasts(directory)
+            if lasts:  # the resumed run logs to a new logger version, whose checkpoint directory is empty
+                directory = lasts[0].parent
+                rank_zero_warn(f"resume: no last checkpoint in this run's {checkpoint_dir(trainer)} (a new "
+                               f"logger version); using the newest of the earlier versions: {lasts[0]}")
         if not lasts:
             return ckpt_path  # Lightning warns that there is no last checkpoint and starts afresh
-        path = _newest_first(lasts)[0]
+        path = lasts[0]
     else:
         path = Path(ckpt_path)
     chosen, bad = choose_checkpoint(path, directory)

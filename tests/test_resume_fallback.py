@@ -118,3 +118,23 @@ def test_resolve_last_warns_and_names_the_file_used(tmp_path: Path) -> None:
         assert resolve_resume(_trainer(tmp_path), str(good)) == str(good)
         assert resolve_resume(_trainer(tmp_path / "none"), "last") == "last"
         assert resolve_resume(_trainer(tmp_path), None) is None
+
+
+def test_last_of_an_earlier_logger_version(tmp_path: Path) -> None:
+    """Without a `dirpath` (conf/tiny.yaml, conf/orsta.yaml) a new run checkpoints under a new logger version,
+    where there is no last checkpoint yet: `last` is the newest of the earlier versions'."""
+    t = time.time() - 10
+    for version in (0, 1):
+        (tmp_path / "tiny" / f"version_{version}" / "checkpoints").mkdir(parents=True)
+    _good(tmp_path / "tiny" / "version_0" / "checkpoints" / "last.ckpt", 3, t)
+    newest = _good(tmp_path / "tiny" / "version_1" / "checkpoints" / "step=6.ckpt", 6, t + 1)
+    _truncated(tmp_path / "tiny" / "version_1" / "checkpoints" / "last.ckpt", 7, t + 2)
+    logger = SimpleNamespace(save_dir=str(tmp_path), name="tiny", version=2)
+    trainer = SimpleNamespace(checkpoint_callbacks=[ModelCheckpoint()], loggers=[logger],
+                              default_root_dir=str(tmp_path))
+    with pytest.warns(UserWarning) as record:
+        assert resolve_resume(trainer, "last") == str(newest)
+    messages = [str(w.message) for w in record]
+    assert any("version_2" in m and "earlier versions" in m and "version_1/checkpoints/last.ckpt" in m
+               for m in messages), messages
+    assert any("cannot read checkpoint" in m for m in messages), messages
