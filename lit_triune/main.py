@@ -33,6 +33,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from lit_triune.data import TriuneDataModule  # noqa: E402
 from lit_triune.overlays import warn_replaced_callbacks  # noqa: E402
 from lit_triune.progress import progress_callbacks  # noqa: E402
+from lit_triune.resume import resolve_resume  # noqa: E402
 from lit_triune.rl.module import TriuneModule  # noqa: E402
 
 
@@ -92,6 +93,15 @@ class TriuneCLI(LightningCLI):
                                f"{hp.warm_start_freeze!r}) and RL (freeze {hp.freeze!r}) train different parameters")
                 trainer = super().instantiate_trainer(callbacks=callbacks + added, **{**kwargs, "strategy": name})
         return trainer
+
+    def before_fit(self) -> None:
+        """A resume whose checkpoint cannot be read (truncated, corrupt, missing) falls back to the newest
+        readable checkpoint of the same directory, with a warning (lit_triune/resume.py)."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        ckpt_path = config.get("ckpt_path")
+        resolved = resolve_resume(self.trainer, ckpt_path)
+        if resolved != ckpt_path:
+            config["ckpt_path"] = resolved
 
 
 def ddp_detecting_unused_parameters(flag: Any, strategy: Any) -> str | None:

@@ -472,13 +472,15 @@ class TriuneModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called on every rank; counters are per rank (data skips, ...), so rank 0's file keeps all of them.
-        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, **self.counters.state_dict()}
+        checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, **self.counters.state_dict(),
+                                    "stage_reports": self._reporter.saved}  # merged into a resumed run's file
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lit_triune", {})
         self.iou_threshold = float(state.get("iou_threshold", self.iou_threshold))
         world_size = self._trainer.world_size if self._trainer is not None else 1
         self.counters.load_state_dict(state, rank=self.global_rank, world_size=world_size)
+        self._reporter.saved = dict(state.get("stage_reports", {}))
 
     def export_pretrained(self, out_dir: str) -> None:
         """Writes the current policy and its processor with `save_pretrained` (greedy `generation_config`):

@@ -59,6 +59,8 @@ class StageReporter:
     def __init__(self, stages: bool | list[str] = True) -> None:
         self.stages = report_stages(stages)
         self.reports: dict[str, dict[str, dict[str, float]]] = {}
+        # stage_reports.json's entries so far, carried in checkpoints: a resumed run logs to a new directory
+        self.saved: dict[str, dict[str, Any]] = {}
 
     def report(self, module: Any, stage: str) -> dict[str, dict[str, float]] | None:
         trainer = module.trainer
@@ -107,9 +109,12 @@ class StageReporter:
         # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
         log_dir = trainer.log_dir or trainer.default_root_dir
         scored_at = module.rollout_settings.val_iou_threshold
+        self.saved[stage] = json.loads(json.dumps(  # plain types: checkpoints load with weights_only
+            {"step": module.global_step, "iou_threshold": module.iou_threshold,
+             "scored_at_iou": module.iou_threshold if scored_at is None else scored_at, "sources": means}))
         if trainer.is_global_zero:
             self._print(stage, module.global_step, means, module.iou_threshold, scored_at)
-            self._save(log_dir, stage, module.global_step, means, module.iou_threshold, scored_at)
+            self._save(log_dir, self.saved)
         log_report(trainer.loggers, stage, module.global_step, means, module.iou_threshold, scored_at)
         return means
 
@@ -121,13 +126,11 @@ class StageReporter:
             print(format_table(stage, step, sampled, iou_threshold, kind="sampled", scored_at=scored_at), flush=True)
 
     @staticmethod
-    def _save(log_dir: str, stage: str, step: int, means: dict[str, Any], iou_threshold: float,
-              scored_at: float | None = None) -> None:
+    def _save(log_dir: str, entries: dict[str, dict[str, Any]]) -> None:
         path = Path(log_dir) / "stage_reports.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data[stage] = {"step": step, "iou_threshold": iou_threshold,
-                       "scored_at_iou": iou_threshold if scored_at is None else scored_at, "sources": means}
+        data.update(entries)
         path.write_text(json.dumps(data, indent=2))
 
 
