@@ -1,8 +1,8 @@
 """Run counters: events a long run must not lose (data skips, non-finite steps, refills, masked samples, ...).
 
 One owner for them: every collaborator of the trainer that counts something is given the run's `RunCounters`
-and calls `bump`; the module checkpoints it (`state_dict` / `load_state_dict`) and logs `totals` on every
-training step of every stage.
+and calls `bump`; the module checkpoints it (`state_dict` / `load_state_dict`) and logs the global totals
+(`combine_ranks`, gathered with the step's metrics in one collective) on every training step of every stage.
 """
 
 from __future__ import annotations
@@ -31,16 +31,8 @@ class RunCounters:
     def __getitem__(self, key: str) -> float:
         return self._counts[key]
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._counts
-
     def as_dict(self) -> dict[str, float]:
         return dict(self._counts)
-
-    def totals(self) -> dict[str, float]:
-        """Global figures under DDP (one gather, a collective: call on every rank): counts add up over the
-        ranks, except events every rank takes alike; `data_skipped/total` sums the skip reasons."""
-        return combine_ranks(gather_objects(self.as_dict()))
 
     def state_dict(self) -> dict[str, Any]:
         """This rank's counts and every rank's (a collective: call on every rank), so rank 0's checkpoint file
