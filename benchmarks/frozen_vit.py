@@ -81,6 +81,7 @@ def _child(args: argparse.Namespace) -> dict:
     from lit_triune.models.tiny import build_tiny_model
     from lit_triune.models.vision import image_features
     from lit_triune.rl import policy as policy_lib
+    from lit_triune.rl.loss import DAPOLoss
     from lit_triune.rl.update import UpdateSettings, run_update
 
     if args.threads:
@@ -107,7 +108,7 @@ def _child(args: argparse.Namespace) -> dict:
     completions = [torch.randint(10, 900, (NEW_TOKENS,), generator=gen).tolist() for _ in range(PROMPTS * GROUP)]
     index = torch.arange(PROMPTS).repeat_interleave(GROUP)
     advantages = torch.randn(PROMPTS * GROUP, generator=gen)
-    settings = UpdateSettings(clip_low=0.2, clip_high=0.28, shared_prefix=not args.child.endswith("_rows"))
+    settings = UpdateSettings(loss=DAPOLoss(clip_low=0.2, clip_high=0.28), shared_prefix=not args.child.endswith("_rows"))
 
     def step(finite: bool) -> tuple[bool, float]:
         norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))

@@ -64,6 +64,7 @@ def _ours(args: argparse.Namespace) -> dict:
     import torch
 
     from lit_triune.data import TriuneDataModule
+    from lit_triune.rl.loss import DAPOLoss
     from lit_triune.rl.module import TriuneModule
 
     ablate = set(args.ablate or [])
@@ -96,7 +97,7 @@ def _ours(args: argparse.Namespace) -> dict:
                                                           chunk_size=args.chunk_size or None)))
     module = TriuneModule(
         model_path=args.preset, freeze="vision", lr=LR, group_size=GROUP, max_new_tokens=MAX_NEW,
-        temperature=1.0, clip_low=0.2, clip_high=0.28, kl_coef=0.0, updates_per_rollout=1,
+        temperature=1.0, loss=DAPOLoss(clip_low=0.2, clip_high=0.28, kl_coef=0.0), updates_per_rollout=1,
         reward_workers=args.reward_workers, stage_reports=False, warm_start_steps=0,
         cache_vision_features="vit_cache" not in ablate, gradient_checkpointing=args.checkpointing,
     )

@@ -92,7 +92,8 @@ def test_every_config_file_is_covered():
 EXPECTED = {
     "orsta": [("trainer.max_steps", 135), ("model.warmup_steps", 6), ("cb:ModelCheckpoint.every_n_train_steps", 5),
               ("data.batch_size", 128), ("data.val_batch_size", 512), ("model.updates_per_rollout", 1),
-              ("model.freeze", "vision"), ("model.kl_coef", 0.0), ("model.dual_clip", 3.0),
+              ("model.freeze", "vision"), ("model.loss.class_path", "lit_triune.rl.loss.DAPOLoss"),
+              ("model.loss.init_args.kl_coef", 0.0), ("model.loss.init_args.dual_clip", 3.0),
               ("trainer.precision", "bf16-mixed"), ("model.dtype", "float32"), ("model.group_size", 8)],
     "orsta+off_policy": [("model.updates_per_rollout", 4), ("trainer.max_steps", 540), ("model.warmup_steps", 24),
                          ("cb:ModelCheckpoint.every_n_train_steps", 20), ("data.batch_size", 128)],
@@ -261,7 +262,7 @@ def test_orsta_runs_on_cpu_with_vllm(tmp_path):
     assert saved["trainer"]["max_steps"] == 2
     assert saved["trainer"]["precision"] == "bf16-mixed"  # the recipe's
     assert saved["model"]["model_path"] == "tiny" and saved["model"]["max_new_tokens"] == 8
-    assert saved["model"]["warmup_steps"] == 6 and saved["model"]["dual_clip"] == 3.0  # recipe values kept
+    assert saved["model"]["warmup_steps"] == 6 and saved["model"]["loss"]["init_args"]["dual_clip"] == 3.0  # recipe values kept
     assert _callback(saved, "ModelCheckpoint")["every_n_train_steps"] == 5
     assert _callback(saved, "RolloutCallback")["engine"]["init_args"]["max_model_len"] == 1024
     assert _callback(saved, "RolloutCallback")["engine"]["class_path"] == "lit_triune.rollout.VLLMEngine"

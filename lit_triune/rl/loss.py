@@ -77,3 +77,70 @@ def policy_loss(
         if kl is not None:
             diagnostics["kl_ref"] = (kl * maskf).sum() / valid
     return loss, diagnostics
+
+
+class ClippedPolicyLoss:
+    """The policy loss of an update as a configurable object (`model.loss: {class_path: ...}`).
+
+    Holds the clip range, the optional dual clip and k3 KL weight; subclasses fix the aggregation, the one
+    thing that tells GRPO, DAPO and Dr. GRPO apart (`policy_loss`). The attributes are read at every
+    update, so a `ScheduledValue(attr="loss.clip_high", ...)` callback can schedule them. `kl_coef` is read
+    once more when the model is built: a reference policy is loaded only when it is non-zero then.
+
+    Args:
+        clip_low: ε_low of the clipped surrogate (paper 0.2).
+        clip_high: ε_high, the clip-higher bound (paper 0.28; set it equal to `clip_low` for plain PPO clipping).
+        dual_clip: dual-clip constant c > 1 for negative-advantage tokens (the released V-Triune script: 3),
+            None for off (paper).
+        kl_coef: weight of a k3 KL term to the initial policy; 0 (paper) loads no reference model.
+    """
+
+    aggregation = "token"
+
+    def __init__(self, clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float | None = None,
+                 kl_coef: float = 0.0) -> None:
+        if not (0.0 <= clip_low < 1.0 and clip_high >= 0.0):
+            raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
+        if dual_clip is not None and dual_clip <= 1.0:
+            raise ValueError(f"dual_clip must be > 1 or None, got {dual_clip}")
+        if kl_coef < 0.0:
+            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+        self.clip_low, self.clip_high, self.dual_clip, self.kl_coef = clip_low, clip_high, dual_clip, kl_coef
+
+    def __call__(
+        self,
+        logprobs: Tensor,  # [N, T]
+        old_logprobs: Tensor,  # [N, T]
+        advantages: Tensor,  # [N]
+        mask: Tensor,  # [N, T] bool
+        *,
+        num_tokens: Tensor | float | None = None,
+        max_completion_length: int | None = None,
+        ref_logprobs: Tensor | None = None,  # [N, T]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return policy_loss(logprobs, old_logprobs, advantages, mask, clip_low=self.clip_low,
+                           clip_high=self.clip_high, aggregation=self.aggregation,
+                           max_completion_length=max_completion_length, num_tokens=num_tokens,
+                           ref_logprobs=ref_logprobs, kl_coef=self.kl_coef, dual_clip=self.dual_clip)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(clip_low={self.clip_low}, clip_high={self.clip_high}, "
+                f"dual_clip={self.dual_clip}, kl_coef={self.kl_coef})")
+
+
+class DAPOLoss(ClippedPolicyLoss):
+    """Token-level aggregation over the whole rollout batch (DAPO; V-Triune trains with it): the default."""
+
+    aggregation = "token"
+
+
+class GRPOLoss(ClippedPolicyLoss):
+    """Mean over each completion's tokens, then over completions (the original GRPO)."""
+
+    aggregation = "sequence"
+
+
+class DrGRPOLoss(ClippedPolicyLoss):
+    """Sum over tokens divided by N · max_new_tokens (Dr. GRPO, Liu et al. 2025, arXiv:2503.20783)."""
+
+    aggregation = "fixed"

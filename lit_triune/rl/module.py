@@ -31,6 +31,7 @@ from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES, informative_grou
 from lit_triune.rl.counters import RunCounters, combine_ranks
 from lit_triune.rl.distributed import gather_objects
 from lit_triune.rl.dynamic_sampling import DynamicSampler, SamplerDecision
+from lit_triune.rl.loss import ClippedPolicyLoss, DAPOLoss
 from lit_triune.rl.optimizer_step import ClippedStepper, StepOutcome
 from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, RolloutSettings, frozen_image_features
 from lit_triune.rl.scoring import RewardScorer
@@ -86,13 +87,11 @@ class TriuneModule(pl.LightningModule):
         val_iou_threshold: validation and stage reports score box rewards at this fixed IoU threshold (0.5: the
             Acc@0.5 / AP50 convention), so a report after the dynamic schedule has risen to 0.99 is compared with
             one taken at 0.85 on the same yardstick; None = the current training threshold.
-        clip_low: ε_low of the clip-higher surrogate (paper 0.2).
-        clip_high: ε_high of the clip-higher surrogate (paper 0.28).
-        loss_aggregation: "token" (DAPO, paper), "sequence" (GRPO), "fixed" (Dr. GRPO).
+        loss: the policy loss, a `class_path` (lit_triune/rl/loss.py): `DAPOLoss` (token aggregation, the
+            paper's; the default, with clip_low 0.2, clip_high 0.28, no dual clip, no KL), `GRPOLoss`
+            (per-sequence means) or `DrGRPOLoss` (fixed normaliser), each with `clip_low`, `clip_high`,
+            `dual_clip` and `kl_coef` (a non-zero `kl_coef` loads a frozen reference policy), or a subclass.
         scale_rewards: "group" (divide advantages by the group std), "batch" or "none".
-        kl_coef: weight of a k3 KL to the initial policy; 0 (paper) loads no reference model.
-        dual_clip: dual-clip constant c for negative-advantage tokens (released V-Triune script: 3);
-            None turns it off (TRL's loss).
         updates_per_rollout: 1 = on-policy; k > 1 = k minibatch optimizer steps per rollout batch.
         micro_batch_size: rows per forward/backward pass in the update and the warm-start (gradients
             accumulate within a minibatch); None = the whole minibatch at once. Micro-batches take rows
@@ -157,12 +156,8 @@ class TriuneModule(pl.LightningModule):
         val_samples: int = 0,
         val_temperature: float | None = None,
         val_iou_threshold: float | None = None,
-        clip_low: float = 0.2,
-        clip_high: float = 0.28,
-        loss_aggregation: str = "token",
+        loss: ClippedPolicyLoss | None = None,
         scale_rewards: str = "group",
-        kl_coef: float = 0.0,
-        dual_clip: float | None = None,
         updates_per_rollout: int = 1,
         micro_batch_size: int | None = None,
         dynamic_sampling: bool = False,
@@ -196,7 +191,8 @@ class TriuneModule(pl.LightningModule):
             raise ValueError(f"val_iou_threshold must be in (0, 1] or None, got {val_iou_threshold}")
         if verifier_failures not in VERIFIER_FAILURE_POLICIES:
             raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # callables; the CLI's config keeps them
+        # the CLI's config keeps these objects; a checkpoint's hyperparameters hold plain values only
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "loss"])
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         if unused := optimizers.shadowed_settings(
                 optimizer, lr_scheduler, given={"lr": lr, "adam_betas": adam_betas, "weight_decay": weight_decay,
@@ -209,9 +205,9 @@ class TriuneModule(pl.LightningModule):
         self.ref_policy: torch.nn.Module | None = None
         self.processor: Any = None
         self.rollout_engine: Any = None  # set by RolloutCallback, else an HF engine on first use
+        self.loss = loss if loss is not None else DAPOLoss()
         self.update_settings = UpdateSettings(
-            clip_low=clip_low, clip_high=clip_high, aggregation=loss_aggregation, kl_coef=kl_coef, dual_clip=dual_clip,
-            temperature=temperature, updates_per_rollout=updates_per_rollout,
+            loss=self.loss, temperature=temperature, updates_per_rollout=updates_per_rollout,
             micro_batch_size=micro_batch_size, max_completion_length=max_new_tokens,
             shared_prefix=shared_prefix_update,
         )
@@ -239,7 +235,7 @@ class TriuneModule(pl.LightningModule):
             self.policy.gradient_checkpointing_enable({"use_reentrant": False})
         self.processor = policy_lib.load_processor(path)
         self.model_dir = path
-        if self.hparams.kl_coef:
+        if self.loss.kl_coef:
             self.ref_policy = policy_lib.load_policy(path, dtype, self.hparams.attn_implementation).eval()
             self.ref_policy.requires_grad_(False)
         self._apply_stage_freeze()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -12,16 +12,12 @@ from torch import Tensor
 
 from lit_triune.models.policy_inputs import PolicyInputs
 from lit_triune.rl.logprobs import completion_logprobs
-from lit_triune.rl.loss import policy_loss
+from lit_triune.rl.loss import ClippedPolicyLoss, DAPOLoss
 
 
 @dataclass
 class UpdateSettings:
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    aggregation: str = "token"
-    kl_coef: float = 0.0
-    dual_clip: float | None = None
+    loss: ClippedPolicyLoss = field(default_factory=DAPOLoss)  # the clipped surrogate and its aggregation
     temperature: float = 1.0
     updates_per_rollout: int = 1  # 1: on-policy; k: k minibatch optimizer steps (off-policy after the first)
     micro_batch_size: int | None = None  # rows per forward; gradients accumulate within a minibatch
@@ -107,14 +103,12 @@ def run_update(
                                      shared_prefix=settings.shared_prefix)  # [M, t]
             t = lp.shape[1]
             old_lp = lp.detach() if old is None else old[chunk, :t]
-            loss, diag = policy_loss(
-                lp, old_lp, advantages[chunk], loss_mask[chunk, :t],
-                clip_low=settings.clip_low, clip_high=settings.clip_high, aggregation=settings.aggregation,
-                num_tokens=tokens, max_completion_length=settings.max_completion_length,
-                ref_logprobs=None if ref is None else ref[chunk, :t], kl_coef=settings.kl_coef,
-                dual_clip=settings.dual_clip,
+            loss, diag = settings.loss(
+                lp, old_lp, advantages[chunk], loss_mask[chunk, :t], num_tokens=tokens,
+                max_completion_length=settings.max_completion_length,
+                ref_logprobs=None if ref is None else ref[chunk, :t],
             )
-            if settings.aggregation != "token":  # per-row means: weight micro-batches by their share of rows
+            if settings.loss.aggregation != "token":  # per-row means: weight micro-batches by their share of rows
                 loss = loss * chunk.numel() / rows.numel()
             if not torch.isfinite(loss):
                 # No early exit: under DDP every backward is a collective, so each rank runs all of its

@@ -1,4 +1,4 @@
-"""GRPO/DAPO loss: hand-computed values, TRL's formulas on the same tensors, monotonicity."""
+"""GRPO/DAPO loss: hand-computed values, TRL's formulas on the same tensors, monotonicity, the loss classes."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 
 from lit_triune.rl.advantages import group_advantages, informative_groups
-from lit_triune.rl.loss import policy_loss
+from lit_triune.rl.loss import DAPOLoss, DrGRPOLoss, GRPOLoss, policy_loss
 
 
 def _trl_reference(logps, old, adv, mask, loss_type, eps_low, eps_high, max_len=None, beta=0.0, ref=None):
@@ -127,3 +127,49 @@ def test_dual_clip_bounds_negative_advantage_tokens():
     assert_close(pos, policy_loss(logps, old, torch.tensor([1.0]), mask)[0])
     with pytest.raises(ValueError, match="dual_clip must be > 1"):
         policy_loss(logps, old, torch.tensor([1.0]), mask, dual_clip=0.5)
+
+
+@pytest.mark.parametrize(("cls", "aggregation"), [(DAPOLoss, "token"), (GRPOLoss, "sequence"), (DrGRPOLoss, "fixed")])
+def test_loss_classes_are_policy_loss_with_their_aggregation(cls, aggregation):
+    logps, old, adv, mask = _random_case(11)
+    ref_lp = logps + 0.05
+    loss_fn = cls(clip_low=0.1, clip_high=0.3, dual_clip=2.5, kl_coef=0.02)
+    ours, diag = loss_fn(logps, old, adv, mask, max_completion_length=12, num_tokens=40, ref_logprobs=ref_lp)
+    direct, direct_diag = policy_loss(logps, old, adv, mask, clip_low=0.1, clip_high=0.3, aggregation=aggregation,
+                                      max_completion_length=12, num_tokens=40, ref_logprobs=ref_lp, kl_coef=0.02,
+                                      dual_clip=2.5)
+    assert torch.equal(ours, direct) and diag.keys() == direct_diag.keys()
+
+
+def test_default_loss_is_the_papers():
+    loss_fn = DAPOLoss()
+    assert (loss_fn.aggregation, loss_fn.clip_low, loss_fn.clip_high, loss_fn.dual_clip, loss_fn.kl_coef) == (
+        "token", 0.2, 0.28, None, 0.0)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"dual_clip": 1.0}, "dual_clip must be > 1"),
+                                               ({"kl_coef": -0.1}, "kl_coef must be >= 0"),
+                                               ({"clip_low": 1.0}, "clip_low < 1"),
+                                               ({"clip_high": -0.1}, "clip_high >= 0")])
+def test_loss_settings_are_checked_when_built(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DAPOLoss(**kwargs)
+
+
+def test_loss_builds_from_a_class_path_and_a_scheduled_value_can_reach_it():
+    from jsonargparse import ArgumentParser
+
+    from lit_triune.rl.loss import ClippedPolicyLoss
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--loss", type=ClippedPolicyLoss)
+    cfg = parser.parse_object({"loss": {"class_path": "lit_triune.rl.loss.GRPOLoss", "init_args": {"clip_high": 0.4}}})
+    loss_fn = parser.instantiate_classes(cfg).loss
+    assert isinstance(loss_fn, GRPOLoss) and loss_fn.clip_high == 0.4 and loss_fn.clip_low == 0.2
+    # read at every call: changing the attribute (what ScheduledValue(attr="loss.clip_high") does) takes effect
+    logps, old, adv, mask = _random_case(2)
+    before, _ = loss_fn(logps, old, adv, mask)
+    loss_fn.clip_high = 0.1
+    after, _ = loss_fn(logps, old, adv, mask)
+    expected, _ = policy_loss(logps, old, adv, mask, clip_high=0.1, aggregation="sequence")
+    assert torch.equal(after, expected) and not torch.equal(before, after)

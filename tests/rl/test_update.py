@@ -15,7 +15,22 @@ from torch.testing import assert_close
 import lit_triune.rl.update as update_mod
 from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
 from lit_triune.rl.logprobs import completion_logprobs
+from lit_triune.rl.loss import DAPOLoss, GRPOLoss
 from lit_triune.rl.update import UpdateSettings, run_update
+
+LOSSES = {"token": DAPOLoss, "sequence": GRPOLoss}
+
+
+class SpyLoss(DAPOLoss):
+    """The default loss, with a look at every call's arguments first."""
+
+    def __init__(self, look) -> None:
+        super().__init__()
+        self.look = look
+
+    def __call__(self, lp, old, adv, mask, **kw):
+        self.look(lp, old, adv, mask, **kw)
+        return super().__call__(lp, old, adv, mask, **kw)
 
 N_PROMPTS, G = 2, 4
 
@@ -72,8 +87,8 @@ def _run(model, inputs, settings, *, advantages=ADVANTAGES, step=None, backward=
 @pytest.mark.parametrize("aggregation", ["token", "sequence"])
 def test_micro_batch_gradient_equals_full_batch_gradient(model, inputs, aggregation, shared_prefix):
     model.zero_grad(set_to_none=True)
-    full_stats, (full,) = _run(model, inputs, UpdateSettings(aggregation=aggregation, shared_prefix=shared_prefix))
-    micro_stats, (micro,) = _run(model, inputs, UpdateSettings(aggregation=aggregation, micro_batch_size=3,
+    full_stats, (full,) = _run(model, inputs, UpdateSettings(loss=LOSSES[aggregation](), shared_prefix=shared_prefix))
+    micro_stats, (micro,) = _run(model, inputs, UpdateSettings(loss=LOSSES[aggregation](), micro_batch_size=3,
                                                                shared_prefix=shared_prefix))
     assert full["finite"] and micro["finite"]
     assert full["grads"].keys() == micro["grads"].keys() and len(full["grads"]) > 10
@@ -90,14 +105,11 @@ def test_minibatches_split_rows_and_token_counts_add_up(model, inputs, monkeypat
     """updates_per_rollout=k: k optimizer steps over disjoint minibatches covering every row, each
     normalised by its own token count (as DAPO's per-minibatch mean)."""
     seen: list[tuple[list[int], float]] = []
-    real = update_mod.policy_loss
 
     def spy(lp, old, adv, mask, **kw):
         seen.append((adv.tolist(), float(kw["num_tokens"])))
-        return real(lp, old, adv, mask, **kw)
 
-    monkeypatch.setattr(update_mod, "policy_loss", spy)
-    stats, calls = _run(model, inputs, UpdateSettings(updates_per_rollout=2))
+    stats, calls = _run(model, inputs, UpdateSettings(loss=SpyLoss(spy), updates_per_rollout=2))
     assert len(calls) == 2 and stats["steps"] == 2.0 and stats["skipped_nonfinite"] == 0.0
     assert [a for a, _ in seen] == [ADVANTAGES[:4].tolist(), ADVANTAGES[4:].tolist()]
     mask = inputs.completion_mask
@@ -111,19 +123,16 @@ def test_off_policy_old_logprobs_are_the_pre_update_policy(model, inputs, monkey
     before = copy.deepcopy(model)
     opt = torch.optim.SGD(policy.parameters(), lr=0.5)
     seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    real = update_mod.policy_loss
 
     def spy(lp, old, adv, mask, **kw):
         seen.append((lp.detach().clone(), old.detach().clone(), mask.clone()))
-        return real(lp, old, adv, mask, **kw)
 
     def sgd_step(finite: bool) -> tuple[bool, float]:
         opt.step()
         opt.zero_grad(set_to_none=True)
         return True, 0.0
 
-    monkeypatch.setattr(update_mod, "policy_loss", spy)
-    stats, _ = _run(policy, inputs, UpdateSettings(updates_per_rollout=2), step=sgd_step)
+    stats, _ = _run(policy, inputs, UpdateSettings(loss=SpyLoss(spy), updates_per_rollout=2), step=sgd_step)
     assert stats["steps"] == 2.0
     with torch.no_grad():
         reference = completion_logprobs(before, inputs)  # [N, T] the rollout policy
@@ -138,7 +147,7 @@ def test_off_policy_old_logprobs_are_the_pre_update_policy(model, inputs, monkey
 def test_on_policy_uses_detached_current_logprobs(model, inputs, monkeypatch):
     """updates_per_rollout=1: no separate π_old pass; old = current log-probs, detached (ratio exactly 1)."""
     forwards = []
-    real_lp, real_loss = update_mod.completion_logprobs, update_mod.policy_loss
+    real_lp = update_mod.completion_logprobs
 
     def count_lp(*a, **kw):
         forwards.append(1)
@@ -147,11 +156,9 @@ def test_on_policy_uses_detached_current_logprobs(model, inputs, monkeypatch):
     def check(lp, old, adv, mask, **kw):
         assert lp.requires_grad and not old.requires_grad
         assert torch.equal(lp.detach(), old)
-        return real_loss(lp, old, adv, mask, **kw)
 
     monkeypatch.setattr(update_mod, "completion_logprobs", count_lp)
-    monkeypatch.setattr(update_mod, "policy_loss", check)
-    stats, _ = _run(model, inputs, UpdateSettings(micro_batch_size=4))
+    stats, _ = _run(model, inputs, UpdateSettings(loss=SpyLoss(check), micro_batch_size=4))
     assert len(forwards) == 2  # the two micro-batches, nothing else
     assert stats["ratio_mean"] == pytest.approx(1.0) and stats["clip_ratio/high"] == 0.0
 
