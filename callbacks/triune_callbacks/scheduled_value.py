@@ -33,7 +33,8 @@ class ScheduledValue(Callback):
     and, in addition, at the first batch of each stage, so plots can mark the exact step where a
     stage begins. Because the value is a function of ``global_step``, a resumed run
     gets the value its schedule gives at the restored step; the checkpoint keeps the schedule it ran
-    with, and a resume under a different schedule or step budget warns.
+    with, and a resume under a different schedule or step budget warns. The value itself has one
+    owner, the module attribute: this callback keeps no copy of it (in memory or in checkpoints).
 
     Args:
         attr: Attribute of the LightningModule to set; may be dotted (``"reward_ctx.iou_threshold"``).
@@ -97,7 +98,6 @@ class ScheduledValue(Callback):
         self.milestones = milestones
         self.values = values
         self.log_key = f"train/{attr}" if log_key is None else log_key
-        self.current: float | None = None
         self._total: float | None = None
         self._last_logged: float | None = None
         self._loaded: dict[str, Any] = {}
@@ -147,7 +147,6 @@ class ScheduledValue(Callback):
         value = self.value_at(self._progress(trainer))
         target, name = self._resolve(pl_module)
         setattr(target, name, value)
-        self.current = value
         return value
 
     @override
@@ -202,7 +201,6 @@ class ScheduledValue(Callback):
             "attr": self.attr,
             "milestones": list(self.milestones),
             "values": list(self.values),
-            "current": self.current,
             "total_steps": self._total,
             "start_step": self.start_step,
         }
@@ -215,4 +213,3 @@ class ScheduledValue(Callback):
             "total_steps": state_dict.get("total_steps"),
             "start_step": int(state_dict.get("start_step", 0)),
         }
-        self.current = state_dict.get("current", self.current)

@@ -118,8 +118,9 @@ class TriuneModule(pl.LightningModule):
             "timeout" or "crash") does to its group: "renormalize" (default) leaves it out of the loss and
             computes the group's advantages over the others; "drop_group" leaves the whole group out.
             Counted in `verifier_failures/*`. A "parse" failure is the model's and stays a zero reward.
-        iou_threshold: current IoU threshold ε for box rewards; a DynamicIoUThreshold callback
-            overwrites it on schedule.
+        iou_threshold: current IoU threshold ε for box rewards. The module is its one owner: it is checkpointed
+            here and handed to the verifiers in each `RolloutContext`; a DynamicIoUThreshold callback sets it
+            on schedule (and keeps only the schedule).
         warm_start_steps: supervised steps before RL (0 = none); `warm_start_lr`,
             `warm_start_freeze` apply to them.
         warm_start_lr: AdamW learning rate of the supervised warm-start; cosine-decayed to a tenth of

@@ -188,3 +188,11 @@ def test_start_step_schedules_over_the_steps_after_it(tmp_path: Any) -> None:
         DynamicIoUThreshold(start_step=-1)
     with pytest.raises(MisconfigurationException, match="leaves no steps"):
         _trainer(tmp_path, 10, [DynamicIoUThreshold(start_step=10)]).fit(ThresholdModel())
+
+
+def test_the_checkpoint_keeps_the_schedule_and_no_copy_of_the_value(tmp_path: Any) -> None:
+    # The value has one owner, the module attribute (TriuneModule checkpoints its iou_threshold): a copy in
+    # the callback's state could disagree with it after a resume under another schedule.
+    iou = DynamicIoUThreshold()
+    _trainer(tmp_path, 20, [iou]).fit(ThresholdModel())
+    assert set(iou.state_dict()) == {"attr", "milestones", "values", "total_steps", "start_step"}
