@@ -102,6 +102,7 @@ def cases(samples: int, group: int, seed: int) -> list[tuple[str, str, str]]:
 
 def _clear_caches() -> None:
     from math_verify import parser
+    from sympy.core.cache import clear_cache
 
     from lit_triune.rewards.verifiers.math import read_gold
 
@@ -109,7 +110,8 @@ def _clear_caches() -> None:
         fn = getattr(parser, name)
         if hasattr(fn, "cache_clear") and name not in ("get_extraction_regexes", "lazy_latex_regex", "lazy_expr_regex", "lazy_string_regex"):
             fn.cache_clear()  # parse caches, not the compiled regexes (those are set-up, kept by both)
-    read_gold.cache_clear()
+    read_gold.cache_clear()  # and with each gold the verdicts kept on it
+    clear_cache()  # sympy's: otherwise one side's sympy objects speed up the other's next round
 
 
 def plain(golds: list[str], responses: list[str]) -> list[bool]:

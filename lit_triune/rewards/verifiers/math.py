@@ -25,7 +25,6 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -334,27 +333,50 @@ def read_answer(response: str) -> tuple[str, list[Any]]:
     return text, config
 
 
-@dataclass(frozen=True)
 class Gold:
-    """A ground truth read once per process and shared by every completion of its group."""
+    """A ground truth read once per process and shared by every completion of its group.
 
-    parsed: list[Any]  # math-verify's parse: [sympy expression, extracted string], or [] if unparseable
-    plain: PlainNumber | None  # the plain number it is, for the fast path; None: math-verify decides
+    A plain-number gold is read by `read_plain` alone; math-verify parses it only when a completion falls
+    through the fast path (`parsed`, computed at most once). Every plain form math-verify parses (tested:
+    tests/rewards/verifiers/test_plain_number.py), so a plain gold is never a `spec` failure.
+    """
+
+    __slots__ = ("truth", "plain", "_parsed", "verdicts")
+
+    def __init__(self, truth: str, plain: PlainNumber | None, parsed: list[Any] | None = None) -> None:
+        self.truth = truth  # clipped and stripped
+        self.plain = plain  # the plain number it is, for the fast path; None: math-verify decides
+        self._parsed = parsed
+        # math-verify's verdicts on the answers read so far, by (answer text, anchored config): see `judge`
+        self.verdicts: dict[tuple[str, bool], tuple[float, str | None, str | None]] = {}
+
+    @property
+    def parsed(self) -> list[Any]:
+        """math-verify's parse: [sympy expression, extracted string], or [] if unparseable."""
+        if self._parsed is None:
+            self._parsed = _parse_gold(self.truth)
+        return self._parsed
 
 
-@lru_cache(maxsize=256)
-def read_gold(truth: str) -> Gold:
-    """Ground truth parsed like an answer block (so '2^{10}' is 1024, not the 2 an extractor finds first)."""
+def _parse_gold(truth: str) -> list[Any]:
     from math_verify import parse
 
-    truth = clip(truth, MAX_ANSWER_CHARS).strip()
     try:
         text, config = read_block(truth)
         gold = parse(text, extraction_config=config, parsing_timeout=None)
     except AnswerError:
         gold = []
-    parsed = gold or parse(truth, parsing_timeout=None)
-    return Gold(parsed, read_plain(truth) if parsed else None)
+    return gold or parse(truth, parsing_timeout=None)
+
+
+@lru_cache(maxsize=256)
+def read_gold(truth: str) -> Gold:
+    """Ground truth parsed like an answer block (so '2^{10}' is 1024, not the 2 an extractor finds first)."""
+    truth = clip(truth, MAX_ANSWER_CHARS).strip()
+    plain = read_plain(truth)
+    if plain is not None:
+        return Gold(truth, plain)
+    return Gold(truth, None, _parse_gold(truth))
 
 
 @register_verifier("mathverify")
@@ -365,14 +387,12 @@ class MathVerifier(Verifier):
         _truth(reward_model)
 
     def score(self, response: str, reward_model: Mapping[str, Any], ctx: Context) -> Verdict:
-        from math_verify import parse, verify
-
         try:
             truth = _truth(reward_model)
         except ValueError as err:
             return failed("spec", str(err))
         gold = read_gold(truth)
-        if not gold.parsed:
+        if gold.plain is None and not gold.parsed:
             return failed("spec", f"ground truth is not parseable by math-verify: {truth[:200]!r}")
         try:
             text, config = read_answer(response)
@@ -383,13 +403,41 @@ class MathVerifier(Verifier):
             same = plain_verdict(gold.plain, answer) if answer is not None else None
             if same is not None:
                 return Verdict(1.0 if same else 0.0)
-        pred = parse(text, extraction_config=config, parsing_timeout=None)
-        if not pred:
-            return Verdict(0.0, failure="parse", detail="no answer read from the completion")
-        try:
-            check_answer(pred)
-            with limited():  # the comparison limits of math_compare, checked before each dear sympy call
-                same = verify(gold.parsed, pred, timeout_seconds=None)
-        except AnswerTooDear as err:
-            return Verdict(0.0, failure="parse", detail=str(err.args[0]) if err.args else "answer too dear to compare")
-        return Verdict(1.0 if same else 0.0)
+        if not gold.parsed:  # not reached: every plain gold parses (tested)
+            return failed("spec", f"ground truth is not parseable by math-verify: {truth[:200]!r}")
+        accuracy, failure, detail = judge(gold, text, config is _configs()[1])
+        return Verdict(accuracy, failure=failure, detail=detail)
+
+
+MAX_VERDICTS_PER_GOLD = 256
+
+
+def judge(gold: Gold, text: str, anchored: bool) -> tuple[float, str | None, str | None]:
+    """(accuracy, failure, detail): math-verify's verdict on one read answer `text` against `gold`.
+
+    Kept on the gold: the G completions of a GRPO group share it and often write the same answer, and
+    math-verify's parse and verify are deterministic, so a repeat costs a lookup and gives the same
+    verdict. A call stopped by the time budget raises and leaves nothing behind.
+    """
+    key = (text, anchored)
+    hit = gold.verdicts.get(key)
+    if hit is None:
+        hit = _judge(gold, text, anchored)
+        if len(gold.verdicts) < MAX_VERDICTS_PER_GOLD:
+            gold.verdicts[key] = hit
+    return hit
+
+
+def _judge(gold: Gold, text: str, anchored: bool) -> tuple[float, str | None, str | None]:
+    from math_verify import parse, verify
+
+    pred = parse(text, extraction_config=_configs()[1 if anchored else 0], parsing_timeout=None)
+    if not pred:
+        return 0.0, "parse", "no answer read from the completion"
+    try:
+        check_answer(pred)
+        with limited():  # the comparison limits of math_compare, checked before each dear sympy call
+            same = verify(gold.parsed, pred, timeout_seconds=None)
+    except AnswerTooDear as err:
+        return 0.0, "parse", str(err.args[0]) if err.args else "answer too dear to compare"
+    return (1.0 if same else 0.0), None, None
