@@ -1,6 +1,6 @@
 """Our verifiers vs the released V-Triune reward code, on the same cases, one core, CPU time.
 
-Usage: python benchmarks/vs_released.py --released DIR [--samples 64] [--group 8] [--detection 256] [--rounds 3]
+Usage: python benchmarks/vs_released.py --released DIR [--samples 64] [--detection 32] [--group 8] [--rounds 3]
 
 DIR is the released server's `reward_server/` directory (MiniMax-AI/One-RL-to-See-Them-All, commit
 2de4b129; its `verify.py` imports `utils.det_helper` and `utils.pycocotools`). Its code is not part of
@@ -17,11 +17,12 @@ column, `compat="vtriune"` (our re-implementation of the released server, bit fo
 `compat = released` counts samples whose compat reward equals the released reward exactly: a check that
 the two sides read the same cases the same way.
 
-Cases: math, the GRPO groups of `benchmarks/rewards.py` (same seed), scored in group order; detection,
-1-6 ground-truth boxes in the 0-1000 frame and predictions in pixels of a 420 x 616 image (some boxes
-shifted, some labels wrong, some missing or extra), `det_verifier_normalized`, label-first IoU with
+Cases come in GRPO groups, scored in group order as the trainer scores them: math, the groups of
+`benchmarks/rewards.py` (same seed); detection, 32 ground truths x 8 completions, 1-6 ground-truth boxes
+in the 0-1000 frame and predictions in pixels of a 420 x 616 image (some boxes shifted, some labels
+wrong, some missing or extra), `det_verifier_normalized`, label-first IoU with
 completeness 0.3 and mAP (ratios `iou_max_label_first` 1.0, `map` 0.5, `iou_completeness` 0.3). Every
-cache (math-verify's, ours, sympy's) is cleared before each round; the sides alternate `--rounds` times
+cache (math-verify's, ours for math and boxes, sympy's) is cleared before each round; the sides alternate `--rounds` times
 and each keeps its fastest round. The last two lines are `math: released/ours <r>` and
 `detection: released/ours <r>` (CPU time per sample).
 """
@@ -47,29 +48,32 @@ RATIOS = {"iou_max_label_first": 1.0, "map": 0.5, "iou_completeness": 0.3}
 LABELS = ["dog", "cat", "car", "person", "bus"]
 
 
-def detection_cases(n: int, seed: int) -> list[tuple[str, str]]:
-    """(response, ground truth) pairs, both in the newline layout the released format check wants."""
+def detection_cases(groups: int, group: int, seed: int) -> list[tuple[str, str]]:
+    """(response, ground truth) pairs, `group` completions per ground truth, in group order, both in the
+    newline layout the released format check wants."""
     rng = random.Random(seed)
     out = []
     h, w = IMAGE
-    for _ in range(n):
-        gt, pred = [], []
+    for _ in range(groups):
+        gt = []
         for _ in range(rng.randint(1, 6)):
             x1, y1 = rng.randint(0, 800), rng.randint(0, 800)
-            box = [x1, y1, x1 + rng.randint(20, 199), y1 + rng.randint(20, 199)]
-            label = rng.choice(LABELS)
-            gt.append({"bbox_2d": box, "label": label})
+            gt.append({"bbox_2d": [x1, y1, x1 + rng.randint(20, 199), y1 + rng.randint(20, 199)],
+                       "label": rng.choice(LABELS)})  # fmt: skip
+        for _ in range(group):
+            pred = []
+            for item in gt:
+                if rng.random() < 0.15:
+                    continue  # missed
+                shift = rng.choice([0, 0, 3, 10, 40])
+                seen = [v + rng.randint(-shift, shift) for v in item["bbox_2d"]]
+                seen = [min(seen[0], seen[2]), min(seen[1], seen[3]), max(seen[0], seen[2]), max(seen[1], seen[3])]
+                pixels = [round(v * (w if i % 2 == 0 else h) / 1000) for i, v in enumerate(seen)]
+                pred.append({"bbox_2d": pixels, "label": item["label"] if rng.random() < 0.85 else rng.choice(LABELS)})
             if rng.random() < 0.15:
-                continue  # missed
-            shift = rng.choice([0, 0, 3, 10, 40])
-            seen = [v + rng.randint(-shift, shift) for v in box]
-            seen = [min(seen[0], seen[2]), min(seen[1], seen[3]), max(seen[0], seen[2]), max(seen[1], seen[3])]
-            pixels = [round(v * (w if i % 2 == 0 else h) / 1000) for i, v in enumerate(seen)]
-            pred.append({"bbox_2d": pixels, "label": label if rng.random() < 0.85 else rng.choice(LABELS)})
-        if rng.random() < 0.15:
-            pred.append({"bbox_2d": [10, 10, 60, 80], "label": rng.choice(LABELS)})  # a false alarm
-        response = f"<think>\nI see {len(pred)} objects.\n</think>\n<answer>\n{json.dumps(pred)}\n</answer>"
-        out.append((response, f"<answer>\n{gt}\n</answer>"))
+                pred.append({"bbox_2d": [10, 10, 60, 80], "label": rng.choice(LABELS)})  # a false alarm
+            response = f"<think>\nI see {len(pred)} objects.\n</think>\n<answer>\n{json.dumps(pred)}\n</answer>"
+            out.append((response, f"<answer>\n{gt}\n</answer>"))
     return out
 
 
@@ -102,7 +106,10 @@ def ours_side(rms: Callable[[str], dict], compat: str | None) -> Callable[[list[
 
 
 def _cpu(fn: Callable[..., list[float]], responses: list[str], solutions: list[str]) -> tuple[float, list[float]]:
+    from lit_triune.boxes import _shared_truth
+
     math_cases._clear_caches()
+    _shared_truth.cache_clear()  # our box ground truths, read once per group
     start = time.process_time()
     out = fn(responses, solutions)
     return time.process_time() - start, out
@@ -128,8 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--released", required=True, type=Path, help="the released server's reward_server/ directory")
     parser.add_argument("--samples", type=int, default=64, help="math ground truths (groups)")
-    parser.add_argument("--group", type=int, default=8, help="completions per math ground truth")
-    parser.add_argument("--detection", type=int, default=256, help="detection samples")
+    parser.add_argument("--group", type=int, default=8, help="completions per ground truth (math and detection)")
+    parser.add_argument("--detection", type=int, default=32, help="detection ground truths (groups)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -154,7 +161,7 @@ def main() -> None:
 
     data = math_cases.cases(args.samples, args.group, args.seed)
     m_resp, m_gold = [c[2] for c in data], [c[1] for c in data]
-    det = detection_cases(args.detection, args.seed)
+    det = detection_cases(args.detection, args.group, args.seed)
     d_resp, d_gold = [c[0] for c in det], [c[1] for c in det]
     released_side(released, "mathverify", parm)(m_resp[:16], m_gold[:16])  # imports, compiled regexes
     released_side(released, "detection", det_parm)(d_resp[:8], d_gold[:8])
