@@ -25,7 +25,8 @@ is put in its class and counted; any that is not explained by that class is prin
 Timing is always plain as it stands (which, with an empty gold, is cheaper on letters than `ref`).
 
 CPU time (`time.process_time`) of this one process; the sides alternate `--rounds` times and each
-keeps its fastest round. Every cache (math-verify's and ours) is cleared before each round, so no
+keeps its fastest round (overall, and per kind: each kind's completions are also timed on their own
+every round). Every cache (math-verify's and ours) is cleared before each round, so no
 round profits from an earlier one. Prints agreement and the ratio per kind of ground truth and
 overall; the last lines are `agreement: <ours vs ref>` and `ratio: <plain / ours>` (CPU time per
 completion). `--pool` also times the
@@ -225,13 +226,13 @@ def main() -> None:
     plain(golds[:16], responses[:16])  # imports and compiled regexes, outside the timing
     best = {"plain": float("inf"), "ours": float("inf")}
     verdicts: dict[str, list[bool]] = {}
-    per_kind = {"plain": Counter(), "ours": Counter()}  # CPU seconds by kind, fastest round overall
+    per_kind: dict[str, dict[str, float]] = {"plain": {}, "ours": {}}  # CPU seconds by kind, fastest round of each
     for _ in range(args.rounds):
         for side, fn in (("plain", plain), ("ours", ours)):
             spent, verdicts[side] = _cpu(fn, golds, responses)
-            if spent < best[side]:
-                best[side] = spent
-                per_kind[side] = _by_kind(fn, kinds, golds, responses)
+            best[side] = min(best[side], spent)
+            for kind, seconds in _by_kind(fn, kinds, golds, responses).items():
+                per_kind[side][kind] = min(per_kind[side].get(kind, float("inf")), seconds)
     n = len(data)
     ref = reference(golds, responses)
     agree = [p == o for p, o in zip(verdicts["plain"], verdicts["ours"], strict=True)]
