@@ -140,3 +140,18 @@ def test_kept_verdicts_are_bounded_per_gold():
     for k in range(mv.MAX_VERDICTS_PER_GOLD + 20):
         FAST.score(f"<answer>\\boxed{{x+{k}}}</answer>", rm, CTX)
     assert len(read_gold("$x+1$").verdicts) == mv.MAX_VERDICTS_PER_GOLD
+
+
+ADVERSARIAL = ["1,000", "1000", "1e3", "10^{3}", "0.5", "\\frac{1}{2}", "1/2", ".5", "-0", "0", "+3", "3", "3.", "3.0",
+               "007", "7", "123456789012345", "123456789012345678901234567890", "50\\%", "0.5\\%", "50",
+               "5\\text{ cm}", "5", "A", "a", "(A)"]  # fmt: skip
+
+
+def test_every_adversarial_pair_equals_fresh_math_verify():
+    """All pairs of the issue's adversarial forms, each as gold and as answer, with the kept verdicts
+    and both fast paths on: each verdict equals a fresh math-verify call."""
+    read_gold.cache_clear()
+    for gold in ADVERSARIAL:
+        for answer in ADVERSARIAL:
+            response = f"<answer>\\boxed{{{answer}}}</answer>"
+            assert _ours(gold, response) == _reference(gold, response), (gold, answer)
