@@ -226,7 +226,7 @@ def main() -> None:
     plain(golds[:16], responses[:16])  # imports and compiled regexes, outside the timing
     best = {"plain": float("inf"), "ours": float("inf")}
     verdicts: dict[str, list[bool]] = {}
-    per_kind: dict[str, dict[str, float]] = {"plain": {}, "ours": {}}  # CPU seconds by kind, fastest round of each
+    per_kind: dict[str, dict[str, float]] = {"plain": {}, "ours": {}}  # CPU s by kind, fastest round of each
     for _ in range(args.rounds):
         for side, fn in (("plain", plain), ("ours", ours)):
             spent, verdicts[side] = _cpu(fn, golds, responses)
@@ -248,18 +248,18 @@ def main() -> None:
             share_ref = 100.0 * sum(agree_ref[i] for i in idx) / len(idx)
             print(f"{kind:>10} {len(idx):5d} {share:6.1f}% {share_ref:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")
     p, o = best["plain"] / n * 1e3, best["ours"] / n * 1e3
-    print(f"{'all':>10} {n:5d} {100.0 * sum(agree) / n:6.1f}% {100.0 * sum(agree_ref) / n:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")
+    print(f"{'all':>10} {n:5d} {100.0 * sum(agree) / n:6.1f}% {100.0 * sum(agree_ref) / n:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")  # fmt: skip
     classes = Counter(_why(golds[i]) for i, a in enumerate(agree) if not a)
     for why, count in classes.items():
         print(f"  differs from plain: {count} x {why or 'UNEXPLAINED'}")
     for i in [i for i, a in enumerate(agree) if not a and _why(golds[i]) is None][:5]:
-        print(f"  unexplained: gold {golds[i]!r}, response {responses[i][-60:]!r}: plain {verdicts['plain'][i]}, ours {verdicts['ours'][i]}")
+        print(f"  unexplained: gold {golds[i]!r}, response {responses[i][-60:]!r}: plain {verdicts['plain'][i]}, ours {verdicts['ours'][i]}")  # fmt: skip
     for i in [i for i, a in enumerate(agree_ref) if not a][:5]:
-        print(f"  differs from ref: gold {golds[i]!r}, response {responses[i][-60:]!r}: ref {ref[i]}, ours {verdicts['ours'][i]}")
+        print(f"  differs from ref: gold {golds[i]!r}, response {responses[i][-60:]!r}: ref {ref[i]}, ours {verdicts['ours'][i]}")  # fmt: skip
     if args.pool:
         _pool_comparison()
     print(f"agreement with plain: {100.0 * sum(agree) / n:.1f}% ({sum(not a for a in agree)} differ, "
-          f"{sum(classes[w] for w in classes if w is None)} unexplained)")
+          f"{sum(classes[w] for w in classes if w is None)} unexplained)")  # fmt: skip
     print(f"agreement: {100.0 * sum(agree_ref) / n:.1f}%")
     print(f"ratio: {p / o:.2f}")
 

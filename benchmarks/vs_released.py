@@ -67,17 +67,28 @@ def detection_cases(groups: int, group: int, seed: int) -> list[tuple[str, str]]
                     continue  # missed
                 shift = rng.choice([0, 0, 3, 10, 40])
                 seen = [v + rng.randint(-shift, shift) for v in item["bbox_2d"]]
-                seen = [min(seen[0], seen[2]), min(seen[1], seen[3]), max(seen[0], seen[2]), max(seen[1], seen[3])]
+                seen = [
+                    min(seen[0], seen[2]),
+                    min(seen[1], seen[3]),
+                    max(seen[0], seen[2]),
+                    max(seen[1], seen[3]),
+                ]
                 pixels = [round(v * (w if i % 2 == 0 else h) / 1000) for i, v in enumerate(seen)]
-                pred.append({"bbox_2d": pixels, "label": item["label"] if rng.random() < 0.85 else rng.choice(LABELS)})
+                pred.append(
+                    {"bbox_2d": pixels, "label": item["label"] if rng.random() < 0.85 else rng.choice(LABELS)}
+                )
             if rng.random() < 0.15:
                 pred.append({"bbox_2d": [10, 10, 60, 80], "label": rng.choice(LABELS)})  # a false alarm
-            response = f"<think>\nI see {len(pred)} objects.\n</think>\n<answer>\n{json.dumps(pred)}\n</answer>"
+            response = (
+                f"<think>\nI see {len(pred)} objects.\n</think>\n<answer>\n{json.dumps(pred)}\n</answer>"
+            )
             out.append((response, f"<answer>\n{gt}\n</answer>"))
     return out
 
 
-def released_side(released: Any, name: str, parm: dict[str, Any]) -> Callable[[list[str], list[str]], list[float]]:
+def released_side(
+    released: Any, name: str, parm: dict[str, Any]
+) -> Callable[[list[str], list[str]], list[float]]:
     """The server's per-request work for verifier `name`, as a batch function."""
     parm_json = json.dumps(parm)
     cls = released.Verifier.get(name)
@@ -95,17 +106,23 @@ def released_side(released: Any, name: str, parm: dict[str, Any]) -> Callable[[l
     return run
 
 
-def ours_side(rms: Callable[[str], dict], compat: str | None) -> Callable[[list[str], list[str]], list[float]]:
+def ours_side(
+    rms: Callable[[str], dict], compat: str | None
+) -> Callable[[list[str], list[str]], list[float]]:
     from lit_triune.rewards import score_batch
 
     def run(responses: list[str], solutions: list[str]) -> list[float]:
-        results = score_batch(responses, [rms(s) for s in solutions], image_sizes=[IMAGE] * len(responses), compat=compat)
+        results = score_batch(
+            responses, [rms(s) for s in solutions], image_sizes=[IMAGE] * len(responses), compat=compat
+        )
         return [r["reward"] for r in results]
 
     return run
 
 
-def _cpu(fn: Callable[..., list[float]], responses: list[str], solutions: list[str]) -> tuple[float, list[float]]:
+def _cpu(
+    fn: Callable[..., list[float]], responses: list[str], solutions: list[str]
+) -> tuple[float, list[float]]:
     from lit_triune.boxes import _shared_truth
 
     math_cases._clear_caches()
@@ -133,9 +150,13 @@ def compare(label: str, sides: dict[str, Callable[..., list[float]]], responses:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--released", required=True, type=Path, help="the released server's reward_server/ directory")
+    parser.add_argument(
+        "--released", required=True, type=Path, help="the released server's reward_server/ directory"
+    )
     parser.add_argument("--samples", type=int, default=64, help="math ground truths (groups)")
-    parser.add_argument("--group", type=int, default=8, help="completions per ground truth (math and detection)")
+    parser.add_argument(
+        "--group", type=int, default=8, help="completions per ground truth (math and detection)"
+    )
     parser.add_argument("--detection", type=int, default=32, help="detection ground truths (groups)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

@@ -158,4 +158,6 @@ def coco_map(
 def _mean_scored(table: np.ndarray) -> float:
     """Mean over the cells that were scored (not -1), in C order as pycocotools takes it; -1 if none."""
     scored = table[table > -1]
-    return -1.0 if scored.size == 0 else float(np.add.reduce(scored) / scored.size)  # np.mean's sum, less overhead
+    return (
+        -1.0 if scored.size == 0 else float(np.add.reduce(scored) / scored.size)
+    )  # np.mean's sum, less overhead

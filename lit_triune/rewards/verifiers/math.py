@@ -347,7 +347,11 @@ class Gold:
     __slots__ = ("truth", "plain", "letter", "_parsed", "verdicts")
 
     def __init__(
-        self, truth: str, plain: PlainNumber | None, letter: str | None = None, parsed: list[Any] | None = None
+        self,
+        truth: str,
+        plain: PlainNumber | None,
+        letter: str | None = None,
+        parsed: list[Any] | None = None,
     ) -> None:
         self.truth = truth  # clipped and stripped
         self.plain = plain  # the plain number it is, for the fast path; None: math-verify decides

@@ -52,7 +52,22 @@ def test_every_letter_pair_in_every_layout_equals_math_verify():
 def test_letter_golds_against_other_answers_fall_through_to_the_same_verdicts():
     """Lower-case letters, numbers, LaTeX and hedges against letter golds: the fast path stays out of the way."""
     read_gold.cache_clear()
-    answers = ["a", "b", "e", "(A)", "\\text{A}", "A.", "1", "0.5", "\\sqrt{2}", "x", "A, B", "\\pi", "E", "I"]
+    answers = [
+        "a",
+        "b",
+        "e",
+        "(A)",
+        "\\text{A}",
+        "A.",
+        "1",
+        "0.5",
+        "\\sqrt{2}",
+        "x",
+        "A, B",
+        "\\pi",
+        "E",
+        "I",
+    ]
     for g in ["A", "B", "E", "I", "$C$"]:
         for a in answers:
             for layout in ANSWER_LAYOUTS[:3] + ANSWER_LAYOUTS[-1:]:

@@ -62,7 +62,9 @@ def _ours(gold: str, response: str) -> tuple[float, str | None]:
 def test_every_plain_gold_parses_so_its_lazy_parse_never_turns_into_a_spec_failure():
     rng = random.Random(3)
     golds = [f for f in FORMS if read_plain(f) is not None]
-    golds += [f"{'-' if rng.random() < 0.3 else ''}{rng.randint(0, 10**rng.randint(1, 15))}" for _ in range(60)]
+    golds += [
+        f"{'-' if rng.random() < 0.3 else ''}{rng.randint(0, 10 ** rng.randint(1, 15))}" for _ in range(60)
+    ]
     golds += [f"\\boxed{{{rng.randint(1, 999)}/{rng.randint(1, 999)}}}" for _ in range(20)]
     golds += [f"${rng.randint(0, 99999) / 1000:g}$" for _ in range(20)]
     for gold in golds:
@@ -109,7 +111,16 @@ def test_a_repeated_answer_is_judged_once():
     mv._judge = counting
     try:
         rm = {"verifier": "mathverify", "ground_truth": "$\\sqrt{2}$"}
-        answers = ["\\sqrt{2}", "\\sqrt{2}", "\\frac{\\sqrt{8}}{2}", "\\sqrt{2}", "2", "2", "\\sqrt{3}", "\\sqrt{2}"]
+        answers = [
+            "\\sqrt{2}",
+            "\\sqrt{2}",
+            "\\frac{\\sqrt{8}}{2}",
+            "\\sqrt{2}",
+            "2",
+            "2",
+            "\\sqrt{3}",
+            "\\sqrt{2}",
+        ]
         got = [FAST.score(f"<answer>\\boxed{{{a}}}</answer>", rm, CTX).accuracy for a in answers]
     finally:
         mv._judge = real
