@@ -150,7 +150,9 @@ def _why(gold: str) -> str | None:
     from math_verify import parse
 
     if not parse(gold.lower(), parsing_timeout=None):
-        return "plain reads no gold (parse(gold.lower()) == [], so verify is False for every completion)"
+        if parse(gold, parsing_timeout=None):
+            return "plain reads no gold after lowercasing (parse(gold.lower()) == [] but parse(gold) != [])"
+        return "plain reads no gold, lowercased or not (parse(gold) == parse(gold.lower()) == []: verify is False)"
     return None
 
 
