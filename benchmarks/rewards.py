@@ -11,12 +11,25 @@ should read the same answer and the verdicts must agree.
 - plain: per completion `parse(gold.lower())`, `parse(response.lower())`, `verify(gold, answer)`
   (math-verify's own SIGALRM timeouts off, as our verifier runs it; that only makes plain faster);
 - ours: `lit_triune.rewards.score_batch`, the whole in-process reward (format reward, spec checks,
-  5 s budget included): the ground truth read once per group, plain numbers judged without sympy.
+  5 s budget included): the ground truth read once per group, plain numbers judged without sympy,
+  a group's repeated answers judged once.
+
+Agreement is reported twice. `agree` is against plain as it stands. One class of cases differs there,
+and not because of us: plain math-verify reads *nothing* from a bare-letter gold (`parse('A')` and
+`parse('a')` are both `[]`: its `ExprExtractionConfig` matches only numbers and numeric expressions,
+its `LatexExtractionConfig` only delimited LaTeX -- the lowercasing plays no part), and `verify([], x)`
+is False, so plain marks every letter completion wrong, the right ones too. `ref` is the reference:
+plain math-verify called the same way, except that a gold it reads nothing from is handed to it in
+math mode, `$A$` (the form math-verify's own examples use for golds). Each disagreement with plain
+is put in its class and counted; any that is not explained by that class is printed as unexplained.
+Timing is always plain as it stands (which, with an empty gold, is cheaper on letters than `ref`).
 
 CPU time (`time.process_time`) of this one process; the sides alternate `--rounds` times and each
-keeps its fastest round. Every cache (math-verify's and ours) is cleared before each round, so no
+keeps its fastest round (overall, and per kind: each kind's completions are also timed on their own
+every round). Every cache (math-verify's and ours) is cleared before each round, so no
 round profits from an earlier one. Prints agreement and the ratio per kind of ground truth and
-overall; the last line is `ratio: <plain / ours>` (CPU time per completion). `--pool` also times the
+overall; the last lines are `agreement: <ours vs ref>` and `ratio: <plain / ours>` (CPU time per
+completion). `--pool` also times the
 old mixed math + detection batch in-process vs `VerifierPool` (2 more processes).
 """
 
@@ -102,6 +115,7 @@ def cases(samples: int, group: int, seed: int) -> list[tuple[str, str, str]]:
 
 def _clear_caches() -> None:
     from math_verify import parser
+    from sympy.core.cache import clear_cache
 
     from lit_triune.rewards.verifiers.math import read_gold
 
@@ -109,7 +123,8 @@ def _clear_caches() -> None:
         fn = getattr(parser, name)
         if hasattr(fn, "cache_clear") and name not in ("get_extraction_regexes", "lazy_latex_regex", "lazy_expr_regex", "lazy_string_regex"):
             fn.cache_clear()  # parse caches, not the compiled regexes (those are set-up, kept by both)
-    read_gold.cache_clear()
+    read_gold.cache_clear()  # and with each gold the verdicts kept on it
+    clear_cache()  # sympy's: otherwise one side's sympy objects speed up the other's next round
 
 
 def plain(golds: list[str], responses: list[str]) -> list[bool]:
@@ -121,6 +136,24 @@ def plain(golds: list[str], responses: list[str]) -> list[bool]:
         a = parse(response.lower(), parsing_timeout=None)
         out.append(bool(verify(g, a, timeout_seconds=None)))
     return out
+
+
+def reference(golds: list[str], responses: list[str]) -> list[bool]:
+    """plain, except that a gold plain math-verify reads nothing from is given in math mode (`$A$`)."""
+    from math_verify import parse
+
+    return plain([f"${g}$" if not parse(g.lower(), parsing_timeout=None) else g for g in golds], responses)
+
+
+def _why(gold: str) -> str | None:
+    """The known class of a difference between plain and ours, or None (unexplained)."""
+    from math_verify import parse
+
+    if not parse(gold.lower(), parsing_timeout=None):
+        if parse(gold, parsing_timeout=None):
+            return "plain reads no gold after lowercasing (parse(gold.lower()) == [] but parse(gold) != [])"
+        return "plain reads no gold, lowercased or not (parse(gold) == parse(gold.lower()) == []: verify is False)"
+    return None
 
 
 def ours(golds: list[str], responses: list[str]) -> list[bool]:
@@ -195,31 +228,41 @@ def main() -> None:
     plain(golds[:16], responses[:16])  # imports and compiled regexes, outside the timing
     best = {"plain": float("inf"), "ours": float("inf")}
     verdicts: dict[str, list[bool]] = {}
-    per_kind = {"plain": Counter(), "ours": Counter()}  # CPU seconds by kind, fastest round overall
+    per_kind: dict[str, dict[str, float]] = {"plain": {}, "ours": {}}  # CPU s by kind, fastest round of each
     for _ in range(args.rounds):
         for side, fn in (("plain", plain), ("ours", ours)):
             spent, verdicts[side] = _cpu(fn, golds, responses)
-            if spent < best[side]:
-                best[side] = spent
-                per_kind[side] = _by_kind(fn, kinds, golds, responses)
+            best[side] = min(best[side], spent)
+            for kind, seconds in _by_kind(fn, kinds, golds, responses).items():
+                per_kind[side][kind] = min(per_kind[side].get(kind, float("inf")), seconds)
     n = len(data)
+    ref = reference(golds, responses)
     agree = [p == o for p, o in zip(verdicts["plain"], verdicts["ours"], strict=True)]
+    agree_ref = [r == o for r, o in zip(ref, verdicts["ours"], strict=True)]
     print(f"math: {args.samples} ground truths x {args.group} completions = {n}, one core, CPU time, "
-          f"best of {args.rounds} rounds; {sum(verdicts['plain'])} correct by plain math-verify")  # fmt: skip
-    print(f"{'kind':>10} {'n':>5} {'agree':>7} {'plain ms':>9} {'ours ms':>8} {'plain/ours':>11}")
+          f"best of {args.rounds} rounds; {sum(verdicts['plain'])} correct by plain math-verify, {sum(ref)} by ref")  # fmt: skip
+    print(f"{'kind':>10} {'n':>5} {'agree':>7} {'ref':>7} {'plain ms':>9} {'ours ms':>8} {'plain/ours':>11}")
     for kind in KINDS:
         idx = [i for i, k in enumerate(kinds) if k == kind]
         if idx:
             p, o = per_kind["plain"][kind] / len(idx) * 1e3, per_kind["ours"][kind] / len(idx) * 1e3
             share = 100.0 * sum(agree[i] for i in idx) / len(idx)
-            print(f"{kind:>10} {len(idx):5d} {share:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")
+            share_ref = 100.0 * sum(agree_ref[i] for i in idx) / len(idx)
+            print(f"{kind:>10} {len(idx):5d} {share:6.1f}% {share_ref:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")
     p, o = best["plain"] / n * 1e3, best["ours"] / n * 1e3
-    print(f"{'all':>10} {n:5d} {100.0 * sum(agree) / n:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")
-    for i in [i for i, a in enumerate(agree) if not a][:5]:
-        print(f"  disagree: gold {golds[i]!r}, response {responses[i][-60:]!r}: plain {verdicts['plain'][i]}, ours {verdicts['ours'][i]}")
+    print(f"{'all':>10} {n:5d} {100.0 * sum(agree) / n:6.1f}% {100.0 * sum(agree_ref) / n:6.1f}% {p:9.3f} {o:8.3f} {p / o:11.2f}")  # fmt: skip
+    classes = Counter(_why(golds[i]) for i, a in enumerate(agree) if not a)
+    for why, count in classes.items():
+        print(f"  differs from plain: {count} x {why or 'UNEXPLAINED'}")
+    for i in [i for i, a in enumerate(agree) if not a and _why(golds[i]) is None][:5]:
+        print(f"  unexplained: gold {golds[i]!r}, response {responses[i][-60:]!r}: plain {verdicts['plain'][i]}, ours {verdicts['ours'][i]}")  # fmt: skip
+    for i in [i for i, a in enumerate(agree_ref) if not a][:5]:
+        print(f"  differs from ref: gold {golds[i]!r}, response {responses[i][-60:]!r}: ref {ref[i]}, ours {verdicts['ours'][i]}")  # fmt: skip
     if args.pool:
         _pool_comparison()
-    print(f"agreement: {100.0 * sum(agree) / n:.1f}%")
+    print(f"agreement with plain: {100.0 * sum(agree) / n:.1f}% ({sum(not a for a in agree)} differ, "
+          f"{sum(classes[w] for w in classes if w is None)} unexplained)")  # fmt: skip
+    print(f"agreement: {100.0 * sum(agree_ref) / n:.1f}%")
     print(f"ratio: {p / o:.2f}")
 
 

@@ -108,17 +108,14 @@ def _interpolated(
 ) -> np.ndarray:  # [T, R]
     """Precision at each recall point: the best precision at that recall or beyond, 0 past the last detection."""
     n_t, n_d = tp.shape
-    out = np.zeros((n_t, len(RECALL_POINTS)))
     if n_d == 0:
-        return out
+        return np.zeros((n_t, len(RECALL_POINTS)))
     recall = tp / n_counted  # [T, D], non-decreasing along D
     precision = tp / (fp + tp + _EPS)  # [T, D]
-    envelope = np.flip(np.maximum.accumulate(np.flip(precision, axis=1), axis=1), axis=1)  # [T, D]
-    first_reaching = (recall[:, :, None] < RECALL_POINTS[None, None, :]).sum(axis=1)  # [T, R]: left bisection
-    reached = first_reaching < n_d
-    picked = np.take_along_axis(envelope, np.minimum(first_reaching, n_d - 1), axis=1)  # [T, R]
-    out[reached] = picked[reached]
-    return out
+    envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # [T, D]
+    first_reaching = (recall[:, :, None] < RECALL_POINTS).sum(axis=1)  # [T, R]: left bisection
+    picked = envelope[np.arange(n_t)[:, None], np.minimum(first_reaching, n_d - 1)]  # [T, R]
+    return np.where(first_reaching < n_d, picked, 0.0)
 
 
 def _outside(area: float) -> bool:
@@ -161,4 +158,6 @@ def coco_map(
 def _mean_scored(table: np.ndarray) -> float:
     """Mean over the cells that were scored (not -1), in C order as pycocotools takes it; -1 if none."""
     scored = table[table > -1]
-    return -1.0 if scored.size == 0 else float(np.mean(scored))
+    return (
+        -1.0 if scored.size == 0 else float(np.add.reduce(scored) / scored.size)
+    )  # np.mean's sum, less overhead

@@ -16,7 +16,8 @@ caller's budget bounds the call.
 
 The ground truth is read once per process (`read_gold`, cached): the G completions of a group share
 it. When gold and answer are both plain numbers, `plain_number` gives math-verify's verdict without
-sympy; whenever it is not certain, math-verify runs as before.
+sympy, and `choice_letter` when both are capital letters; whenever they are not certain, math-verify
+runs as before, and its verdict on an answer text is kept on the gold for the rest of the group (`judge`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +33,7 @@ import lit_triune.rewards._mathlog  # noqa: F401
 from lit_triune.rewards.registry import Verifier, register_verifier
 from lit_triune.rewards.result import Context, Verdict, failed
 from lit_triune.rewards.text import AnswerError, clip, single_answer_block
+from lit_triune.rewards.verifiers.choice_letter import read_letter
 from lit_triune.rewards.verifiers.math_compare import AnswerTooDear, check_answer, limited
 from lit_triune.rewards.verifiers.plain_number import PlainNumber, plain_verdict, read_plain
 
@@ -334,45 +335,75 @@ def read_answer(response: str) -> tuple[str, list[Any]]:
     return text, config
 
 
-@dataclass(frozen=True)
 class Gold:
-    """A ground truth read once per process and shared by every completion of its group."""
+    """A ground truth read once per process and shared by every completion of its group.
 
-    parsed: list[Any]  # math-verify's parse: [sympy expression, extracted string], or [] if unparseable
-    plain: PlainNumber | None  # the plain number it is, for the fast path; None: math-verify decides
+    A plain-number or capital-letter gold is read by `read_plain` / `read_letter` alone; math-verify parses
+    it only when a completion falls through the fast path (`parsed`, computed at most once). math-verify
+    parses every such form (tested: tests/rewards/verifiers/test_math_group_cache.py), so such a gold is
+    never a `spec` failure.
+    """
+
+    __slots__ = ("truth", "plain", "letter", "_parsed", "verdicts")
+
+    def __init__(
+        self,
+        truth: str,
+        plain: PlainNumber | None,
+        letter: str | None = None,
+        parsed: list[Any] | None = None,
+    ) -> None:
+        self.truth = truth  # clipped and stripped
+        self.plain = plain  # the plain number it is, for the fast path; None: math-verify decides
+        self.letter = letter  # the multiple-choice letter it is (A-Z), for the fast path
+        self._parsed = parsed
+        # math-verify's verdicts on the answers read so far, by (answer text, anchored config): see `judge`
+        self.verdicts: dict[tuple[str, bool], tuple[float, str | None, str | None]] = {}
+
+    @property
+    def parsed(self) -> list[Any]:
+        """math-verify's parse: [sympy expression, extracted string], or [] if unparseable."""
+        if self._parsed is None:
+            self._parsed = _parse_gold(self.truth)
+        return self._parsed
 
 
-@lru_cache(maxsize=256)
-def read_gold(truth: str) -> Gold:
-    """Ground truth parsed like an answer block (so '2^{10}' is 1024, not the 2 an extractor finds first)."""
+def _parse_gold(truth: str) -> list[Any]:
     from math_verify import parse
 
-    truth = clip(truth, MAX_ANSWER_CHARS).strip()
     try:
         text, config = read_block(truth)
         gold = parse(text, extraction_config=config, parsing_timeout=None)
     except AnswerError:
         gold = []
-    parsed = gold or parse(truth, parsing_timeout=None)
-    return Gold(parsed, read_plain(truth) if parsed else None)
+    return gold or parse(truth, parsing_timeout=None)
+
+
+@lru_cache(maxsize=256)
+def read_gold(truth: str) -> Gold:
+    """Ground truth parsed like an answer block (so '2^{10}' is 1024, not the 2 an extractor finds first)."""
+    truth = clip(truth, MAX_ANSWER_CHARS).strip()
+    plain = read_plain(truth)
+    letter = read_letter(truth) if plain is None else None
+    if plain is not None or letter is not None:
+        return Gold(truth, plain, letter)
+    return Gold(truth, None, None, _parse_gold(truth))
 
 
 @register_verifier("mathverify")
 class MathVerifier(Verifier):
-    fast_path = True  # plain numbers judged by `plain_number` (math-verify's verdicts, without sympy)
+    fast_path = True  # plain numbers and capital letters judged without sympy (math-verify's verdicts)
 
     def check(self, reward_model: Mapping[str, Any]) -> None:
         _truth(reward_model)
 
     def score(self, response: str, reward_model: Mapping[str, Any], ctx: Context) -> Verdict:
-        from math_verify import parse, verify
-
         try:
             truth = _truth(reward_model)
         except ValueError as err:
             return failed("spec", str(err))
         gold = read_gold(truth)
-        if not gold.parsed:
+        if gold.plain is None and gold.letter is None and not gold.parsed:
             return failed("spec", f"ground truth is not parseable by math-verify: {truth[:200]!r}")
         try:
             text, config = read_answer(response)
@@ -383,13 +414,45 @@ class MathVerifier(Verifier):
             same = plain_verdict(gold.plain, answer) if answer is not None else None
             if same is not None:
                 return Verdict(1.0 if same else 0.0)
-        pred = parse(text, extraction_config=config, parsing_timeout=None)
-        if not pred:
-            return Verdict(0.0, failure="parse", detail="no answer read from the completion")
-        try:
-            check_answer(pred)
-            with limited():  # the comparison limits of math_compare, checked before each dear sympy call
-                same = verify(gold.parsed, pred, timeout_seconds=None)
-        except AnswerTooDear as err:
-            return Verdict(0.0, failure="parse", detail=str(err.args[0]) if err.args else "answer too dear to compare")
-        return Verdict(1.0 if same else 0.0)
+        if self.fast_path and gold.letter is not None:
+            letter = read_letter(text)
+            if letter is not None:
+                return Verdict(1.0 if letter == gold.letter else 0.0)
+        if not gold.parsed:  # not reached: every plain or letter gold parses (tested)
+            return failed("spec", f"ground truth is not parseable by math-verify: {truth[:200]!r}")
+        accuracy, failure, detail = judge(gold, text, config is _configs()[1])
+        return Verdict(accuracy, failure=failure, detail=detail)
+
+
+MAX_VERDICTS_PER_GOLD = 256
+
+
+def judge(gold: Gold, text: str, anchored: bool) -> tuple[float, str | None, str | None]:
+    """(accuracy, failure, detail): math-verify's verdict on one read answer `text` against `gold`.
+
+    Kept on the gold: the G completions of a GRPO group share it and often write the same answer, and
+    math-verify's parse and verify are deterministic, so a repeat costs a lookup and gives the same
+    verdict. A call stopped by the time budget raises and leaves nothing behind.
+    """
+    key = (text, anchored)
+    hit = gold.verdicts.get(key)
+    if hit is None:
+        hit = _judge(gold, text, anchored)
+        if len(gold.verdicts) < MAX_VERDICTS_PER_GOLD:
+            gold.verdicts[key] = hit
+    return hit
+
+
+def _judge(gold: Gold, text: str, anchored: bool) -> tuple[float, str | None, str | None]:
+    from math_verify import parse, verify
+
+    pred = parse(text, extraction_config=_configs()[1 if anchored else 0], parsing_timeout=None)
+    if not pred:
+        return 0.0, "parse", "no answer read from the completion"
+    try:
+        check_answer(pred)
+        with limited():  # the comparison limits of math_compare, checked before each dear sympy call
+            same = verify(gold.parsed, pred, timeout_seconds=None)
+    except AnswerTooDear as err:
+        return 0.0, "parse", str(err.args[0]) if err.args else "answer too dear to compare"
+    return (1.0 if same else 0.0), None, None

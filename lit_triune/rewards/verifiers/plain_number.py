@@ -46,7 +46,7 @@ class PlainNumber:
     decimal: bool  # written with a decimal point: a sympy Float to math-verify
 
 
-def _unwrap(text: str) -> str:
+def unwrap(text: str) -> str:
     """The inside of at most one `$...$` and then at most one `\\boxed{...}`, stripped."""
     text = text.strip()
     if len(text) >= 2 and text[0] == "$" == text[-1] and "$" not in text[1:-1]:
@@ -61,7 +61,7 @@ def read_plain(text: str) -> PlainNumber | None:
     """The plain number `text` is (optionally in `$...$` / `\\boxed{}`), or None: then math-verify decides."""
     if len(text) > 80:
         return None
-    m = _PLAIN.fullmatch(_unwrap(text))
+    m = _PLAIN.fullmatch(unwrap(text))
     if m is None:
         return None
     sign = -1 if m["neg"] else 1
