@@ -38,6 +38,7 @@ def test_frozen_vit_quick() -> None:
     assert RATIO.match(_last_line("frozen_vit.py", "--quick"))
 
 
+@pytest.mark.slow
 def test_update_micro_batches_quick() -> None:
     assert RATIO.match(_last_line("update_micro_batches.py", "--prompts", "6", "--group", "2", "--micro", "4",
                                   "--steps", "1", "--rounds", "1"))

@@ -120,6 +120,7 @@ def test_metadata_declares_only_lightning_and_torchmetrics(standalone_python: Pa
     assert top == {"triune_callbacks"}, top  # no module named `callbacks` is installed
 
 
+@pytest.mark.slow
 def test_foreign_project_with_its_own_callbacks_py(standalone_python: Path, tmp_path: Path) -> None:
     project = tmp_path / "foreign"
     project.mkdir()

@@ -135,6 +135,7 @@ def test_notebook_is_committed_without_outputs() -> None:
     assert "parameters" in code[0].metadata.get("tags", [])
 
 
+@pytest.mark.slow
 def test_notebook_writes_figures_for_the_log_dir_from_env(
     runs: Path, kernel_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,6 +156,7 @@ def test_notebook_writes_figures_for_the_log_dir_from_env(
     assert f"per-layer gradient norms compared at step {vit_last}\n" in text  # the same step for both
 
 
+@pytest.mark.slow
 def test_notebook_defaults_to_the_newest_run(
     runs: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +261,7 @@ def test_dev_extra_installs_what_jupyter_execute_needs() -> None:
     assert any(r.startswith("jupyter-core") or r.startswith("jupyter_core") for r in importlib.metadata.requires("nbclient"))
 
 
+@pytest.mark.slow
 def test_documented_command_runs_from_the_repository_root(runs: Path, tmp_path: Path) -> None:
     """Exactly the documented command, from the repository root, with a relative LIT_TRIUNE_LOG_DIR (the
     kernel starts in notebooks/; the notebook resolves the path from $PWD as the shell sets it)."""

@@ -225,6 +225,7 @@ ANSWERS = ["7", "7.0", "\\frac{14}{2}", "-3", "\\frac{2}{4}", "0.5", "\\frac{\\s
            "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\pi", "e", "\\infty", "x", "2x", "\\frac{\\pi}{4}"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_below_the_limits_the_verdicts_are_math_verifys():
     from math_verify import parse, verify
 

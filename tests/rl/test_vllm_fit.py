@@ -72,6 +72,7 @@ class _Probe(Callback):
         self.gaps["initial"] = (sampled - fresh).abs()[mask].max().item()
 
 
+@pytest.mark.slow
 def test_tiny_fit_with_vllm_engine_samples_from_updated_weights(tmp_path: Path) -> None:
     cli = cli_main(
         ["-c", str(REPO / "conf" / "tiny.yaml"), f"--trainer.callbacks+={json.dumps(ENGINE)}",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,7 @@ def test_probe_reads_a_quadrant_code_and_not_noise():
     assert probe(noise) < 0.40  # chance is 0.25
 
 
+@pytest.mark.slow
 def test_script_prints_every_palette_and_object_size(tiny_model_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--policy", str(tiny_model_path), "--images", "10",

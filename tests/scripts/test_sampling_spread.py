@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^(ocr|grounding) +accuracy@T=1 [01]\.\d\d  pass@2 [01]\.\d\d  groups with reward spread [01]\.\d\d  "
                   r"distinct answers per group \d\.\d$")
 
 
+@pytest.mark.slow
 def test_prints_one_line_per_task_on_a_policy_directory(tiny_model_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sampling_spread.py"), str(tiny_model_path),

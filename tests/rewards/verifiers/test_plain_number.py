@@ -59,6 +59,7 @@ def test_plain_numbers_are_read_exactly(text, value, decimal):
     assert got is not None and got.decimal is decimal and float(got.value) == pytest.approx(value)
 
 
+@pytest.mark.slow
 def test_fast_verdicts_equal_math_verify_on_the_grid():
     """Every gold x answer pair of tricky forms, in every answer layout: where the fast path answers,
     its verdict is the verifier's math-verify verdict; and it does answer most plain pairs."""
@@ -78,6 +79,7 @@ def test_fast_verdicts_equal_math_verify_on_the_grid():
     assert answered > 0.6 * len(PLAIN) ** 2, (answered, total)
 
 
+@pytest.mark.slow
 def test_fast_verdicts_equal_plain_math_verify_on_bare_strings():
     """The same verdicts as math-verify called on the bare strings (gold and answer parsed alike)."""
     from math_verify import parse, verify
