@@ -32,7 +32,7 @@ from typing import Any
 
 from lit_triune.rewards.lean_mp import PROCESS_CLASSES, check_supported
 from lit_triune.rewards.result import FAILURES, make_result
-from lit_triune.rewards.scoring import score_sample
+from lit_triune.rewards.scoring import batch_image_sizes, score_sample
 from lit_triune.rewards.worker import worker_main
 
 _log = logging.getLogger("lit_triune.rewards.worker")
@@ -160,12 +160,7 @@ class VerifierPool:
         compat: str | None = None,
     ) -> list[dict]:
         """Score a batch; results in input order."""
-        if len(responses) != len(reward_models) or (
-            image_sizes is not None and len(image_sizes) != len(responses)
-        ):
-            raise ValueError(f"got {len(responses)} responses, {len(reward_models)} reward_models and "
-                             f"{'no' if image_sizes is None else len(image_sizes)} image_sizes; lengths must match")  # fmt: skip
-        sizes = image_sizes if image_sizes is not None else [None] * len(responses)
+        sizes = batch_image_sizes(responses, reward_models, image_sizes)
         futures = [
             self.submit(r, rm, s, iou_threshold, compat)
             for r, rm, s in zip(responses, reward_models, sizes, strict=True)

@@ -158,6 +158,20 @@ def score(
     )
 
 
+def batch_image_sizes(
+    responses: Sequence[str],
+    reward_models: Sequence[dict],
+    image_sizes: Sequence[tuple[int, int] | None] | None,
+) -> list[tuple[int, int] | None]:
+    """A batch's image sizes, one a response (None where none was given); a clear error when the lengths differ."""
+    if len(responses) != len(reward_models) or (image_sizes is not None and len(image_sizes) != len(responses)):
+        raise ValueError(
+            f"responses ({len(responses)}), reward_models ({len(reward_models)}) and image_sizes "
+            f"({'None' if image_sizes is None else len(image_sizes)}) must have the same length"
+        )
+    return list(image_sizes) if image_sizes is not None else [None] * len(responses)
+
+
 def score_batch(
     responses: Sequence[str],
     reward_models: Sequence[dict],
@@ -167,14 +181,7 @@ def score_batch(
     compat: str | None = None,
 ) -> list[dict]:
     """`score` over a batch in this process, in input order. Use `VerifierPool` to run it in parallel."""
-    if len(responses) != len(reward_models) or (
-        image_sizes is not None and len(image_sizes) != len(responses)
-    ):
-        raise ValueError(
-            f"responses ({len(responses)}), reward_models ({len(reward_models)}) and image_sizes "
-            f"({'None' if image_sizes is None else len(image_sizes)}) must have the same length"
-        )
-    sizes = image_sizes if image_sizes is not None else [None] * len(responses)
+    sizes = batch_image_sizes(responses, reward_models, image_sizes)
     return [
         score(r, rm, image_size=s, iou_threshold=iou_threshold, compat=compat)
         for r, rm, s in zip(responses, reward_models, sizes, strict=True)

@@ -199,3 +199,14 @@ def test_module_score_batch_keeps_order_and_checks_lengths():
     assert [r["accuracy"] for r in out] == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="same length"):
         score_batch(["a"], rms)
+
+
+def test_batch_image_sizes_is_the_one_length_check_of_score_batch_and_the_pool():
+    from lit_triune.rewards.scoring import batch_image_sizes
+
+    rms = [{"verifier": "counting", "ground_truth": 1}] * 2
+    assert batch_image_sizes(["a", "b"], rms, None) == [None, None]
+    assert batch_image_sizes(["a", "b"], rms, [(4, 4), None]) == [(4, 4), None]
+    for responses, sizes in ((["a"], None), (["a", "b"], [(4, 4)])):
+        with pytest.raises(ValueError, match="must have the same length"):
+            batch_image_sizes(responses, rms, sizes)
