@@ -69,6 +69,7 @@ def test_the_hooked_functions_are_the_ones_math_verify_calls():
     # looked up as module globals at call time, so the wrappers are what math-verify runs
     assert "sympy_symbolic_eq" in grader.sympy_expr_eq.__code__.co_names
     assert "sympy_solve_and_compare" in grader.sympy_compare_relational.__code__.co_names
+    assert "sympy_compare_sets" in grader.sympy_expr_eq.__code__.co_names
 
 
 def test_outside_limited_math_verify_is_untouched():
@@ -213,6 +214,29 @@ def test_rule5_equations_are_solved_only_without_functions():
     _inside("x > 3", "\\sqrt{x} > \\sqrt{3}")
     _outside("2x = 6", "e^{x} = e^{3}", "function applications to solve")
     _outside("x > 3", "\\ln(x) > \\ln(3)", "function applications to solve")
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer"),
+    [("[0, 1)", "\\sin(\\ln(\\pi))"), ("[0, 1)", "0.5"), ("[0, 1)", "\\{0, 1\\}"), ("(1, 2)", "\\{1, 2\\}"),
+     ("(1, 2)", "\\{2, 1\\}"), ("(1, 2)", "\\{1, 3\\}"), ("(0, \\infty)", "5"), ("(-\\infty, 1) \\cup (2, 3)", "\\{1, 2\\}"),
+     ("\\mathbb{R}", "x"), ("\\{1, 2\\}", "[1, 2]"), ("7", "(1, 2)"), ("\\{7\\}", "[7, 7]")],
+)  # fmt: skip
+def test_rule6_a_finite_set_against_an_infinite_one_keeps_math_verifys_verdict(gold, answer):
+    _inside(gold, answer)
+
+
+def test_rule6_skips_only_the_symmetric_difference():
+    from sympy import FiniteSet, Interval, S, Symbol
+
+    from lit_triune.rewards.verifiers.math_compare import _finite_against_infinite
+
+    assert _finite_against_infinite(Interval(0, 1), FiniteSet(S.Half))
+    assert _finite_against_infinite(FiniteSet(1, 2), S.Reals)
+    assert not _finite_against_infinite(Interval(0, 1), Interval(0, 2))  # math-verify compares intervals itself
+    assert not _finite_against_infinite(FiniteSet(1), FiniteSet(1, 2))
+    a = Symbol("a")
+    assert not _finite_against_infinite(FiniteSet(1), Interval(a, 1))  # may be [1, 1] = {1}: sympy cannot tell
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts

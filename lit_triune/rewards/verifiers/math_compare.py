@@ -34,6 +34,14 @@ Before each `solve` (math-verify solves both sides when a relational gold meets 
 
 5. the answer has no function application and at most `MAX_NODES` nodes.
 
+In `sympy_compare_sets` (a set, interval or tuple on either side):
+
+6. a finite set (or a single value, which math-verify wraps in one) against a set sympy knows is infinite
+   (`is_finite_set is False`: an interval with numeric ends, a union holding one, the reals) skips the
+   `symmetric_difference(...).is_empty` check, which cannot be true for them and cost 30-80 ms CPU
+   (`\\sin(\\ln(\\pi))` against `[0, 1)`: sympy decides whether the value lies in the interval); the rest of
+   math-verify's function runs as shipped. Like rule 2, this is math-verify's verdict, not a limit.
+
 Below the limits the comparison is math-verify's own code, unchanged, and its verdict is kept:
 tests/rewards/test_math_compare.py holds each limit just inside (verdict as math-verify's) and just outside
 (`parse`) and compares verdicts with plain math-verify on a grid; benchmarks/math_compare.py does so on
@@ -283,7 +291,47 @@ def _solve_and_compare(original: Any) -> Any:
     return sympy_solve_and_compare
 
 
-HOOKED = ("sympy_symbolic_eq", "sympy_solve_and_compare")
+def _finite_against_infinite(a_set: Any, b_set: Any) -> bool:
+    """One side a FiniteSet, the other a Set that sympy knows is infinite (rule 6)."""
+    from sympy import FiniteSet, Set
+
+    for finite, other in ((a_set, b_set), (b_set, a_set)):
+        if isinstance(finite, FiniteSet) and isinstance(other, Set) and not isinstance(other, FiniteSet):
+            try:
+                if other.is_finite_set is False:
+                    return True
+            except Exception:  # noqa: BLE001 - sympy could not tell: math-verify decides as shipped
+                return False
+    return False
+
+
+def _compare_sets(original: Any) -> Any:
+    def sympy_compare_sets(gold: Any, pred: Any, float_rounding: int, numeric_precision: int) -> bool:
+        if not _active.get():
+            return original(gold, pred, float_rounding, numeric_precision)
+        import math_verify.grader as grader
+        from sympy import FiniteSet, Interval, Set, Tuple
+
+        a_set = gold if isinstance(gold, (Set, Tuple)) else FiniteSet(gold)
+        b_set = pred if isinstance(pred, (Set, Tuple)) else FiniteSet(pred)
+        if not _finite_against_infinite(a_set, b_set):
+            return original(gold, pred, float_rounding, numeric_precision)
+        # math-verify's function (math_verify/grader.py, 0.9) for this pair, without the symmetric difference,
+        # which is never empty here: not both intervals, not both finite sets / tuples
+        if a_set == b_set:
+            return True
+        deep = grader.sympy_deep_compare_set_and_tuple
+        if isinstance(a_set, Interval) and isinstance(b_set, FiniteSet) and a_set.is_open and len(b_set) == 2:
+            return deep(Tuple(a_set.start, a_set.end), b_set, float_rounding, numeric_precision)
+        if isinstance(b_set, Interval) and isinstance(a_set, FiniteSet) and b_set.is_open and len(a_set) == 2:
+            return deep(a_set, Tuple(b_set.start, b_set.end), float_rounding, numeric_precision)
+        return False
+
+    sympy_compare_sets.__wrapped__ = original  # type: ignore[attr-defined]
+    return sympy_compare_sets
+
+
+HOOKED = ("sympy_symbolic_eq", "sympy_solve_and_compare", "sympy_compare_sets")
 
 
 def install() -> None:
@@ -295,4 +343,5 @@ def install() -> None:
 
     grader.sympy_symbolic_eq = _symbolic_eq(grader.sympy_symbolic_eq)
     grader.sympy_solve_and_compare = _solve_and_compare(grader.sympy_solve_and_compare)
+    grader.sympy_compare_sets = _compare_sets(grader.sympy_compare_sets)
     _installed = True
