@@ -138,6 +138,16 @@ def test_rule2_certainly_different_answers_get_math_verifys_verdict(answer):
         _inside(gold, answer)
 
 
+def test_rule2_an_unevaluated_exact_zero_is_evaluated_again():
+    from sympy import Add, Pow, Rational, Symbol, pi, sin
+
+    x = Symbol("x", real=True)
+    diff = sin(x) - Pow(Add(7, -sin(pi, evaluate=False), evaluate=False), 2, evaluate=False)  # strict evalf fails
+    assert certainly_nonzero(diff)
+    assert not certainly_nonzero(Add(Rational(1, 2), -sin(pi / 6, evaluate=False), evaluate=False))  # zero: simplify
+    _inside("\\sin x", "{7 - \\sin(\\pi)}^{2}")
+
+
 def test_rule2_equal_answers_still_go_to_simplify():
     _inside("\\frac{1+\\sqrt{5}}{4}", "\\cos(\\frac{\\pi}{5})")  # equal: not 'certainly non-zero'
     _inside("\\sqrt{2}", "\\frac{2}{\\sqrt{2}}")

@@ -20,7 +20,8 @@ Before `verify` (`check_answer`):
 Inside `verify`, before each `simplify(gold - answer)`:
 
 2. a difference that is certainly not zero is *not equal*, without `simplify`: a constant whose value,
-   evaluated with sympy's `evalf(strict=True)` to `NUMERIC_DIGITS` correct digits, is not 0, or an
+   evaluated with sympy's `evalf(strict=True)` to `NUMERIC_DIGITS` correct digits (after `doit()` when an
+   unevaluated exact zero such as `\\sin(\\pi)` stops that: 75-135 ms of simplify), is not 0, or an
    expression in assumption-free variables whose value at one exact generic point (`_POINT`) is provably
    not 0. This is math-verify's verdict, not a limit: `simplify` returns an expression with the same
    values wherever the original is defined, and one that is not 0 somewhere is never `is_zero`;
@@ -248,16 +249,29 @@ def certainly_nonzero(diff: Any) -> bool:
             return False
         if _largest_power(diff) > MAX_VALUE_DIGITS:  # e^{10^{39} x} at the point: too large to evaluate
             return False
-    try:
-        value = diff.evalf(NUMERIC_DIGITS, strict=True)  # PrecisionExhausted if any digit is uncertain
-        parts = [p for p in value.as_real_imag() if p != 0]
-    except Exception:  # noqa: BLE001 - not evaluable to full precision: simplify decides
+    parts = _strict_parts(diff)
+    if parts is None:  # an exact zero inside, unevaluated (`7 - \\sin(\\pi)`): evaluated again, the same value
+        try:
+            parts = _strict_parts(diff.doit())
+        except Exception:  # noqa: BLE001 - simplify decides
+            return False
+    if parts is None:
         return False
     return (
         bool(parts)
         and all(isinstance(p, Float) for p in parts)
         and any(abs(p) > NONZERO_BELOW for p in parts)
     )
+
+
+def _strict_parts(value: Any) -> list[Any] | None:
+    """The non-zero real and imaginary parts of `value` evaluated to `NUMERIC_DIGITS` correct digits, or None
+    when sympy cannot certify them (strict evalf: an exact zero it cannot tell from a tiny number)."""
+    try:
+        evaluated = value.evalf(NUMERIC_DIGITS, strict=True)  # PrecisionExhausted if any digit is uncertain
+        return [p for p in evaluated.as_real_imag() if p != 0]
+    except Exception:  # noqa: BLE001 - not evaluable to full precision
+        return None
 
 
 def _symbolic_eq(original: Any) -> Any:
