@@ -138,6 +138,14 @@ def test_rule2_certainly_different_answers_get_math_verifys_verdict(answer):
         _inside(gold, answer)
 
 
+def test_rule7_a_logarithm_of_a_non_real_number():
+    _outside("7", "\\ln(\\ln(-3))", "logarithm of a non-real number")
+    _outside("\\frac{\\sqrt{3}}{2}", "\\log_{2}(\\log_{2}(\\ln(0.5)))", "logarithm of a non-real number")
+    _inside("7", "\\ln(-3)")  # one logarithm of a negative number: compared
+    _inside("2", "\\log_{2}(\\log_{2}(16))")  # nested logarithms of positive numbers: compared (paid)
+    assert _ours("2", "\\log_{2}(\\log_{2}(16))")[0] == 1.0
+
+
 def test_rule2_an_unevaluated_exact_zero_is_evaluated_again():
     from sympy import Add, Pow, Rational, Symbol, pi, sin
 

@@ -15,7 +15,10 @@ Before `verify` (`check_answer`):
    math-verify does for non-integer golds -- needs that many digits of pi; `math_limits` estimates the
    same from the text where it can see the numbers);
 1. no unevaluated limit, sum, product, integral or derivative in the answer: math-verify would evaluate
-   it (`doit`, numeric quadrature); such an answer restates a problem, it does not answer it.
+   it (`doit`, numeric quadrature); such an answer restates a problem, it does not answer it;
+7. no logarithm of a constant with a non-real value (`\\ln(\\ln(-3))`, `\\log_{2}(\\log_{2}(\\ln(0.5)))`): sympy's
+   `evalf` of it, which math-verify's numeric comparison runs first, builds `Abs` of a complex logarithm
+   symbolically (120-150 ms CPU); one logarithm of a negative number (`\\ln(-3)`) is cheap and still compared.
 
 Inside `verify`, before each `simplify(gold - answer)`:
 
@@ -131,7 +134,7 @@ def _largest_power(expr: Any) -> float:
 
 
 def check_answer(parsed: list[Any]) -> None:
-    """Rules 0 and 1 on math-verify's parse of the answer; raises AnswerTooDear."""
+    """Rules 0, 1 and 7 on math-verify's parse of the answer; raises AnswerTooDear."""
     from sympy import Basic
     from sympy.matrices import MatrixBase
 
@@ -144,6 +147,24 @@ def check_answer(parsed: list[Any]) -> None:
         digits = _largest_power(expr)
         if digits > MAX_VALUE_DIGITS:
             raise AnswerTooDear(f"a power of about {digits:.3g} digits (at most {MAX_VALUE_DIGITS})")
+        if _log_of_complex(expr):
+            raise AnswerTooDear("the logarithm of a non-real number (a logarithm of a negative one's logarithm)")
+
+
+def _log_of_complex(expr: Any) -> bool:
+    """Rule 7: a logarithm of a constant whose value has an imaginary part. Inner logarithms are looked at first,
+    so each argument evaluated here holds only logarithms of real numbers (cheap to evaluate)."""
+    from sympy import Float, log, postorder_traversal
+
+    for node in postorder_traversal(expr):
+        if isinstance(node, log) and not node.free_symbols:
+            try:
+                imag = node.args[0].evalf(15).as_real_imag()[1]
+            except Exception:  # noqa: BLE001 - not a number: nothing to bound
+                continue
+            if isinstance(imag, Float) and imag != 0:
+                return True
+    return False
 
 
 def _size(expr: Any) -> tuple[int, int, int]:
