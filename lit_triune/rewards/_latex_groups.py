@@ -60,7 +60,10 @@ class Groups:
             for t in state.transitions if state is not None else ():
                 if isinstance(t, RuleTransition) or t.isEpsilon:
                     continue
-                if type(t) not in (AtomTransition, SetTransition):  # a NotSet or wildcard label would read wrong
+                if type(t) not in (
+                    AtomTransition,
+                    SetTransition,
+                ):  # a NotSet or wildcard label would read wrong
                     raise GroupsUnsupported(f"{type(t).__name__} in the parser's ATN")
                 self.labels[t] = frozenset(_values(t.label))
                 self._source[t] = state
@@ -74,7 +77,9 @@ class Groups:
         self.bar, self.bar_inside, self.eval_next = self._bars(parser_cls)
         self._inside: dict[Any, frozenset[int]] = {}
         self._after_close: dict[Any, frozenset[int]] = {}
-        self._after: dict[tuple[int, ...], tuple[frozenset[int], dict[int, list[tuple[frozenset[int], frozenset[int]]]]]] = {}
+        self._after: dict[
+            tuple[int, ...], tuple[frozenset[int], dict[int, list[tuple[frozenset[int], frozenset[int]]]]]
+        ] = {}
 
     # ------------------------------------------------------------------ tables
     def _step(self, t: Any) -> int:
@@ -119,7 +124,9 @@ class Groups:
         after_eval: set[int] = set()
         for state, t in uses:
             if names[state.ruleIndex] == "eval_at":
-                after_eval |= set().union(*(self.labels[u] for _, u in self.first([t.target], leave_rules=False) or []))
+                after_eval |= set().union(
+                    *(self.labels[u] for _, u in self.first([t.target], leave_rules=False) or [])
+                )
                 continue
             level, todo, seen = self.depth[state.stateNumber], [t.target], {t.target.stateNumber}
             while todo:  # from an abs_group's bar to the next bar of that rule
@@ -264,12 +271,17 @@ class Groups:
         if context[0] == START:
             states, context = [self.atn.ruleToStartState[0]], context[1:]
         else:
-            states, context = [t.target for t, label in self.labels.items() if context[0] in label], context[1:]
+            states, context = (
+                [t.target for t, label in self.labels.items() if context[0] in label],
+                context[1:],
+            )
         for ty in context:
             states = list({t.target for _, t in self.first(states) or [] if ty in self.labels[t]})
         return states
 
-    def allowed_after(self, *context: int) -> tuple[frozenset[int], dict[int, list[tuple[frozenset[int], frozenset[int]]]]]:
+    def allowed_after(
+        self, *context: int
+    ) -> tuple[frozenset[int], dict[int, list[tuple[frozenset[int], frozenset[int]]]]]:
         """(token types that can come next, opening type -> [(what its group may hold directly, what may come
         right after its close)], one pair per kind of group) right after the token types of `context` (one or
         two; START: the start of the input). An opening type missing from the dict cannot come there."""
@@ -285,7 +297,10 @@ class Groups:
                 for ty in opens:
                     table.setdefault(ty, set()).add(kind)
         nxt = frozenset().union(*(self.labels[t] for _, t in pairs))
-        self._after[context] = got = (nxt, {ty: sorted(v, key=lambda k: -len(k[0])) for ty, v in table.items()})
+        self._after[context] = got = (
+            nxt,
+            {ty: sorted(v, key=lambda k: -len(k[0])) for ty, v in table.items()},
+        )
         return got
 
     def warm_up(self, types: list[int]) -> None:

@@ -292,7 +292,9 @@ class Predictor:
         for (decision, alt), types in self.requires.items():
             state = atn.decisionToState[decision]
             if not requires_one_of(atn, state.ruleIndex, types, start=state.transitions[alt - 1].target):
-                raise GrammarChanged(f"decision {decision} alternative {alt} does not need one of {REQUIRES[decision, alt]}")
+                raise GrammarChanged(
+                    f"decision {decision} alternative {alt} does not need one of {REQUIRES[decision, alt]}"
+                )
         self.after_group: dict[tuple[int, int], tuple[int, set[int]]] = {}
         for key, (k, toks) in AFTER_GROUP.items():
             allowed = (
@@ -327,7 +329,9 @@ class Predictor:
                     kind = (self.groups.inside(state, u), self.groups.after_close(state, u))
                     for ty in self.groups.labels[u] & self.open:
                         table.setdefault(ty, set()).add(kind)
-                self.inside_alt[decision, alt] = None if opens is None else {ty: list(v) for ty, v in table.items()}
+                self.inside_alt[decision, alt] = (
+                    None if opens is None else {ty: list(v) for ty, v in table.items()}
+                )
 
     def for_parser(self, parser: Any) -> Callable[[Any, int, Any], int | None]:
         """`predict(input, decision, outer_context)` for one parse: an alternative, or None (ANTLR decides)."""
@@ -345,7 +349,9 @@ class Predictor:
             elif ty in self.close and stack:
                 match[stack.pop()] = i
         present = set(types)
-        contents: dict[int, frozenset[int]] = {}  # opening token index -> token types directly inside its group
+        contents: dict[
+            int, frozenset[int]
+        ] = {}  # opening token index -> token types directly inside its group
         depth0_relations = {}  # relation tokens outside any bracket, per ONE_RELATION entry
         for key, rel in self.one_relation.items():
             depth, count = 0, 0
@@ -382,7 +388,9 @@ class Predictor:
                         contents[i] = self.groups.contents(types, i, match[i])
                     after = types[match[i] + 1] if match[i] + 1 < n else -1
                     if not any(contents[i] <= inside and after in follow for inside, follow in kinds):
-                        return True  # no group the alternative can open here holds this or is followed by that
+                        return (
+                            True  # no group the alternative can open here holds this or is followed by that
+                        )
             if depth0_relations.get((decision, alt), 1) > 1 and i == 0:
                 return True  # two relations outside brackets: `x = 1 = 2` (only at the start of the input)
             for first, second in self.second.get((decision, alt), ()):
@@ -399,7 +407,11 @@ class Predictor:
             impossible, 2 (stop) when another factor is, else None."""
             pending, in_func, ctx = 0, False, outer
             while ctx is not None:  # the parser's rule stack: what this `|` could close
-                if isinstance(ctx, self.abs_ctx) and ctx.getChildCount() and getattr(ctx.getChild(0), "symbol", None) is not None:
+                if (
+                    isinstance(ctx, self.abs_ctx)
+                    and ctx.getChildCount()
+                    and getattr(ctx.getChild(0), "symbol", None) is not None
+                ):
                     pending += ctx.getChild(0).symbol.type == self.bar
                 in_func |= isinstance(ctx, self.func_ctx)
                 ctx = ctx.parentCtx

@@ -73,7 +73,14 @@ def test_grammar_facts_hold():
 
     groups = _latex_predict.predictor().groups
     expr = groups.depth0[PSParser.ruleNames.index("expr")]
-    relations = {PSParser.ASSIGNMENT, PSParser.EQUAL, PSParser.LT, PSParser.IN, PSParser.UNEQUAL, PSParser.PLUS_MINUS}
+    relations = {
+        PSParser.ASSIGNMENT,
+        PSParser.EQUAL,
+        PSParser.LT,
+        PSParser.IN,
+        PSParser.UNEQUAL,
+        PSParser.PLUS_MINUS,
+    }
     assert not relations & expr  # an expr holds no relation or \pm outside brackets (`\sum_{k=1}` is inside)
     assert not relations & groups.bar_inside
     assert groups.eval_next == {PSParser.CARET, PSParser.UNDERSCORE}

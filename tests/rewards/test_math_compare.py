@@ -150,9 +150,13 @@ def test_rule2_an_unevaluated_exact_zero_is_evaluated_again():
     from sympy import Add, Pow, Rational, Symbol, pi, sin
 
     x = Symbol("x", real=True)
-    diff = sin(x) - Pow(Add(7, -sin(pi, evaluate=False), evaluate=False), 2, evaluate=False)  # strict evalf fails
+    diff = sin(x) - Pow(
+        Add(7, -sin(pi, evaluate=False), evaluate=False), 2, evaluate=False
+    )  # strict evalf fails
     assert certainly_nonzero(diff)
-    assert not certainly_nonzero(Add(Rational(1, 2), -sin(pi / 6, evaluate=False), evaluate=False))  # zero: simplify
+    assert not certainly_nonzero(
+        Add(Rational(1, 2), -sin(pi / 6, evaluate=False), evaluate=False)
+    )  # zero: simplify
     _inside("\\sin x", "{7 - \\sin(\\pi)}^{2}")
 
 
@@ -251,10 +255,14 @@ def test_rule6_skips_only_the_symmetric_difference():
 
     assert _finite_against_infinite(Interval(0, 1), FiniteSet(S.Half))
     assert _finite_against_infinite(FiniteSet(1, 2), S.Reals)
-    assert not _finite_against_infinite(Interval(0, 1), Interval(0, 2))  # math-verify compares intervals itself
+    assert not _finite_against_infinite(
+        Interval(0, 1), Interval(0, 2)
+    )  # math-verify compares intervals itself
     assert not _finite_against_infinite(FiniteSet(1), FiniteSet(1, 2))
     a = Symbol("a")
-    assert not _finite_against_infinite(FiniteSet(1), Interval(a, 1))  # may be [1, 1] = {1}: sympy cannot tell
+    assert not _finite_against_infinite(
+        FiniteSet(1), Interval(a, 1)
+    )  # may be [1, 1] = {1}: sympy cannot tell
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts

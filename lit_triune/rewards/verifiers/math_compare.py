@@ -148,7 +148,9 @@ def check_answer(parsed: list[Any]) -> None:
         if digits > MAX_VALUE_DIGITS:
             raise AnswerTooDear(f"a power of about {digits:.3g} digits (at most {MAX_VALUE_DIGITS})")
         if _log_of_complex(expr):
-            raise AnswerTooDear("the logarithm of a non-real number (a logarithm of a negative one's logarithm)")
+            raise AnswerTooDear(
+                "the logarithm of a non-real number (a logarithm of a negative one's logarithm)"
+            )
 
 
 def _log_of_complex(expr: Any) -> bool:
@@ -271,7 +273,9 @@ def certainly_nonzero(diff: Any) -> bool:
         if _largest_power(diff) > MAX_VALUE_DIGITS:  # e^{10^{39} x} at the point: too large to evaluate
             return False
     parts = _strict_parts(diff)
-    if parts is None:  # an exact zero inside, unevaluated (`7 - \\sin(\\pi)`): evaluated again, the same value
+    if (
+        parts is None
+    ):  # an exact zero inside, unevaluated (`7 - \\sin(\\pi)`): evaluated again, the same value
         try:
             parts = _strict_parts(diff.doit())
         except Exception:  # noqa: BLE001 - simplify decides
