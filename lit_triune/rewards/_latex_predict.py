@@ -27,6 +27,9 @@ predicts the *smallest alternative not shown impossible* (`TARGETS`). An alterna
 - its second token cannot follow its first (`SECOND`: `x` in `x = ...` is followed by `^`, `_`, `=` or `\\in`);
 - it holds one relation outside brackets and the input two (`ONE_RELATION`: `x = 1 = 2` is no
   set_elements_relation; checked on the ATN by the test);
+- it starts with a rule and a separator the rule never holds outside brackets, and what stands outside
+  brackets before the input's first such separator is not all the rule's (`PREFIX`: `x^{2} + 3 = 7` is no
+  `atom_expr_list =`, 66 ms of SLL and LL in a fresh worker before);
 - the next token opens a bracketed group, and no group the alternative can start with can hold what stands
   directly inside this one and be followed by the token after it (`_latex_groups.py`: `{5 \\choose 2}` is
   no `group`, whose braces hold an `expr`; `(1 \\pm 2)` starts no plus_minus_expr).
@@ -117,6 +120,10 @@ SECOND: dict[tuple[int, int], list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
 # (decision, alternative) -> relation tokens of which the alternative holds exactly one outside brackets
 # (set_elements_relation: `x = <elements without a relation>`, so `x = 1 = 2` is not one)
 ONE_RELATION = {(0, 1): ("IN", "NOTIN", "ASSIGNMENT", "EQUAL", "APPROX", "LT", "LTE", "GT", "GTE", "UNEQUAL")}
+# (decision, alternative) -> (rule, separators): the alternative is that rule, then one of the separators, which
+# the rule never matches outside brackets; so the tokens outside brackets before the first separator there are
+# the rule's (set_elements_relation = atom_expr_list (IN | ASSIGNMENT) ...: `x^2 - 5x + 6 = 0` is none)
+PREFIX = {(0, 1): ("atom_expr_list", ("IN", "ASSIGNMENT"))}
 # decision -> next tokens for which ANTLR decides: a bar may open or close |x|, so `|x|` would end the product
 ANTLR_DECIDES = {19: ("BAR", "VERT", "NORM"), 21: ("BAR", "VERT", "NORM")}
 # ... except at unary's loop (`postfix+`) before a `|`, where the parser's rule stack settles it (`_bar`):
@@ -316,6 +323,13 @@ class Predictor:
             raise GrammarChanged(f"'|' is matched in {sorted(bar_rules)}, expected {BAR_RULES}")
         self.abs_ctx, self.func_ctx = parser_cls.Abs_groupContext, parser_cls.FuncContext
         self.groups = Groups(parser_cls, OPEN, CLOSE)
+        self.prefix: dict[tuple[int, int], tuple[frozenset[int], frozenset[int]]] = {}
+        for (decision, alt), (rule, seps) in PREFIX.items():
+            alt_rule = names.index(TARGETS[decision][1][alt - 1])
+            separators, tokens = _types(parser_cls, seps), self.groups.depth0[names.index(rule)]
+            if _invoked_rule(atn, names, atn.ruleToStartState[alt_rule]) != rule or separators & tokens:
+                raise GrammarChanged(f"{names[alt_rule]} does not start with {rule} and then one of {seps}")
+            self.prefix[decision, alt] = (tokens, separators)
         # (decision, alt) -> opening token -> [(what its group may hold directly, what may follow its close)] per
         # kind of group the alternative can start with; None: the alternative can be empty, so its first token
         # may be the caller's (no claim)
@@ -349,9 +363,8 @@ class Predictor:
             elif ty in self.close and stack:
                 match[stack.pop()] = i
         present = set(types)
-        contents: dict[
-            int, frozenset[int]
-        ] = {}  # opening token index -> token types directly inside its group
+        # opening token index -> token types directly inside its group
+        contents: dict[int, frozenset[int]] = {}
         depth0_relations = {}  # relation tokens outside any bracket, per ONE_RELATION entry
         for key, rel in self.one_relation.items():
             depth, count = 0, 0
@@ -359,6 +372,18 @@ class Predictor:
                 depth += (ty in self.open) - (ty in self.close and depth > 0)
                 count += depth == 0 and ty in rel
             depth0_relations[key] = count
+        prefix_fits = {}  # per PREFIX entry: do the outside-bracket tokens before the first separator fit the rule?
+        for key, (tokens, separators) in self.prefix.items():
+            depth, fits, seen = 0, False, set()
+            for ty in types:
+                if depth == 0 and ty in separators:
+                    fits = seen <= tokens
+                    break
+                depth -= ty in self.close and depth > 0
+                if depth == 0:
+                    seen.add(ty)
+                depth += ty in self.open
+            prefix_fits[key] = fits
 
         def impossible(decision: int, alt: int, i: int, la: int, outer: Any) -> bool:
             look = self.looks[decision][alt - 1]
@@ -391,6 +416,8 @@ class Predictor:
                         return (
                             True  # no group the alternative can open here holds this or is followed by that
                         )
+            if i == 0 and not prefix_fits.get((decision, alt), True):
+                return True  # what stands before the separator (outside brackets) is not the rule's
             if depth0_relations.get((decision, alt), 1) > 1 and i == 0:
                 return True  # two relations outside brackets: `x = 1 = 2` (only at the start of the input)
             for first, second in self.second.get((decision, alt), ()):
