@@ -236,6 +236,8 @@ def test_rule5_equations_are_solved_only_without_functions():
     _inside("x > 3", "\\sqrt{x} > \\sqrt{3}")
     _outside("2x = 6", "e^{x} = e^{3}", "function applications to solve")
     _outside("x > 3", "\\ln(x) > \\ln(3)", "function applications to solve")
+    _outside("x = 1", "a^2 + b^2 = c^2", "a variable (a, b, c) the ground truth does not have")
+    _inside("y = 2", "y = 2 \\cdot 1")
 
 
 @pytest.mark.parametrize(
