@@ -244,7 +244,8 @@ def test_rule5_equations_are_solved_only_without_functions():
     ("gold", "answer"),
     [("[0, 1)", "\\sin(\\ln(\\pi))"), ("[0, 1)", "0.5"), ("[0, 1)", "\\{0, 1\\}"), ("(1, 2)", "\\{1, 2\\}"),
      ("(1, 2)", "\\{2, 1\\}"), ("(1, 2)", "\\{1, 3\\}"), ("(0, \\infty)", "5"), ("(-\\infty, 1) \\cup (2, 3)", "\\{1, 2\\}"),
-     ("\\mathbb{R}", "x"), ("\\{1, 2\\}", "[1, 2]"), ("7", "(1, 2)"), ("\\{7\\}", "[7, 7]")],
+     ("\\mathbb{R}", "x"), ("\\{1, 2\\}", "[1, 2]"), ("7", "(1, 2)"), ("\\{7\\}", "[7, 7]"),
+     ("\\{1, 2\\}", "e^{11y}"), ("\\{1, 2\\}", "\\{2, 1, 3\\}"), ("\\{1, 2\\}", "\\{x, 1\\}"), ("7", "\\{7, 7\\}")],
 )  # fmt: skip
 def test_rule6_a_finite_set_against_an_infinite_one_keeps_math_verifys_verdict(gold, answer):
     _inside(gold, answer)
@@ -253,7 +254,7 @@ def test_rule6_a_finite_set_against_an_infinite_one_keeps_math_verifys_verdict(g
 def test_rule6_skips_only_the_symmetric_difference():
     from sympy import FiniteSet, Interval, S, Symbol
 
-    from lit_triune.rewards.verifiers.math_compare import _finite_against_infinite
+    from lit_triune.rewards.verifiers.math_compare import _fewer_than_distinct, _finite_against_infinite
 
     assert _finite_against_infinite(Interval(0, 1), FiniteSet(S.Half))
     assert _finite_against_infinite(FiniteSet(1, 2), S.Reals)
@@ -265,6 +266,9 @@ def test_rule6_skips_only_the_symmetric_difference():
     assert not _finite_against_infinite(
         FiniteSet(1), Interval(a, 1)
     )  # may be [1, 1] = {1}: sympy cannot tell
+    assert _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a))
+    assert not _fewer_than_distinct(FiniteSet(1, a), FiniteSet(2))  # a = 2 would do
+    assert not _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a, 3))  # same size: math-verify compares
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts
