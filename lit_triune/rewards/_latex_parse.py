@@ -15,8 +15,10 @@ strategy), and then the input is parsed again in LL mode exactly as before. test
 compares the two modes' results on a grid of answers.
 
 Each parse first tries the cheap predictions of `_latex_predict.py` for the grammar's few long-lookahead
-decisions (a different tree is impossible: see there); on any syntax error it parses SLL-first, then LL, as
-above.
+decisions (a different tree is impossible: see there). On a syntax error there, an input that
+`_latex_groups.py` proves outside the grammar (brackets that do not pair up, a group holding what no group in
+that place can hold: `\\log_{3}(x = 0.5)`) raises that error at once, as LL would have after 30-200 ms of
+full-context prediction; any other input is parsed SLL-first, then LL, as above.
 
 `warm_up_parser()` runs a grid of LaTeX shapes through the parser once so the DFA holds the decisions most
 answers meet; the verifier pool's forkserver calls it, so every worker (and every replacement) starts with it.
@@ -71,8 +73,10 @@ def install(fast: bool = True) -> None:
                 try:
                     _latex_predict.install_on(parser)
                     return first_math()
-                except Exception:  # noqa: BLE001, S110 - a wrong guess or an invalid input: parse as before
-                    pass
+                except Exception as err:  # a wrong guess or an invalid input
+                    why = cannot_parse(parser)
+                    if why:  # not in the grammar: LL would raise a syntax error too, after 30-200 ms
+                        raise Exception(f"not in the grammar: {why}") from err  # noqa: TRY002 - latex2sympy2's type
                 try:
                     return create_sll(self, latex_str).math()
                 except Exception:  # a syntax error in SLL mode: LL decides, as latex2sympy2 always did
@@ -88,6 +92,17 @@ def install(fast: bool = True) -> None:
     create_parser.__wrapped__ = create_ll  # type: ignore[attr-defined]
     _Latex2Sympy.create_parser = create_parser
     _installed = True
+
+
+def cannot_parse(parser: Any) -> str | None:
+    """Why the grammar cannot parse the input of `parser`, from its tokens (`_latex_groups.Groups.cannot_parse`),
+    or None: unproved, or the input was not lexed to the end (a lexer error raises again on the next attempt)."""
+    from lit_triune.rewards import _latex_predict
+
+    stream = parser._input
+    if not stream.fetchedEOF:
+        return None
+    return _latex_predict.predictor().groups.cannot_parse([tok.type for tok in stream.tokens])
 
 
 def shapes() -> list[str]:
@@ -155,6 +170,12 @@ def warm_up_parser(corpus: tuple[str, ...] | list[str] | None = None) -> tuple[i
 
     start = time.process_time()
     install()
+    if _fast:  # the tables `cannot_parse` reads after the token before a bracket (~0.3 s once)
+        from latex2sympy2_extended.latex2sympy2 import PSParser
+
+        from lit_triune.rewards import _latex_predict
+
+        _latex_predict.predictor().groups.warm_up(list(range(1, len(PSParser.symbolicNames))))
     for name in LAZY_IMPORTS:
         importlib.import_module(name)
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]

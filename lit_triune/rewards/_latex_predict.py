@@ -15,7 +15,8 @@ predicts the *smallest alternative not shown impossible* (`TARGETS`). An alterna
 - it cannot start with the next token (ANTLR's LL(1) set of the alternative, from the ATN);
 - its precedence predicate fails (a loop of a left-recursive rule: evaluated exactly as the generated code does);
 - it needs a token that does not occur in the rest of the input (`REQUIRES`: set_elements_relation needs
-  `\\in` or `=`, plus_minus_expr needs `\\pm`; checked on the ATN at start: no path through the rule avoids them);
+  `\\in` or `=`, plus_minus_expr needs `\\pm`, an atom's `^...` then `_...` needs a `_`: `x^2 + 1` is no
+  `supexpr subexpr`; checked on the ATN at start: no path through the alternative avoids them);
 - it runs to the end of the input (`TO_EOF`) and the input holds a token it can never match (`\\cup` for
   set_elements, read from the ATN);
 - it takes a bracketed group whole (`AFTER_GROUP`: set_atom as an element, `^{...}` before `_`, `(x, y)` before
@@ -25,15 +26,23 @@ predicts the *smallest alternative not shown impossible* (`TARGETS`). An alterna
   bracket ends at the bracket that closes it;
 - its second token cannot follow its first (`SECOND`: `x` in `x = ...` is followed by `^`, `_`, `=` or `\\in`);
 - it holds one relation outside brackets and the input two (`ONE_RELATION`: `x = 1 = 2` is no
-  set_elements_relation; checked on the ATN by the test).
+  set_elements_relation; checked on the ATN by the test);
+- it starts with a rule and a separator the rule never holds outside brackets, and what stands outside
+  brackets before the input's first such separator is not all the rule's (`PREFIX`: `x^{2} + 3 = 7` is no
+  `atom_expr_list =`, 66 ms of SLL and LL in a fresh worker before);
+- the next token opens a bracketed group, and no group the alternative can start with can hold what stands
+  directly inside this one and be followed by the token after it (`_latex_groups.py`: `{5 \\choose 2}` is
+  no `group`, whose braces hold an `expr`; `(1 \\pm 2)` starts no plus_minus_expr).
 
 Why the tree is the same: latex2sympy2's final parse is ANTLR's LL parse (SLL-first returns the same tree,
 `_latex_parse.py`), and LL takes at each decision the smallest alternative with which the whole input parses
 (a true ambiguity resolves to the minimum alternative). Every alternative below the predicted one is
 impossible, so if the whole input then parses with no syntax error the predicted alternative was possible, hence
-it is LL's. If it does not parse (a speculative prediction was wrong, or the input is not valid), the caller
-parses again exactly as before (SLL-first, then LL): the verdict never depends on this module, only the cost.
-Nothing is written to ANTLR's shared DFA by a prediction made here.
+it is LL's. When every alternative of a decision is impossible the attempt stops there (`NoAlternative`): it
+could not succeed whatever was chosen. If it does not parse (a speculative prediction was wrong, or the input is
+not valid), the caller parses again exactly as before (SLL-first, then LL), unless `_latex_groups.py` proves the
+input outside the grammar: the verdict never depends on this module, only the cost. Nothing is written to
+ANTLR's shared DFA by a prediction made here.
 """
 
 from __future__ import annotations
@@ -41,10 +50,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lit_triune.rewards._latex_groups import Groups
+
 # decision number -> (rule, names of the rules its alternatives invoke first, next tokens it is used for: None = all)
 TARGETS: dict[int, tuple[str, tuple[str, ...], str | None]] = {
     0: ("math", ("set_elements_relation", "set_elements", "set_relation"), None),
     93: ("element", ("plus_minus_expr", "set_atom", "relation"), None),
+    92: ("element_no_relation", ("plus_minus_expr", "set_atom", "expr"), None),  # after `x =`
     35: (
         "comp",
         (
@@ -81,13 +93,20 @@ TARGETS: dict[int, tuple[str, tuple[str, ...], str | None]] = {
     31: ("exp", ("", ""), None),
 }
 # (decision, alternative) -> tokens one of which the alternative needs in the rest of the input
-REQUIRES = {(0, 1): ("IN", "ASSIGNMENT"), (93, 1): ("PLUS_MINUS",)}
+REQUIRES = {
+    (0, 1): ("IN", "ASSIGNMENT"),
+    (93, 1): ("PLUS_MINUS",),
+    (92, 1): ("PLUS_MINUS",),
+    (43, 1): ("UNDERSCORE",),
+    (43, 2): ("CARET",),
+}
 # decisions whose alternatives end at the end of the input: one that cannot match a token of the input is out
 TO_EOF = {0}
 # (decision, alternative) -> (k, tokens): when the k-th token from here opens a bracketed group that the
 # alternative takes whole, the token after the group is one of these ("follow": any token that can follow the rule)
 AFTER_GROUP: dict[tuple[int, int], tuple[int, tuple[str, ...] | str]] = {
     (93, 2): (0, "follow"),  # set_atom: ( ... ), [ ... ), { ... } as a whole element
+    (92, 2): (0, "follow"),
     (0, 1): (0, ("IN", "ASSIGNMENT")),  # atom_expr_list (IN | ASSIGNMENT): `(a, b) = ...`
     (43, 1): (1, ("UNDERSCORE",)),  # supexpr subexpr: ^{...} then _
     (43, 2): (1, ("CARET",)),  # subexpr supexpr: _{...} then ^
@@ -101,12 +120,25 @@ SECOND: dict[tuple[int, int], list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
 # (decision, alternative) -> relation tokens of which the alternative holds exactly one outside brackets
 # (set_elements_relation: `x = <elements without a relation>`, so `x = 1 = 2` is not one)
 ONE_RELATION = {(0, 1): ("IN", "NOTIN", "ASSIGNMENT", "EQUAL", "APPROX", "LT", "LTE", "GT", "GTE", "UNEQUAL")}
+# (decision, alternative) -> (rule, separators): the alternative is that rule, then one of the separators, which
+# the rule never matches outside brackets; so the tokens outside brackets before the first separator there are
+# the rule's (set_elements_relation = atom_expr_list (IN | ASSIGNMENT) ...: `x^2 - 5x + 6 = 0` is none)
+PREFIX = {(0, 1): ("atom_expr_list", ("IN", "ASSIGNMENT"))}
 # decision -> next tokens for which ANTLR decides: a bar may open or close |x|, so `|x|` would end the product
 ANTLR_DECIDES = {19: ("BAR", "VERT", "NORM"), 21: ("BAR", "VERT", "NORM")}
+# ... except at unary's loop (`postfix+`) before a `|`, where the parser's rule stack settles it (`_bar`):
+# another postfix opens an abs_group, and stopping leaves the `|` to an abs_group it is inside or to a func's
+# eval_at / next factor (`\int x |_{0}^{1}`); `|` occurs nowhere else in the grammar (checked at start)
+BAR_LOOP = 19
+BAR_RULES = ("abs_group", "eval_at")
 OPEN = ("L_PAREN", "L_PAREN_VISUAL", "L_GROUP", "L_BRACE", "L_BRACE_VISUAL", "L_BRACE_CMD", "L_BRACKET", "L_BRACK",
         "L_ANGLE", "L_FLOOR", "LL_CORNER", "L_CEIL", "UL_CORNER", "L_VERT")  # fmt: skip
 CLOSE = ("R_PAREN", "R_PAREN_VISUAL", "R_GROUP", "R_BRACE", "R_BRACE_VISUAL", "R_BRACE_CMD", "R_BRACKET", "R_BRACK",
          "R_ANGLE", "R_FLOOR", "LR_CORNER", "R_CEIL", "UR_CORNER", "R_VERT")  # fmt: skip
+
+
+class NoAlternative(Exception):  # noqa: N818 - ends an attempt like a syntax error
+    """Every alternative of a decision is impossible at this point: the attempt cannot succeed."""
 
 
 class GrammarChanged(RuntimeError):
@@ -136,11 +168,15 @@ def _invoked_rule(atn: Any, rule_names: list[str], state: Any) -> str:
     return ""
 
 
-def requires_one_of(atn: Any, rule_index: int, types: frozenset[int]) -> bool:
-    """True when every path through the rule (sub-rules passable) matches a token of `types`."""
+def requires_one_of(
+    atn: Any, rule_index: int, types: frozenset[int], start: Any = None, _open: frozenset[int] = frozenset()
+) -> bool:
+    """True when every path through the rule (from `start`, default its start state) matches a token of `types`,
+    itself or in a sub-rule of which every path does (a sub-rule being checked further up counts as not)."""
     from antlr4.atn.Transition import RuleTransition
 
-    start, stop = atn.ruleToStartState[rule_index], atn.ruleToStopState[rule_index]
+    start = atn.ruleToStartState[rule_index] if start is None else start
+    stop = atn.ruleToStopState[rule_index]
     todo, seen = [start], {start.stateNumber}
     while todo:
         state = todo.pop()
@@ -148,6 +184,9 @@ def requires_one_of(atn: Any, rule_index: int, types: frozenset[int]) -> bool:
             return False
         for t in state.transitions:
             if isinstance(t, RuleTransition):
+                sub = t.target.ruleIndex
+                if sub not in _open and requires_one_of(atn, sub, types, _open=_open | {rule_index}):
+                    continue  # this path matches one inside the sub-rule
                 nxt = t.followState
             elif t.isEpsilon:
                 nxt = t.target
@@ -258,9 +297,11 @@ class Predictor:
                     self.to_eof[decision, alt] = rule_tokens(atn, names.index(alts[alt - 1])) | {Token.EOF}
         self.requires = {key: _types(parser_cls, toks) for key, toks in REQUIRES.items()}
         for (decision, alt), types in self.requires.items():
-            rule = names.index(TARGETS[decision][1][alt - 1])
-            if not requires_one_of(atn, rule, types):
-                raise GrammarChanged(f"{names[rule]} does not need one of {REQUIRES[decision, alt]}")
+            state = atn.decisionToState[decision]
+            if not requires_one_of(atn, state.ruleIndex, types, start=state.transitions[alt - 1].target):
+                raise GrammarChanged(
+                    f"decision {decision} alternative {alt} does not need one of {REQUIRES[decision, alt]}"
+                )
         self.after_group: dict[tuple[int, int], tuple[int, set[int]]] = {}
         for key, (k, toks) in AFTER_GROUP.items():
             allowed = (
@@ -275,6 +316,36 @@ class Predictor:
         self.one_relation = {key: _types(parser_cls, toks) for key, toks in ONE_RELATION.items()}
         self.open, self.close = _types(parser_cls, OPEN), _types(parser_cls, CLOSE)
         self.epsilon = Token.EPSILON
+        self.bar = parser_cls.BAR
+        bar_rules = {names[s.ruleIndex] for s in atn.states if s is not None for t in s.transitions
+                     if not t.isEpsilon and t.label is not None and self.bar in _values(t.label)}  # fmt: skip
+        if bar_rules != set(BAR_RULES) or TARGETS[BAR_LOOP][:2] != ("unary", ("postfix", "")):
+            raise GrammarChanged(f"'|' is matched in {sorted(bar_rules)}, expected {BAR_RULES}")
+        self.abs_ctx, self.func_ctx = parser_cls.Abs_groupContext, parser_cls.FuncContext
+        self.groups = Groups(parser_cls, OPEN, CLOSE)
+        self.prefix: dict[tuple[int, int], tuple[frozenset[int], frozenset[int]]] = {}
+        for (decision, alt), (rule, seps) in PREFIX.items():
+            alt_rule = names.index(TARGETS[decision][1][alt - 1])
+            separators, tokens = _types(parser_cls, seps), self.groups.depth0[names.index(rule)]
+            if _invoked_rule(atn, names, atn.ruleToStartState[alt_rule]) != rule or separators & tokens:
+                raise GrammarChanged(f"{names[alt_rule]} does not start with {rule} and then one of {seps}")
+            self.prefix[decision, alt] = (tokens, separators)
+        # (decision, alt) -> opening token -> [(what its group may hold directly, what may follow its close)] per
+        # kind of group the alternative can start with; None: the alternative can be empty, so its first token
+        # may be the caller's (no claim)
+        Kinds = dict[int, list[tuple[frozenset[int], frozenset[int]]]]
+        self.inside_alt: dict[tuple[int, int], Kinds | None] = {}
+        for decision in TARGETS:
+            for alt, t in enumerate(atn.decisionToState[decision].transitions, 1):
+                opens = self.groups.first_opens([t.target], leave_rules=False)
+                table: dict[int, set[tuple[frozenset[int], frozenset[int]]]] = {}
+                for state, u in opens or []:
+                    kind = (self.groups.inside(state, u), self.groups.after_close(state, u))
+                    for ty in self.groups.labels[u] & self.open:
+                        table.setdefault(ty, set()).add(kind)
+                self.inside_alt[decision, alt] = (
+                    None if opens is None else {ty: list(v) for ty, v in table.items()}
+                )
 
     def for_parser(self, parser: Any) -> Callable[[Any, int, Any], int | None]:
         """`predict(input, decision, outer_context)` for one parse: an alternative, or None (ANTLR decides)."""
@@ -292,6 +363,8 @@ class Predictor:
             elif ty in self.close and stack:
                 match[stack.pop()] = i
         present = set(types)
+        # opening token index -> token types directly inside its group
+        contents: dict[int, frozenset[int]] = {}
         depth0_relations = {}  # relation tokens outside any bracket, per ONE_RELATION entry
         for key, rel in self.one_relation.items():
             depth, count = 0, 0
@@ -299,6 +372,18 @@ class Predictor:
                 depth += (ty in self.open) - (ty in self.close and depth > 0)
                 count += depth == 0 and ty in rel
             depth0_relations[key] = count
+        prefix_fits = {}  # per PREFIX entry: do the outside-bracket tokens before the first separator fit the rule?
+        for key, (tokens, separators) in self.prefix.items():
+            depth, fits, seen = 0, False, set()
+            for ty in types:
+                if depth == 0 and ty in separators:
+                    fits = seen <= tokens
+                    break
+                depth -= ty in self.close and depth > 0
+                if depth == 0:
+                    seen.add(ty)
+                depth += ty in self.open
+            prefix_fits[key] = fits
 
         def impossible(decision: int, alt: int, i: int, la: int, outer: Any) -> bool:
             look = self.looks[decision][alt - 1]
@@ -320,6 +405,19 @@ class Predictor:
                     end = match[i + k] + 1
                     if (types[end] if end < n else -1) not in allowed:
                         return True  # the group is followed by what cannot follow it in this alternative
+            opens = self.inside_alt.get((decision, alt))
+            if opens is not None and la in self.open and i in match:
+                kinds = opens.get(la)
+                if kinds is not None:
+                    if i not in contents:
+                        contents[i] = self.groups.contents(types, i, match[i])
+                    after = types[match[i] + 1] if match[i] + 1 < n else -1
+                    if not any(contents[i] <= inside and after in follow for inside, follow in kinds):
+                        return (
+                            True  # no group the alternative can open here holds this or is followed by that
+                        )
+            if i == 0 and not prefix_fits.get((decision, alt), True):
+                return True  # what stands before the separator (outside brackets) is not the rule's
             if depth0_relations.get((decision, alt), 1) > 1 and i == 0:
                 return True  # two relations outside brackets: `x = 1 = 2` (only at the start of the input)
             for first, second in self.second.get((decision, alt), ()):
@@ -327,18 +425,45 @@ class Predictor:
                     return True  # the token after this one cannot come second in the alternative
             return False
 
+        bars_after = [0] * (n + 1)  # BAR tokens after index i
+        for k in range(n - 1, -1, -1):
+            bars_after[k] = bars_after[k + 1] + (types[k + 1] == self.bar if k + 1 < n else 0)
+
+        def bar(i: int, outer: Any) -> int | None:
+            """At unary's loop before a `|`: 1 (another factor, `|` opens an abs_group) when stopping is
+            impossible, 2 (stop) when another factor is, else None."""
+            pending, in_func, ctx = 0, False, outer
+            while ctx is not None:  # the parser's rule stack: what this `|` could close
+                if (
+                    isinstance(ctx, self.abs_ctx)
+                    and ctx.getChildCount()
+                    and getattr(ctx.getChild(0), "symbol", None) is not None
+                ):
+                    pending += ctx.getChild(0).symbol.type == self.bar
+                in_func |= isinstance(ctx, self.func_ctx)
+                ctx = ctx.parentCtx
+            if not pending and not in_func:
+                return 1  # nothing this `|` could close or follow: it opens |...|
+            if bars_after[i] < pending + 1:
+                return 2  # too few `|` left to close a new |...| and every pending one
+            return None
+
         def predict(input_: Any, decision: int, outer: Any) -> int | None:
             target = TARGETS.get(decision)
             if target is None:
                 return None
             i = input_.LT(1).tokenIndex
             la = types[i]
+            if decision == BAR_LOOP and la == self.bar:
+                return bar(i, outer)
             if (target[2] == "open" and la not in self.open) or la in self.antlr_decides.get(decision, ()):
                 return None
             for alt in range(1, len(self.looks[decision]) + 1):
                 if not impossible(decision, alt, i, la, outer):
                     return alt
-            return None
+            # no alternative can parse the rest from here: this attempt fails whatever ANTLR would predict (its
+            # full-context search to find that out cost 25-30 ms for `\tan(x = 0.5)`)
+            raise NoAlternative(f"decision {decision} at token {i}: every alternative is impossible")
 
         return predict
 

@@ -26,17 +26,22 @@ CORRECT = 1.0 - 1e-9  # detection's weighted sum of 1.0s can come out as 0.99999
 PADDING_CHECKED = ("mathverify", "counting", "ocr", "detection", "grounding")
 
 
-def _corpus():
+def _benchmark():
     spec = importlib.util.spec_from_file_location("verifier_worst_case", ROOT / "benchmarks" / "verifier_worst_case.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
-    return module.corpus(N_COMPLETIONS, seed=0)
+    return module
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    return _corpus()
+def benchmark():
+    return _benchmark()
+
+
+@pytest.fixture(scope="module")
+def corpus(benchmark):
+    return benchmark.corpus(N_COMPLETIONS, seed=0)
 
 
 def _problems(case, out) -> list[str]:
@@ -77,3 +82,19 @@ def test_a_slice_through_the_real_pool(corpus):
         outs = pool.map([c.response for c in cases], [c.reward_model for c in cases], [c.image_size for c in cases])
     problems = [p for case, out in zip(cases, outs, strict=True) for p in _problems(case, out)]
     assert problems == [], "\n".join(problems[:10])
+
+
+def test_the_benchmark_summary_of_a_small_run(benchmark):
+    """What benchmarks/verifier_worst_case.py prints last, on a smaller run of other seeds in this process (the
+    times are not measured here: the benchmark measures them in the workers)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # symbolic_cases reads math_compare's generator
+    cases = benchmark.corpus(1000, seed=11) + benchmark.named_cases() + benchmark.symbolic_cases(60, seed=11)
+    rows = [(0.0, 0.0, case, score_sample(case.response, case.reward_model, image_size=case.image_size,
+                                          budget_s=BUDGET_S)) for case in cases]  # fmt: skip
+    found = benchmark.summary(rows)
+    assert found["verifiers"] == sorted(PADDING_CHECKED)
+    assert found["completions"] == len(cases) and found["killed"] == 0
+    assert found["exceptions"] == 0, found["failures"]
+    assert found["out_of_bounds"] == 0 and 0.0 <= found["reward_min"] <= found["reward_max"]
+    assert found["padded"] > 300 and found["padded_correct"] == 0
+    assert found["correct"] > 150 and found["correct_unpaid"] == 0

@@ -73,7 +73,11 @@ def test_first_attempt_builds_the_ll_tree_or_fails_on_the_whole_grid():
 @pytest.mark.parametrize(
     "text",
     ["{\\ln(10) \\cdot e^{\\frac{1}{2}}}^{x}", "(\\frac{\\log_{3}(7)}{\\log_{2}(e)})(\\ln(e^{2}))", "\\frac{1}{\\sqrt{x^{2}}}",
-     "|\\tan(x) + \\log_{10}(x)|", "x^{7}", "(1, 2)", "[0, 1)", "x = 3", "(-\\infty, 1) \\cup (2, \\infty)", "a \\cdot b \\cdot c"],
+     "|\\tan(x) + \\log_{10}(x)|", "x^{7}", "(1, 2)", "[0, 1)", "x = 3", "(-\\infty, 1) \\cup (2, \\infty)", "a \\cdot b \\cdot c",
+     # a wrong guess sent these to the SLL / LL parses (12-50 ms): groups, `^` without `_`, `x = ...`, bars
+     "{5 \\choose 2}", "(1 \\pm 2)", "[1 \\pm 2, 3]", "x^2 + 1", "\\sqrt{x^2+1}", "\\theta = \\sin(3) + \\ln(0.5)",
+     "|\\ln(y)| + \\log_{10}(e^{2})", "n = |\\ln(7)|", "\\tan(|2| + 1)",
+     "x^{2} + 3 = 7", "y^2 - 7y + 12 = 0", "a^2 + b^2 = c^2", "x_1 = 2, x_2 = 3"],
 )  # fmt: skip
 def test_nested_answers_parse_on_the_first_attempt(text):
     assert _tree(text, "fast") != "error"  # no fallback to the SLL / LL parses that build DFA states

@@ -71,3 +71,39 @@ def test_worker_warnings_and_stderr_reach_the_parent_log(caplog):
     text = "\n".join(r.getMessage() for r in caplog.records if r.name == "lit_triune.rewards.worker")
     assert "divide by zero" in text  # a numpy RuntimeWarning
     assert "written to stderr" in text
+
+
+_QUIET_SCRIPT = """
+import logging, sys, time
+logging.basicConfig(filename=sys.argv[1], level=logging.WARNING)  # the trainer's logging
+from lit_triune.rewards import VerifierPool
+
+sleep = {"verifier": "debug_sleep", "verifier_parm": {"seconds": 0.3}}
+imports = ("lit_triune.rewards.verifiers.debug", "tests.rewards.noisy_verifier")
+with VerifierPool(num_workers=2, timeout_s=10, imports=imports) as pool:
+    assert pool.wait_ready(120)
+    pool.map(["x"] * 2, [{"verifier": "noisy", "ground_truth": "x"}] * 2)
+    futures = [pool.submit("x", sleep) for _ in range(6)]
+    time.sleep(0.1)  # closed with samples in flight: the workers' pipes break under them
+pool = VerifierPool(num_workers=1, timeout_s=10, imports=imports)
+assert pool.wait_ready(120)
+futures = [pool.submit("x", sleep) for _ in range(3)]
+time.sleep(0.1)
+sys.exit(0)  # the trainer exits without closing the pool, a sample in flight
+"""
+
+
+@pytest.mark.slow
+def test_worker_output_and_broken_pipes_stay_off_the_trainers_stderr(tmp_path):
+    """Issue 17: worker numpy warnings and BrokenPipeError tracebacks landed in the trainer's stderr. Now the
+    worker's warnings and stderr lines go to the trainer's logging, and a pool closed (or a trainer gone) with
+    samples in flight prints nothing."""
+    log = tmp_path / "trainer.log"
+    out = subprocess.run([sys.executable, "-c", _QUIET_SCRIPT, str(log)], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr == ""
+    text = log.read_text()
+    assert "divide by zero" in text and "written to stderr" in text  # through the trainer's logging
+    assert "Traceback" not in text and "BrokenPipe" not in text

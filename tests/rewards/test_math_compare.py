@@ -69,6 +69,7 @@ def test_the_hooked_functions_are_the_ones_math_verify_calls():
     # looked up as module globals at call time, so the wrappers are what math-verify runs
     assert "sympy_symbolic_eq" in grader.sympy_expr_eq.__code__.co_names
     assert "sympy_solve_and_compare" in grader.sympy_compare_relational.__code__.co_names
+    assert "sympy_compare_sets" in grader.sympy_expr_eq.__code__.co_names
 
 
 def test_outside_limited_math_verify_is_untouched():
@@ -135,6 +136,28 @@ def test_rule1_the_values_themselves_score_as_before():
 def test_rule2_certainly_different_answers_get_math_verifys_verdict(answer):
     for gold in ("7", "\\frac{1}{2}", "\\frac{\\sqrt{3}}{2}", "\\frac{1+\\sqrt{5}}{4}", "x+1", "e^{-x^2}"):
         _inside(gold, answer)
+
+
+def test_rule7_a_logarithm_of_a_non_real_number():
+    _outside("7", "\\ln(\\ln(-3))", "logarithm of a non-real number")
+    _outside("\\frac{\\sqrt{3}}{2}", "\\log_{2}(\\log_{2}(\\ln(0.5)))", "logarithm of a non-real number")
+    _inside("7", "\\ln(-3)")  # one logarithm of a negative number: compared
+    _inside("2", "\\log_{2}(\\log_{2}(16))")  # nested logarithms of positive numbers: compared (paid)
+    assert _ours("2", "\\log_{2}(\\log_{2}(16))")[0] == 1.0
+
+
+def test_rule2_an_unevaluated_exact_zero_is_evaluated_again():
+    from sympy import Add, Pow, Rational, Symbol, pi, sin
+
+    x = Symbol("x", real=True)
+    diff = sin(x) - Pow(
+        Add(7, -sin(pi, evaluate=False), evaluate=False), 2, evaluate=False
+    )  # strict evalf fails
+    assert certainly_nonzero(diff)
+    assert not certainly_nonzero(
+        Add(Rational(1, 2), -sin(pi / 6, evaluate=False), evaluate=False)
+    )  # zero: simplify
+    _inside("\\sin x", "{7 - \\sin(\\pi)}^{2}")
 
 
 def test_rule2_equal_answers_still_go_to_simplify():
@@ -213,6 +236,39 @@ def test_rule5_equations_are_solved_only_without_functions():
     _inside("x > 3", "\\sqrt{x} > \\sqrt{3}")
     _outside("2x = 6", "e^{x} = e^{3}", "function applications to solve")
     _outside("x > 3", "\\ln(x) > \\ln(3)", "function applications to solve")
+    _outside("x = 1", "a^2 + b^2 = c^2", "a variable (a, b, c) the ground truth does not have")
+    _inside("y = 2", "y = 2 \\cdot 1")
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer"),
+    [("[0, 1)", "\\sin(\\ln(\\pi))"), ("[0, 1)", "0.5"), ("[0, 1)", "\\{0, 1\\}"), ("(1, 2)", "\\{1, 2\\}"),
+     ("(1, 2)", "\\{2, 1\\}"), ("(1, 2)", "\\{1, 3\\}"), ("(0, \\infty)", "5"), ("(-\\infty, 1) \\cup (2, 3)", "\\{1, 2\\}"),
+     ("\\mathbb{R}", "x"), ("\\{1, 2\\}", "[1, 2]"), ("7", "(1, 2)"), ("\\{7\\}", "[7, 7]"),
+     ("\\{1, 2\\}", "e^{11y}"), ("\\{1, 2\\}", "\\{2, 1, 3\\}"), ("\\{1, 2\\}", "\\{x, 1\\}"), ("7", "\\{7, 7\\}")],
+)  # fmt: skip
+def test_rule6_a_finite_set_against_an_infinite_one_keeps_math_verifys_verdict(gold, answer):
+    _inside(gold, answer)
+
+
+def test_rule6_skips_only_the_symmetric_difference():
+    from sympy import FiniteSet, Interval, S, Symbol
+
+    from lit_triune.rewards.verifiers.math_compare import _fewer_than_distinct, _finite_against_infinite
+
+    assert _finite_against_infinite(Interval(0, 1), FiniteSet(S.Half))
+    assert _finite_against_infinite(FiniteSet(1, 2), S.Reals)
+    assert not _finite_against_infinite(
+        Interval(0, 1), Interval(0, 2)
+    )  # math-verify compares intervals itself
+    assert not _finite_against_infinite(FiniteSet(1), FiniteSet(1, 2))
+    a = Symbol("a")
+    assert not _finite_against_infinite(
+        FiniteSet(1), Interval(a, 1)
+    )  # may be [1, 1] = {1}: sympy cannot tell
+    assert _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a))
+    assert not _fewer_than_distinct(FiniteSet(1, a), FiniteSet(2))  # a = 2 would do
+    assert not _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a, 3))  # same size: math-verify compares
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts

@@ -15,12 +15,16 @@ Before `verify` (`check_answer`):
    math-verify does for non-integer golds -- needs that many digits of pi; `math_limits` estimates the
    same from the text where it can see the numbers);
 1. no unevaluated limit, sum, product, integral or derivative in the answer: math-verify would evaluate
-   it (`doit`, numeric quadrature); such an answer restates a problem, it does not answer it.
+   it (`doit`, numeric quadrature); such an answer restates a problem, it does not answer it;
+7. no logarithm of a constant with a non-real value (`\\ln(\\ln(-3))`, `\\log_{2}(\\log_{2}(\\ln(0.5)))`): sympy's
+   `evalf` of it, which math-verify's numeric comparison runs first, builds `Abs` of a complex logarithm
+   symbolically (120-150 ms CPU); one logarithm of a negative number (`\\ln(-3)`) is cheap and still compared.
 
 Inside `verify`, before each `simplify(gold - answer)`:
 
 2. a difference that is certainly not zero is *not equal*, without `simplify`: a constant whose value,
-   evaluated with sympy's `evalf(strict=True)` to `NUMERIC_DIGITS` correct digits, is not 0, or an
+   evaluated with sympy's `evalf(strict=True)` to `NUMERIC_DIGITS` correct digits (after `doit()` when an
+   unevaluated exact zero such as `\\sin(\\pi)` stops that: 75-135 ms of simplify), is not 0, or an
    expression in assumption-free variables whose value at one exact generic point (`_POINT`) is provably
    not 0. This is math-verify's verdict, not a limit: `simplify` returns an expression with the same
    values wherever the original is defined, and one that is not 0 somewhere is never `is_zero`;
@@ -32,7 +36,19 @@ Inside `verify`, before each `simplify(gold - answer)`:
 
 Before each `solve` (math-verify solves both sides when a relational gold meets a relational answer):
 
-5. the answer has no function application and at most `MAX_NODES` nodes.
+5. the answer has no function application, at most `MAX_NODES` nodes and no variable the ground truth lacks
+   (a limit, as rule 3: math-verify solves each side for its own variables and compares the solutions key by
+   key and value by value, where the extra variable stands in a key or a value the gold's lack; `a^2 + b^2 =
+   c^2` against `x = 1` spent 130-300 ms in `solve`).
+
+In `sympy_compare_sets` (a set, interval or tuple on either side):
+
+6. a finite set (or a single value, which math-verify wraps in one) against a set sympy knows is infinite
+   (`is_finite_set is False`: an interval with numeric ends, a union holding one, the reals), or against a
+   finite set with more distinct rational numbers than it has elements (`{e^{11y}}` against `{1, 2}`: 73 ms),
+   skips the `symmetric_difference(...).is_empty` check, which cannot be true for them and cost 30-80 ms CPU
+   (`\\sin(\\ln(\\pi))` against `[0, 1)`: sympy decides whether the value lies in the interval); the rest of
+   math-verify's function runs as shipped. Like rule 2, this is math-verify's verdict, not a limit.
 
 Below the limits the comparison is math-verify's own code, unchanged, and its verdict is kept:
 tests/rewards/test_math_compare.py holds each limit just inside (verdict as math-verify's) and just outside
@@ -122,7 +138,7 @@ def _largest_power(expr: Any) -> float:
 
 
 def check_answer(parsed: list[Any]) -> None:
-    """Rules 0 and 1 on math-verify's parse of the answer; raises AnswerTooDear."""
+    """Rules 0, 1 and 7 on math-verify's parse of the answer; raises AnswerTooDear."""
     from sympy import Basic
     from sympy.matrices import MatrixBase
 
@@ -135,6 +151,26 @@ def check_answer(parsed: list[Any]) -> None:
         digits = _largest_power(expr)
         if digits > MAX_VALUE_DIGITS:
             raise AnswerTooDear(f"a power of about {digits:.3g} digits (at most {MAX_VALUE_DIGITS})")
+        if _log_of_complex(expr):
+            raise AnswerTooDear(
+                "the logarithm of a non-real number (a logarithm of a negative one's logarithm)"
+            )
+
+
+def _log_of_complex(expr: Any) -> bool:
+    """Rule 7: a logarithm of a constant whose value has an imaginary part. Inner logarithms are looked at first,
+    so each argument evaluated here holds only logarithms of real numbers (cheap to evaluate)."""
+    from sympy import Float, log, postorder_traversal
+
+    for node in postorder_traversal(expr):
+        if isinstance(node, log) and not node.free_symbols:
+            try:
+                imag = node.args[0].evalf(15).as_real_imag()[1]
+            except Exception:  # noqa: BLE001 - not a number: nothing to bound
+                continue
+            if isinstance(imag, Float) and imag != 0:
+                return True
+    return False
 
 
 def _size(expr: Any) -> tuple[int, int, int]:
@@ -240,16 +276,31 @@ def certainly_nonzero(diff: Any) -> bool:
             return False
         if _largest_power(diff) > MAX_VALUE_DIGITS:  # e^{10^{39} x} at the point: too large to evaluate
             return False
-    try:
-        value = diff.evalf(NUMERIC_DIGITS, strict=True)  # PrecisionExhausted if any digit is uncertain
-        parts = [p for p in value.as_real_imag() if p != 0]
-    except Exception:  # noqa: BLE001 - not evaluable to full precision: simplify decides
+    parts = _strict_parts(diff)
+    if (
+        parts is None
+    ):  # an exact zero inside, unevaluated (`7 - \\sin(\\pi)`): evaluated again, the same value
+        try:
+            parts = _strict_parts(diff.doit())
+        except Exception:  # noqa: BLE001 - simplify decides
+            return False
+    if parts is None:
         return False
     return (
         bool(parts)
         and all(isinstance(p, Float) for p in parts)
         and any(abs(p) > NONZERO_BELOW for p in parts)
     )
+
+
+def _strict_parts(value: Any) -> list[Any] | None:
+    """The non-zero real and imaginary parts of `value` evaluated to `NUMERIC_DIGITS` correct digits, or None
+    when sympy cannot certify them (strict evalf: an exact zero it cannot tell from a tiny number)."""
+    try:
+        evaluated = value.evalf(NUMERIC_DIGITS, strict=True)  # PrecisionExhausted if any digit is uncertain
+        return [p for p in evaluated.as_real_imag() if p != 0]
+    except Exception:  # noqa: BLE001 - not evaluable to full precision
+        return None
 
 
 def _symbolic_eq(original: Any) -> Any:
@@ -277,13 +328,76 @@ def _solve_and_compare(original: Any) -> Any:
     def sympy_solve_and_compare(gold: Any, pred: Any, *args: Any, **kwargs: Any) -> bool:
         if _active.get():
             _check_size(pred, "solve", functions_allowed=0)
+            extra = _free(pred) - _free(gold)
+            if extra:  # solved for variables the gold's solutions cannot hold (`a^2 + b^2 = c^2`: 130-300 ms)
+                names = ", ".join(sorted(str(s) for s in extra)[:3])
+                raise AnswerTooDear(f"the answer has a variable ({names}) the ground truth does not have")
         return original(gold, pred, *args, **kwargs)
 
     sympy_solve_and_compare.__wrapped__ = original  # type: ignore[attr-defined]
     return sympy_solve_and_compare
 
 
-HOOKED = ("sympy_symbolic_eq", "sympy_solve_and_compare")
+def _finite_against_infinite(a_set: Any, b_set: Any) -> bool:
+    """One side a FiniteSet, the other a Set that sympy knows is infinite (rule 6)."""
+    from sympy import FiniteSet, Set
+
+    for finite, other in ((a_set, b_set), (b_set, a_set)):
+        if isinstance(finite, FiniteSet) and isinstance(other, Set) and not isinstance(other, FiniteSet):
+            try:
+                if other.is_finite_set is False:
+                    return True
+            except Exception:  # noqa: BLE001 - sympy could not tell: math-verify decides as shipped
+                return False
+    return False
+
+
+def _fewer_than_distinct(a_set: Any, b_set: Any) -> bool:
+    """Two FiniteSets, one with more distinct rational numbers than the other has elements (rule 6): `{1, 2}`
+    against `{e^{11 y}}` cannot be equal whatever y is."""
+    from sympy import FiniteSet
+
+    if not (isinstance(a_set, FiniteSet) and isinstance(b_set, FiniteSet)):
+        return False
+    for one, other in ((a_set, b_set), (b_set, a_set)):
+        if len({e for e in one.args if getattr(e, "is_Rational", False)}) > len(other.args):
+            return True
+    return False
+
+
+def _compare_sets(original: Any) -> Any:
+    def sympy_compare_sets(gold: Any, pred: Any, float_rounding: int, numeric_precision: int) -> bool:
+        if not _active.get():
+            return original(gold, pred, float_rounding, numeric_precision)
+        import math_verify.grader as grader
+        from sympy import FiniteSet, Interval, Set, Tuple
+
+        a_set = gold if isinstance(gold, (Set, Tuple)) else FiniteSet(gold)
+        b_set = pred if isinstance(pred, (Set, Tuple)) else FiniteSet(pred)
+        if _fewer_than_distinct(a_set, b_set):
+            # math-verify's function (math_verify/grader.py, 0.9) for two finite sets, without the symmetric
+            # difference, which cannot be empty here
+            if a_set == b_set:
+                return True
+            return grader.sympy_deep_compare_set_and_tuple(a_set, b_set, float_rounding, numeric_precision)
+        if not _finite_against_infinite(a_set, b_set):
+            return original(gold, pred, float_rounding, numeric_precision)
+        # math-verify's function for this pair, without the symmetric difference, which is never empty here:
+        # not both intervals, not both finite sets / tuples
+        if a_set == b_set:
+            return True
+        deep = grader.sympy_deep_compare_set_and_tuple
+        if isinstance(a_set, Interval) and isinstance(b_set, FiniteSet) and a_set.is_open and len(b_set) == 2:
+            return deep(Tuple(a_set.start, a_set.end), b_set, float_rounding, numeric_precision)
+        if isinstance(b_set, Interval) and isinstance(a_set, FiniteSet) and b_set.is_open and len(a_set) == 2:
+            return deep(a_set, Tuple(b_set.start, b_set.end), float_rounding, numeric_precision)
+        return False
+
+    sympy_compare_sets.__wrapped__ = original  # type: ignore[attr-defined]
+    return sympy_compare_sets
+
+
+HOOKED = ("sympy_symbolic_eq", "sympy_solve_and_compare", "sympy_compare_sets")
 
 
 def install() -> None:
@@ -295,4 +409,5 @@ def install() -> None:
 
     grader.sympy_symbolic_eq = _symbolic_eq(grader.sympy_symbolic_eq)
     grader.sympy_solve_and_compare = _solve_and_compare(grader.sympy_solve_and_compare)
+    grader.sympy_compare_sets = _compare_sets(grader.sympy_compare_sets)
     _installed = True
