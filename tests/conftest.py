@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Helper modules and subprocess scripts the tests share (fit drivers, probes, test verifiers) live in
+# tests/support/, not among the tests; subprocess fits put the same folder on their PYTHONPATH (rl_cli.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # vLLM engine in-process on CPU
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

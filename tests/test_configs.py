@@ -251,7 +251,7 @@ def test_orsta_runs_on_cpu_with_vllm(tmp_path):
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
     env.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "callbacks"), str(ROOT / "tests" / "rl")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "callbacks"), str(ROOT / "tests" / "support")]))
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 

@@ -3,8 +3,6 @@ trained weights and a greedy generation_config; the policy itself keeps sampling
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
@@ -13,11 +11,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from rl_fit import tiny_data, tiny_module  # tests/support (conftest.py)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "rl"))
-from rl_fit import tiny_data, tiny_module  # noqa: E402
-
-from lit_triune.hf_copy import HFCopyOnCheckpoint  # noqa: E402
+from lit_triune.hf_copy import HFCopyOnCheckpoint
 
 MAX_STEPS = 2  # warm-start (supervised) steps, so both move the weights; a checkpoint after each
 

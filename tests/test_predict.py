@@ -59,9 +59,6 @@ def test_predict_refuses_no_data_and_bad_pairs(tmp_path):
 def test_predict_from_a_checkpoint_answers_as_its_export_does(shards, tmp_path):
     """A training checkpoint is rebuilt as lit-triune-export rebuilds it (its hyper-parameters, its weights), so
     its greedy answers are those of its HF export."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "rl"))
     from rl_fit import fit, tiny_data, tiny_module
 
     from lit_triune.export import export

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from cb_records import SOURCES
 
-HERE = Path(__file__).parent
-REPO = HERE.parents[1]
+REPO = Path(__file__).parents[2]
+SUPPORT = REPO / "tests" / "support"
 STATS = ["reward", "accuracy", "response_length_wrong", "reflection_ratio", "accuracy_reflection", "iou", "map",
          "iou@0.5", "truncation_ratio", "verifier_failure_ratio", "samples"]  # fmt: skip
 
@@ -23,9 +23,9 @@ def test_two_process_ddp_metrics_equal_those_of_the_gathered_data(tmp_path: Path
     env = {
         k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK")
     }
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "callbacks"), str(HERE)]))
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "callbacks"), str(SUPPORT)]))
     proc = subprocess.run(
-        [sys.executable, str(HERE / "ddp_source_metrics_run.py"), str(tmp_path)],
+        [sys.executable, str(SUPPORT / "ddp_source_metrics_run.py"), str(tmp_path)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from shard_builders import build_corrupt_set
 
 from lit_triune.data.prepare import main
 from lit_triune.data.shards import ShardError, iter_shard, resolve_shards
-from tests.data.helpers import build_corrupt_set
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from shard_builders import build_corrupt_set, write_tar
 
 from lit_triune.data.shard_index import ShardReader, index_shard
 from lit_triune.data.shards import ShardError, ShardWriter, iter_shard
 from lit_triune.data.synthetic import generate
-from tests.data.helpers import build_corrupt_set, write_tar
 
 
 def _streamed(path: Path) -> tuple[list, str | None]:

@@ -3,13 +3,13 @@
 import json
 
 import pytest
+from shard_builders import edit_json, rewrite_shard
 from torch.utils.data import DataLoader
 
 from lit_triune.data import PromptBuilder, ShardStream, ShardWriter, Source, TriuneDataModule, generate
 from lit_triune.data.shards import resolve_shards
 from lit_triune.data.stream import plan
 from lit_triune.data.synthetic import GENERATOR_VERSION
-from tests.data.helpers import edit_json, rewrite_shard
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from lit_triune.rewards import VerifierPool
 
 if __name__ == "__main__":
     with VerifierPool(num_workers=1, timeout_s=10, start_method=sys.argv[1],
-                      imports=("tests.rewards.modules_probe",)) as pool:
+                      imports=("modules_probe",)) as pool:
         assert pool.wait_ready(120)
         result = pool.map(["x"], [{"verifier": "probe_modules", "ground_truth": "x"}])[0]
         status = open(f"/proc/{pool.worker_pids()[0]}/status").read()
@@ -62,7 +62,7 @@ def test_worker_of_a_torch_script_never_imports_torch(tmp_path, start_method):
 def test_worker_warnings_and_stderr_reach_the_parent_log(caplog):
     import logging
 
-    with VerifierPool(num_workers=1, timeout_s=10, imports=("tests.rewards.noisy_verifier",)) as pool:
+    with VerifierPool(num_workers=1, timeout_s=10, imports=("noisy_verifier",)) as pool:
         assert pool.wait_ready(60)
         with caplog.at_level(logging.WARNING, logger="lit_triune.rewards.worker"):
             out = pool.map(["x"], [{"verifier": "noisy", "ground_truth": "x"}])[0]
@@ -79,7 +79,7 @@ logging.basicConfig(filename=sys.argv[1], level=logging.WARNING)  # the trainer'
 from lit_triune.rewards import VerifierPool
 
 sleep = {"verifier": "debug_sleep", "verifier_parm": {"seconds": 0.3}}
-imports = ("lit_triune.rewards.verifiers.debug", "tests.rewards.noisy_verifier")
+imports = ("lit_triune.rewards.verifiers.debug", "noisy_verifier")
 with VerifierPool(num_workers=2, timeout_s=10, imports=imports) as pool:
     assert pool.wait_ready(120)
     pool.map(["x"] * 2, [{"verifier": "noisy", "ground_truth": "x"}] * 2)

@@ -1,7 +1,7 @@
 """Two-process DDP on CPU (gloo) through the real command line: `main.py fit -c conf/tiny.yaml
 --trainer.devices=2 --trainer.strategy=ddp`, a few GRPO steps after a short warm-start.
 
-Checked on the files each rank dumps (tests/rl/rl_probe.py) and on rank 0's CSV log: the ranks roll
+Checked on the files each rank dumps (tests/support/rl_probe.py) and on rank 0's CSV log: the ranks roll
 out disjoint prompts, end with identical policy weights (gradients are averaged, not per rank), and
 what is logged is the global figure — the mean over both ranks' rollouts — not rank 0's own.
 """

@@ -1,5 +1,5 @@
 """conf/orsta.yaml's FSDP strategy block, run for real: two CPU processes (gloo) through the command line,
-`FSDPStrategy` (via tests/rl/cpu_fsdp.py, which only lets it run on CPU) with FULL_SHARD, the decoder
+`FSDPStrategy` (via tests/support/cpu_fsdp.py, which only lets it run on CPU) with FULL_SHARD, the decoder
 layers and ViT blocks auto-wrapped and activation-checkpointed, use_orig_params and sharded checkpoints,
 on conf/tiny.yaml's model and data: a warm-start step (ViT trained) and GRPO steps (ViT frozen).
 
