@@ -1,0 +1,121 @@
+"""RemoteEngine against a rollout server process (HF engine, gloo weight group on CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+from PIL import Image
+
+from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
+from lit_triune.rl.logprobs import completion_logprobs
+from lit_triune.rollout import wire
+from lit_triune.rollout.base import Rollout, SamplingConfig
+from lit_triune.rollout.remote import RemoteEngine, RolloutServerLost
+from lit_triune.rollout.weight_group import buckets
+
+
+def _recompute(model, processor, prompts, images, rollout) -> torch.Tensor:  # [N, T]
+    enc = encode_prompts(processor, prompts, images)
+    inputs = build_policy_inputs(model, enc, rollout.completion_ids, rollout.prompt_index,
+                                 processor.tokenizer.pad_token_id, model.config.image_token_id)
+    with torch.no_grad():
+        return completion_logprobs(model, inputs)
+
+
+def _gap(model, processor, prompts, images, rollout: Rollout) -> float:
+    ref = _recompute(model, processor, prompts, images, rollout)  # [N, T]
+    return max((torch.tensor(lp) - ref[i, : len(lp)]).abs().max().item()
+               for i, lp in enumerate(rollout.sampling_logprobs) if lp)
+
+
+def test_wire_round_trips_images_sampling_and_rollouts():
+    images = [Image.new("RGB", (5, 3), (1, 2, 3)), None, Image.new("L", (2, 2), 7)]
+    described, blobs = wire.encode_images(images)
+    back = wire.decode_images(described, blobs)
+    assert back[1] is None and back[0].tobytes() == images[0].tobytes() and back[2].mode == "L"
+    s = SamplingConfig(n=3, max_new_tokens=5, temperature=0.7, seed=11)
+    assert wire.sampling_from_dict(wire.sampling_to_dict(s)) == s
+    r = Rollout(prompt_index=torch.tensor([0, 0]), completion_ids=[[1, 2], [3]],
+                sampling_logprobs=[[-0.1234567891234, -2.0], [-0.5]], texts=["a", "<b>"],
+                truncated=torch.tensor([True, False]), spurious_vision_tokens=torch.tensor([0, 1]))
+    d = wire.rollout_from_dict(wire.rollout_to_dict(r))
+    assert d.sampling_logprobs == r.sampling_logprobs and d.completion_ids == r.completion_ids
+    assert d.truncated.tolist() == [True, False] and d.texts == r.texts
+    with pytest.raises(wire.WireError):
+        wire.decode_images([{"mode": "weird", "size": [1, 1], "blob": 0}], [b"x"])
+
+
+def test_buckets_split_by_dtype_and_size():
+    meta = [["a", "float32", [4]], ["b", "float32", [4]], ["c", "bfloat16", [2]], ["d", "float32", [100]]]
+    assert list(buckets(meta, 32)) == [[0, 1], [2], [3]]
+    assert list(buckets(meta, 16)) == [[0], [1], [2], [3]]
+
+
+def test_unreachable_server_names_it():
+    engine = RemoteEngine(host="127.0.0.1", port=1, launch=False, connect_timeout_s=0)
+    with pytest.raises(RolloutServerLost, match=r"rollout server 127\.0\.0\.1:1 is unreachable"):
+        engine.sync_weights(torch.nn.Linear(1, 1))
+
+
+@pytest.fixture
+def policy(tiny_model_path):
+    from lit_triune.rl.policy import load_policy
+
+    return load_policy(str(tiny_model_path)).eval()
+
+
+def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_path, tiny_processor, tmp_path):
+    prompts = [tiny_processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
+        add_generation_prompt=True, tokenize=False) for t in ("How many?", "Colour?")]
+    images = [Image.new("RGB", (112, 112), (220, 30, 30)), Image.new("RGB", (84, 140), (30, 30, 220))]
+    sampling = SamplingConfig(n=3, max_new_tokens=10, seed=5)
+    engine = RemoteEngine(engine="hf", model_path=str(tiny_model_path), threads=1, log_dir=str(tmp_path))
+    try:
+        engine.bind(policy, tiny_processor)
+        with torch.no_grad():  # move the policy away from the checkpoint the server loaded
+            for p in policy.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        engine.sync_weights(policy)
+        r = engine.generate(prompts, images, sampling)
+        assert len(r.completion_ids) == 6 and r.prompt_index.tolist() == [0, 0, 0, 1, 1, 1]
+        moved = _gap(policy, tiny_processor, prompts, images, r)
+        assert moved <= 1e-5  # the server sampled from the pushed weights ...
+        from lit_triune.rl.policy import load_policy
+
+        initial = load_policy(str(tiny_model_path)).eval()
+        assert _gap(initial, tiny_processor, prompts, images, r) > 1e-2  # ... not from the checkpoint's
+        again = engine.generate(prompts, images, sampling)
+        assert again.completion_ids == r.completion_ids  # seeded: reproducible
+        pid = engine._server_pid
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(RolloutServerLost, match=rf"rollout server 127\.0\.0\.1:\d+, pid {pid}"):
+            engine.generate(prompts, images, sampling)
+    finally:
+        engine.close()
+
+
+def test_retry_relaunches_and_repushes(policy, tiny_model_path, tiny_processor, tmp_path):
+    prompts = ["<|im_start|>user\nsay<|im_end|>\n<|im_start|>assistant\n"]
+    sampling = SamplingConfig(n=2, max_new_tokens=6, seed=1)
+    engine = RemoteEngine(engine="hf", model_path=str(tiny_model_path), threads=1, on_server_lost="retry",
+                          retries=2, retry_wait_s=0.1, log_dir=str(tmp_path))
+    try:
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        engine.sync_weights(policy)
+        first = engine.generate(prompts, [None], sampling)
+        pid = engine._server_pid
+        os.kill(pid, signal.SIGKILL)
+        engine._proc.wait()
+        second = engine.generate(prompts, [None], sampling)  # relaunched, weights pushed again
+        assert engine._server_pid != pid and engine.reconnects == 1
+        assert second.completion_ids == first.completion_ids
+        assert sum(second.sampling_logprobs, []) == pytest.approx(sum(first.sampling_logprobs, []), abs=1e-6)
+    finally:
+        engine.close()
+    assert engine._proc is None
