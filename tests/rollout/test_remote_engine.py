@@ -119,3 +119,51 @@ def test_retry_relaunches_and_repushes(policy, tiny_model_path, tiny_processor, 
     finally:
         engine.close()
     assert engine._proc is None
+
+
+def test_launched_server_dies_with_its_trainer(tiny_model_path, tmp_path):
+    """A trainer killed with SIGKILL (no close, no atexit) takes its launched server with it."""
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os, signal, sys, torch\n"
+              "from lit_triune.rollout.remote import RemoteEngine\n"
+              f"e = RemoteEngine(engine='hf', model_path={str(tiny_model_path)!r}, threads=1, log_dir={str(tmp_path)!r})\n"
+              "e.sync_weights(torch.nn.Module())\n"
+              "print(e._server_pid, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    pid = int(out.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"rollout server pid {pid} outlived its trainer")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_server_samples_from_pushed_weights(policy, tiny_model_path, tiny_processor, tmp_path):
+    pytest.importorskip("vllm")
+    prompts = [tiny_processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
+        add_generation_prompt=True, tokenize=False)]
+    images = [Image.new("RGB", (112, 112), (220, 30, 30))]
+    engine = RemoteEngine(engine="vllm", model_path=str(tiny_model_path), threads=1, log_dir=str(tmp_path),
+                          engine_kwargs={"max_model_len": 512, "max_num_seqs": 16, "kv_cache_memory_bytes": 64 << 20})
+    try:
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        engine.sync_weights(policy)
+        r = engine.generate(prompts, images, SamplingConfig(n=4, max_new_tokens=10, seed=5))
+        gap = _gap(policy, tiny_processor, prompts, images, r)
+        print(f"\nvLLM server: sampled-token log-prob gap to the pushed policy {gap:.2e}")
+        assert gap <= 1e-5
+    finally:
+        engine.close()
