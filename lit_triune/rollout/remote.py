@@ -27,8 +27,10 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from concurrent.futures import Future
 from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,52 @@ class RolloutServerLost(RuntimeError):
 
 class RolloutServerError(RuntimeError):
     """The server answered with an error (e.g. the engine failed on a request)."""
+
+
+class _Channel:
+    """One control connection: requests carry an id, a reader thread hands each reply to its request's future,
+    so a rollout can be in flight (`RemoteEngine.submit`) while the weights are pushed on the same connection.
+    The server answers one connection's requests in order."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.futures: dict[int, Future] = {}
+        self.lock = threading.Lock()
+        self.next_id = 0
+        self.error: BaseException | None = None
+        self.reader = threading.Thread(target=self._read, daemon=True, name="rollout-server-reader")
+        self.reader.start()
+
+    def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> Future:
+        future: Future = Future()
+        with self.lock:
+            if self.error is not None:
+                raise ConnectionError(f"connection lost: {type(self.error).__name__}: {self.error}")
+            rid, self.next_id = self.next_id, self.next_id + 1
+            self.futures[rid] = future
+            wire.send(self.conn, {**header, "id": rid}, blobs)
+        return future
+
+    def _read(self) -> None:
+        try:
+            while True:
+                reply, _ = wire.recv(self.conn)
+                with self.lock:
+                    future = self.futures.pop(int(reply.get("id", -1)), None)
+                if future is not None:
+                    future.set_result(reply)
+        except BaseException as err:  # noqa: BLE001 - EOF / reset: every waiting request fails with it
+            with self.lock:
+                self.error = err
+                waiting, self.futures = list(self.futures.values()), {}
+            for future in waiting:
+                future.set_exception(ConnectionError(f"connection lost: {type(err).__name__}: {err}"))
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except OSError:
+            pass
 
 
 def _trainer_rank() -> int:
@@ -232,7 +280,7 @@ class RemoteEngine:
         deadline = time.monotonic() + (self.connect_timeout_s if (self.share and not self.pushes) else 0)
         while True:
             try:
-                self._conn = Client((host, int(port)), authkey=self._authkey)
+                self._conn = _Channel(Client((host, int(port)), authkey=self._authkey))
                 break
             except OSError as err:
                 if time.monotonic() >= deadline:
@@ -252,29 +300,25 @@ class RemoteEngine:
                                                  self.weights_backend, self.request_timeout_s)
 
     def _request(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> dict[str, Any]:
-        wire.send(self._conn, header, blobs)
-        if not self._conn.poll(self.request_timeout_s):
-            raise TimeoutError(f"no reply to {header['op']!r} within {self.request_timeout_s:.0f} s")
-        reply, _ = wire.recv(self._conn)
+        return self._answer(header["op"], self._conn.send(header, blobs))
+
+    def _answer(self, op: str, future: Future) -> dict[str, Any]:
+        reply = future.result(self.request_timeout_s)  # TimeoutError / ConnectionError: the server counts as lost
         if not reply.get("ok"):
-            raise RolloutServerError(f"{self.describe()} failed on {header['op']!r}: {reply.get('error')}\n"
+            raise RolloutServerError(f"{self.describe()} failed on {op!r}: {reply.get('error')}\n"
                                      f"{reply.get('traceback', '')}")
         return reply
 
     def _drop_connection(self) -> None:
-        for closer in (getattr(self._conn, "close", None),):
-            if closer is not None:
-                try:
-                    closer()
-                except OSError:
-                    pass
+        if self._conn is not None:
+            self._conn.close()
         self._conn, self._group, self._store = None, None, None
 
     def close(self) -> None:
         """Stops a server this rank launched (asks, then terminates, then kills) and drops the connection."""
         if self._conn is not None and self.launches:
             try:
-                wire.send(self._conn, {"op": "shutdown"})
+                self._conn.send({"op": "shutdown"})
             except (OSError, EOFError, ValueError):
                 pass
         self._drop_connection()
@@ -312,27 +356,45 @@ class RemoteEngine:
         weights = list(checkpoint_weights(self._model))
         device = (torch.device("cuda", torch.cuda.current_device())
                   if weight_group.resolve_backend(self.weights_backend) == "nccl" else torch.device("cpu"))
-        wire.send(self._conn, {"op": "weights", "version": self.version, "meta": weight_group.describe(weights),
-                               "bucket_bytes": self.bucket_bytes})
+        reply = self._conn.send({"op": "weights", "version": self.version, "meta": weight_group.describe(weights),
+                                 "bucket_bytes": self.bucket_bytes})
         weight_group.push(self._group, weights, self.bucket_bytes, device)
-        if not self._conn.poll(self.request_timeout_s):
-            raise TimeoutError(f"no reply to 'weights' within {self.request_timeout_s:.0f} s")
-        reply, _ = wire.recv(self._conn)
-        if not reply.get("ok"):
-            raise RolloutServerError(f"{self.describe()} failed to load the weights: {reply.get('error')}")
+        self._answer("weights", reply)
 
     def generate(self, prompts: list[str], images: list[Any], sampling: SamplingConfig) -> Rollout:
-        if self._lost is not None:
-            lost, self._lost = self._lost, None
-            raise lost
-        described, blobs = wire.encode_images([None] * len(prompts) if images is None else list(images))
-        header = {"op": "generate", "version": self.version, "prompts": list(prompts), "images": described,
-                  "sampling": wire.sampling_to_dict(sampling)}
+        self._raise_lost()
+        header, blobs = self._generate_request(prompts, images, sampling)
         start = time.perf_counter()
         reply = self._with_recovery("generate", lambda: self._request(header, blobs))
         rollout = wire.rollout_from_dict(reply["rollout"])
         rollout.timings["remote/roundtrip"] = time.perf_counter() - start
         return rollout
+
+    def submit(self, prompts: list[str], images: list[Any], sampling: SamplingConfig) -> InFlightRollout:
+        """Sends a generate request and returns at once. The server serves a connection's requests in order, so
+        the rollout is sampled with the weights of every push made before this call and of none made after.
+        `InFlightRollout.result()` waits for it."""
+        self._raise_lost()
+        header, blobs = self._generate_request(prompts, images, sampling)
+        try:
+            if self._conn is None:
+                self._with_recovery("submit", lambda: None)
+            future = self._conn.send(header, blobs)
+        except (OSError, ConnectionError) as err:
+            future = Future()
+            future.set_exception(ConnectionError(str(err)))
+        return InFlightRollout(self, future, prompts, images, sampling)
+
+    def _raise_lost(self) -> None:
+        if self._lost is not None:
+            lost, self._lost = self._lost, None
+            raise lost
+
+    def _generate_request(self, prompts: list[str], images: list[Any], sampling: SamplingConfig
+                          ) -> tuple[dict[str, Any], list[bytes]]:
+        described, blobs = wire.encode_images([None] * len(prompts) if images is None else list(images))
+        return ({"op": "generate", "version": self.version, "prompts": list(prompts), "images": described,
+                 "sampling": wire.sampling_to_dict(sampling)}, blobs)
 
     def _with_recovery(self, what: str, call: Any) -> Any:
         attempts = 1 + (self.retries if self.on_server_lost == "retry" else 0)
@@ -348,6 +410,11 @@ class RemoteEngine:
                 raise
             except (OSError, EOFError, TimeoutError, RuntimeError) as err:
                 self._drop_connection()
+                if self._proc is not None:
+                    try:  # a connection reset by a dying server comes just before its exit
+                        self._proc.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        pass
                 died = self._proc is not None and self._proc.poll() is not None
                 state = f"exited with code {self._proc.returncode}" if died else "stopped answering"
                 message = (f"{self.describe()} {state} during {what}: {type(err).__name__}: {err}")
@@ -368,3 +435,39 @@ class RemoteEngine:
         """After a reconnect: the (possibly new) server gets the weights this rank last synced."""
         if self.pushes and self._model is not None:
             self._push()
+
+
+class InFlightRollout:
+    """A generate request sent with `RemoteEngine.submit`. `wait()` blocks for the reply without any recovery
+    (safe from a helper thread); `result()` also recovers from a lost server as `generate` does (the rollout is
+    then sampled again, from the weights of the moment, and `regenerated` is True)."""
+
+    def __init__(self, engine: RemoteEngine, future: Future, prompts: list[str], images: list[Any],
+                 sampling: SamplingConfig) -> None:
+        self.engine, self.future = engine, future
+        self.prompts, self.images, self.sampling = prompts, images, sampling
+        self.regenerated = False
+        self.submitted = time.perf_counter()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def wait(self) -> Rollout:
+        reply = self.engine._answer("generate", self.future)
+        rollout = wire.rollout_from_dict(reply["rollout"])
+        rollout.timings["remote/in_flight"] = time.perf_counter() - self.submitted
+        return rollout
+
+    def result(self) -> Rollout:
+        try:
+            return self.wait()
+        except RolloutServerError:
+            raise
+        except (OSError, EOFError, TimeoutError, RuntimeError) as err:
+            self.engine._drop_connection()
+            if self.engine.on_server_lost == "stop":
+                raise RolloutServerLost(f"{self.engine.describe()} was lost with a rollout in flight: "
+                                        f"{type(err).__name__}: {err}. The run stops here; the checkpoints written "
+                                        "so far are intact (on_server_lost: stop)") from err
+            self.regenerated = True
+            return self.engine.generate(self.prompts, self.images, self.sampling)

@@ -147,18 +147,21 @@ class RolloutServer:
             pass  # the client went away; its connection is dropped on the next read
 
     def _handle(self, conn: Connection, header: dict[str, Any], blobs: list[bytes]) -> None:
-        op = header.get("op")
+        op, rid = header.get("op"), header.get("id")
+
+        def answer(h: dict[str, Any]) -> None:  # every reply echoes the request's id
+            self._reply(conn, {**h, "id": rid})
+
         try:
             if op == "hello":
                 if self.engine is None and self.engine_spec is None and header.get("engine"):
                     self.engine_spec = header["engine"]
                 if self.engine is None and self.engine_spec is not None:
                     self.engine = build_engine(self.engine_spec)
-                self._reply(conn, {"ok": True, "pid": os.getpid(), "store_port": self.store.port,
-                                   "version": self.version})
+                answer({"ok": True, "pid": os.getpid(), "store_port": self.store.port, "version": self.version})
             elif op == "join_weights":
                 self.backend = str(header.get("backend", "gloo"))
-                self._reply(conn, {"ok": True})
+                answer({"ok": True})
                 self.group = weight_group.new_group(self.store, str(header["prefix"]), weight_group.SERVER_RANK,
                                                     self.backend, self.timeout_s)
             elif op == "weights":
@@ -167,20 +170,19 @@ class RolloutServer:
                                                weights_device(self.engine, self.backend))
                 load_weights(self.engine, weights)
                 self.version = int(header["version"])
-                self._reply(conn, {"ok": True, "version": self.version})
+                answer({"ok": True, "version": self.version})
             elif op == "generate":
                 self._need_engine()
                 self.pending.append((conn, header, blobs, time.monotonic()))
             elif op == "ping":
-                self._reply(conn, {"ok": True, "version": self.version})
+                answer({"ok": True, "version": self.version})
             elif op == "shutdown":
-                self._reply(conn, {"ok": True})
+                answer({"ok": True})
                 self.running = False
             else:
                 raise ValueError(f"unknown op {op!r}")
         except Exception as err:  # noqa: BLE001 - reported to the client, which raises it
-            self._reply(conn, {"ok": False, "error": f"{type(err).__name__}: {err}",
-                               "traceback": traceback.format_exc(limit=8)})
+            answer({"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=8)})
 
     def _need_engine(self) -> None:
         if self.engine is None:
@@ -191,8 +193,8 @@ class RolloutServer:
         for conn, header, blobs, since in self.pending:
             if int(header.get("version", 0)) > self.version:
                 if time.monotonic() - since > self.timeout_s:
-                    self._reply(conn, {"ok": False, "error": f"timed out waiting for weight version "
-                                       f"{header.get('version')} (server has {self.version})"})
+                    self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"timed out waiting for weight "
+                                       f"version {header.get('version')} (server has {self.version})"})
                 else:
                     keep.append((conn, header, blobs, since))
                 continue
@@ -202,9 +204,10 @@ class RolloutServer:
                 rollout = self.engine.generate(list(header["prompts"]), images,
                                                wire.sampling_from_dict(header["sampling"]))
                 rollout.timings["server/generate"] = time.perf_counter() - t0
-                self._reply(conn, {"ok": True, "version": self.version, "rollout": wire.rollout_to_dict(rollout)})
+                self._reply(conn, {"ok": True, "id": header.get("id"), "version": self.version,
+                                   "rollout": wire.rollout_to_dict(rollout)})
             except Exception as err:  # noqa: BLE001
-                self._reply(conn, {"ok": False, "error": f"{type(err).__name__}: {err}",
+                self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"{type(err).__name__}: {err}",
                                    "traceback": traceback.format_exc(limit=8)})
         self.pending = keep
 

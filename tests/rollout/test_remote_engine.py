@@ -90,6 +90,19 @@ def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_
         assert _gap(initial, tiny_processor, prompts, images, r) > 1e-2  # ... not from the checkpoint's
         again = engine.generate(prompts, images, sampling)
         assert again.completion_ids == r.completion_ids  # seeded: reproducible
+        # a rollout in flight is sampled from the weights pushed before it was submitted, not after
+        import copy
+
+        before = copy.deepcopy(policy)
+        in_flight = engine.submit(prompts, images, SamplingConfig(n=3, max_new_tokens=10, seed=6))
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        engine.sync_weights(policy)
+        old = in_flight.result()
+        assert _gap(before, tiny_processor, prompts, images, old) <= 1e-5 and not in_flight.regenerated
+        assert _gap(policy, tiny_processor, prompts, images, old) > 1e-2
+        assert _gap(policy, tiny_processor, prompts, images, engine.generate(prompts, images, sampling)) <= 1e-5
         pid = engine._server_pid
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(RolloutServerLost, match=rf"rollout server 127\.0\.0\.1:\d+, pid {pid}"):
