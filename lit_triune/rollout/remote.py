@@ -89,14 +89,30 @@ class _Channel:
             with self.lock:
                 self.error = err
                 waiting, self.futures = list(self.futures.values()), {}
+            why = f"{type(err).__name__}: {err}"
+            if isinstance(err, ValueError):  # not JSON: the server's authentication challenge, most likely
+                why = (f"the server's reply is no lit-triune message ({why}): it probably expects an authkey; set "
+                       f"the same {AUTHKEY_ENV} for the server and every trainer rank")
             for future in waiting:
-                future.set_exception(ConnectionError(f"connection lost: {type(err).__name__}: {err}"))
+                future.set_exception(ConnectionError(f"connection lost: {why}"))
 
     def close(self) -> None:
         try:
             self.conn.close()
         except OSError:
             pass
+
+
+def _shared_authkey() -> bytes | None:
+    """Rank 0's random key, broadcast over the trainer's process group (a collective: every rank calls it at its
+    first connect, in the weight sync at fit start). None outside a process group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    box = [secrets.token_hex(32) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0]).encode()
 
 
 def _trainer_rank() -> int:
@@ -240,8 +256,8 @@ class RemoteEngine:
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log_path = log_dir / f"rollout_server_rank{self.rank}.log"
         ready = log_dir / f"ready_rank{self.rank}_{uuid.uuid4().hex[:8]}.json"
-        key = os.environ.get(AUTHKEY_ENV) or secrets.token_hex(32)  # the child and we alone know it
-        self._authkey = key.encode()
+        key = os.environ.get(AUTHKEY_ENV) or (self._authkey.decode() if self._authkey else secrets.token_hex(32))
+        self._authkey = key.encode()  # the server, this rank (and, shared, the other ranks) alone know it
         env = {**os.environ, **self.server_env, AUTHKEY_ENV: key}
         env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         cmd = [sys.executable, "-m", "lit_triune.rollout.server", "--host", self.host, "--port", str(self.port),
@@ -271,6 +287,8 @@ class RemoteEngine:
 
     def _connect(self) -> None:
         """Launches (if this rank launches) and connects; fails with RolloutServerLost."""
+        if self.share and self._authkey is None and not os.environ.get(AUTHKEY_ENV):
+            self._authkey = _shared_authkey()  # first connect of a shared server: every rank is here (fit start)
         if self.launches and (self._proc is None or self._proc.poll() is not None):
             self._launch()
         if self._authkey is None:
@@ -469,5 +487,8 @@ class InFlightRollout:
                 raise RolloutServerLost(f"{self.engine.describe()} was lost with a rollout in flight: "
                                         f"{type(err).__name__}: {err}. The run stops here; the checkpoints written "
                                         "so far are intact (on_server_lost: stop)") from err
+            print(f"[RemoteEngine] {self.engine.describe()} was lost with a rollout in flight ({type(err).__name__}: "
+                  f"{err}); sampling it again", file=sys.stderr, flush=True)
+            self.engine.reconnects += 1
             self.regenerated = True
             return self.engine.generate(self.prompts, self.images, self.sampling)

@@ -129,6 +129,12 @@ def test_retry_relaunches_and_repushes(policy, tiny_model_path, tiny_processor, 
         assert engine._server_pid != pid and engine.reconnects == 1
         assert second.completion_ids == first.completion_ids
         assert sum(second.sampling_logprobs, []) == pytest.approx(sum(first.sampling_logprobs, []), abs=1e-6)
+        # lost with a rollout in flight: sampled again on a relaunched server, from the current weights
+        in_flight = engine.submit(prompts, [None], sampling)
+        os.kill(engine._server_pid, signal.SIGKILL)
+        engine._proc.wait()
+        third = in_flight.result()
+        assert in_flight.regenerated and engine.reconnects == 2 and third.completion_ids == first.completion_ids
     finally:
         engine.close()
     assert engine._proc is None
@@ -180,3 +186,39 @@ def test_vllm_server_samples_from_pushed_weights(policy, tiny_model_path, tiny_p
         assert gap <= 1e-5
     finally:
         engine.close()
+
+
+def test_ranks_sharing_a_server_sample_from_the_weights_they_synced(policy, tiny_model_path, tiny_processor, tmp_path,
+                                                                   monkeypatch):
+    """share: true: rank 0 launches the server and pushes; rank 1 only counts its syncs, and its request waits
+    on the server until rank 0's push of the same version has arrived."""
+    import copy
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prompts = [tiny_processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
+        add_generation_prompt=True, tokenize=False)]
+    images = [Image.new("RGB", (112, 112), (220, 30, 30))]
+    monkeypatch.setenv("LIT_TRIUNE_ROLLOUT_KEY", "shared-secret")  # under torchrun rank 0's key is broadcast
+    ranks = [RemoteEngine(engine="hf", model_path=str(tiny_model_path), threads=1, share=True, port=port,
+                          log_dir=str(tmp_path), connect_timeout_s=120) for _ in range(2)]
+    ranks[0]._rank, ranks[1]._rank = 0, 1
+    try:
+        for engine in ranks:  # fit start: every rank syncs once (rank 0 launches and pushes)
+            engine.sync_weights(policy)
+        moved = copy.deepcopy(policy)
+        with torch.no_grad():
+            for p in moved.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        ranks[1].sync_weights(moved)  # rank 1 first: its next request must wait for rank 0's push
+        in_flight = ranks[1].submit(prompts, images, SamplingConfig(n=2, max_new_tokens=8, seed=2))
+        ranks[0].sync_weights(moved)
+        r = in_flight.result()
+        assert not ranks[1].launches and ranks[1]._server_pid == ranks[0]._server_pid
+        assert _gap(moved, tiny_processor, prompts, images, r) <= 1e-5
+    finally:
+        for engine in ranks[::-1]:
+            engine.close()
