@@ -64,6 +64,7 @@ class _Channel:
         self.lock = threading.Lock()
         self.next_id = 0
         self.error: BaseException | None = None
+        self.why = ""
         self.reader = threading.Thread(target=self._read, daemon=True, name="rollout-server-reader")
         self.reader.start()
 
@@ -71,7 +72,7 @@ class _Channel:
         future: Future = Future()
         with self.lock:
             if self.error is not None:
-                raise ConnectionError(f"connection lost: {type(self.error).__name__}: {self.error}")
+                raise ConnectionError(f"connection lost: {self.why}")
             rid, self.next_id = self.next_id, self.next_id + 1
             self.futures[rid] = future
             wire.send(self.conn, {**header, "id": rid}, blobs)
@@ -86,13 +87,15 @@ class _Channel:
                 if future is not None:
                     future.set_result(reply)
         except BaseException as err:  # noqa: BLE001 - EOF / reset: every waiting request fails with it
-            with self.lock:
-                self.error = err
-                waiting, self.futures = list(self.futures.values()), {}
             why = f"{type(err).__name__}: {err}"
-            if isinstance(err, ValueError):  # not JSON: the server's authentication challenge, most likely
+            if isinstance(err, EOFError):
+                why = "the server closed the connection"
+            elif isinstance(err, ValueError):  # not JSON: the server's authentication challenge, most likely
                 why = (f"the server's reply is no lit-triune message ({why}): it probably expects an authkey; set "
                        f"the same {AUTHKEY_ENV} for the server and every trainer rank")
+            with self.lock:
+                self.error, self.why = err, why
+                waiting, self.futures = list(self.futures.values()), {}
             for future in waiting:
                 future.set_exception(ConnectionError(f"connection lost: {why}"))
 
