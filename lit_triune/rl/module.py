@@ -28,6 +28,7 @@ from lit_triune.private_api import forget_logged
 from lit_triune.rl import optimizers, training
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES, informative_groups
+from lit_triune.rl.async_rollouts import AsyncRollouts
 from lit_triune.rl.counters import RunCounters, combine_ranks
 from lit_triune.rl.distributed import gather_objects
 from lit_triune.rl.dynamic_sampling import DynamicSampler, SamplerDecision
@@ -133,6 +134,13 @@ class TriuneModule(pl.LightningModule):
             false for none, or a list of those names (the init report of a random model costs as much as
             the others and shows zeros).
         seed: seed of rollout sampling and of the data order (linked to `data.seed`).
+        async_rollouts: generate the next batch while the current update runs (one-step off-policy, as verl's
+            and AReaL's asynchronous modes), in an engine with its own process (`lit_triune.rollout.RemoteEngine`
+            through the RolloutCallback, which must push after every step); the importance ratio is taken
+            against the engine's sampling log-probs; the first RL step of a run only submits. False (default):
+            the paper's on-policy loop. See rl/async_rollouts.py.
+        max_staleness: with `async_rollouts`, rollouts kept in flight: an update trains on samples of weights
+            at most this many optimizer steps old.
     """
 
     def __init__(
@@ -177,6 +185,8 @@ class TriuneModule(pl.LightningModule):
         warm_start_freeze: str = "none",
         stage_reports: bool | list[str] = True,
         seed: int = 0,
+        async_rollouts: bool = False,
+        max_staleness: int = 1,
     ) -> None:
         super().__init__()
         for name, value in (("freeze", freeze), ("warm_start_freeze", warm_start_freeze)):
@@ -190,6 +200,8 @@ class TriuneModule(pl.LightningModule):
             raise ValueError(f"val_samples must be >= 0, got {val_samples}")
         if val_iou_threshold is not None and not 0.0 < val_iou_threshold <= 1.0:
             raise ValueError(f"val_iou_threshold must be in (0, 1] or None, got {val_iou_threshold}")
+        if async_rollouts and dynamic_sampling:
+            raise ValueError("async_rollouts does not support dynamic_sampling yet (its refills are on-policy)")
         if verifier_failures not in VERIFIER_FAILURE_POLICIES:
             raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
         # the CLI's config keeps these objects; a checkpoint's hyperparameters hold plain values only
@@ -222,6 +234,7 @@ class TriuneModule(pl.LightningModule):
         self.sampler = DynamicSampler(max_refill_batches, self.counters) if dynamic_sampling else None
         self.runner = RolloutRunner(self.rollout_settings, partial(
             RewardScorer, num_workers=reward_workers, timeout_s=reward_timeout_s, compat=compat))
+        self.async_queue = AsyncRollouts(self.runner, max_staleness) if async_rollouts else None
         self._reporter = StageReporter(stage_reports)
         self._stale_keys: dict[str, set[str]] = {}  # logged groups to forget on steps that do not log them
 
@@ -334,8 +347,17 @@ class TriuneModule(pl.LightningModule):
         """Rollout -> verdict rows -> [dynamic sampling] -> update -> logged figures."""
         hp = self.hparams
         self._forget("warm_start")  # the warm-start's figures end with it
-        salt = self.sampler.refills if self.sampler is not None else 0
-        scored = self.runner.rollout(batch, self.rollout_context(), salt=salt)
+        async_stats: dict[str, float] = {}
+        if self.async_queue is not None:  # submit this batch; train on the oldest one in flight
+            self.async_queue.submit(batch, self.rollout_context())
+            if not self.async_queue.ready():  # the run's first RL step: nothing sampled yet to train on
+                self._forget("update")
+                self._log_with_counters(len(batch.prompts))
+                return {"rollout": None}
+            scored, async_stats = self.async_queue.pop(self.global_step)
+        else:
+            salt = self.sampler.refills if self.sampler is not None else 0
+            scored = self.runner.rollout(batch, self.rollout_context(), salt=salt)
         self.counters.bump("train/spurious_vision_tokens", scored.spurious_vision_tokens)
         out: dict[str, Any] = {"rollout": scored.records()}
         valid = training.verdict_rows(scored, hp.verifier_failures)  # [N]
@@ -356,7 +378,7 @@ class TriuneModule(pl.LightningModule):
             out["loss"] = torch.tensor(stats["loss"])
         # After the update, so the counters (refills, skipped steps, ...) include this step's events.
         self._log_with_counters(max(1, len(scored.texts) // scored.group_size),
-                                training.rollout_metrics(scored, (~informative).float().mean()))
+                                {**training.rollout_metrics(scored, (~informative).float().mean()), **async_stats})
         return out
 
     def _update(self, scored: Any, padding_groups: int = 0) -> dict[str, float]:
@@ -373,7 +395,8 @@ class TriuneModule(pl.LightningModule):
         batch = training.update_batch(
             scored, enc, policy=self.policy, tokenizer=self.processor.tokenizer, device=self.device,
             valid=training.verdict_rows(scored, hp.verifier_failures), features=features,
-            scale_rewards=hp.scale_rewards, overlong_filter=hp.overlong_filter, padding_groups=padding_groups)
+            scale_rewards=hp.scale_rewards, overlong_filter=hp.overlong_filter, padding_groups=padding_groups,
+            behaviour=self.async_queue is not None)
         rl_opt, rl_sched = self._rl_optimization()
 
         def step(finite: bool) -> tuple[bool, float]:
@@ -466,11 +489,15 @@ class TriuneModule(pl.LightningModule):
 
     def teardown(self, stage: str) -> None:
         self.runner.close()
+        if self.async_queue is not None:
+            self.async_queue.close()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called on every rank; counters are per rank (data skips, ...), so rank 0's file keeps all of them.
         checkpoint["lit_triune"] = {"iou_threshold": self.iou_threshold, **self.counters.state_dict(),
                                     "stage_reports": self._reporter.saved}  # merged into a resumed run's file
+        if self.async_queue is not None:  # every rank's in-flight rollouts (a collective: every rank is here)
+            checkpoint["lit_triune"]["async_rollouts"] = gather_objects(self.async_queue.state_dict())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lit_triune", {})
@@ -478,6 +505,13 @@ class TriuneModule(pl.LightningModule):
         world_size = self._trainer.world_size if self._trainer is not None else 1
         self.counters.load_state_dict(state, rank=self.global_rank, world_size=world_size)
         self._reporter.saved = dict(state.get("stage_reports", {}))
+        parts = state.get("async_rollouts")
+        if self.async_queue is not None and parts:
+            if len(parts) == world_size:
+                self.async_queue.load_state_dict(parts[self.global_rank])
+            else:
+                rank_zero_warn(f"the checkpoint holds the in-flight rollouts of {len(parts)} ranks, this run has "
+                               f"{world_size}: they are dropped, and the first step only submits again")
 
     def export_pretrained(self, out_dir: str) -> None:
         """Writes the current policy and its processor with `save_pretrained` (greedy `generation_config`):

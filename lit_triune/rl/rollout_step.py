@@ -55,6 +55,10 @@ class ScoredRollout:
     # used them: the update reuses them instead of running the processor and the vision tower again.
     encoded: EncodedPrompts | None = None
     spurious_vision_tokens: int = 0  # vision tokens the engine stripped from the completions before scoring
+    # The behaviour policy's log-probs of the sampled tokens, as the engine returned them (N lists), and the
+    # global step whose weights sampled them: asynchronous rollouts take the importance ratio against these.
+    sampling_logprobs: list[list[float]] | None = None
+    behaviour_step: int | None = None
 
     @property
     def num_groups(self) -> int:
@@ -83,6 +87,8 @@ class ScoredRollout:
             results=[self.results[r] for r in rows],
             timings=dict(self.timings),
             encoded=None if self.encoded is None else self.encoded.select(keep),
+            sampling_logprobs=None if self.sampling_logprobs is None else [self.sampling_logprobs[r] for r in rows],
+            behaviour_step=self.behaviour_step,
         )
 
     @staticmethod
@@ -101,6 +107,8 @@ class ScoredRollout:
             results=[x for p in parts for x in p.results],
             encoded=EncodedPrompts.concat([p.encoded for p in parts])
             if all(p.encoded is not None for p in parts) else None,
+            sampling_logprobs=[x for p in parts for x in p.sampling_logprobs]
+            if all(p.sampling_logprobs is not None for p in parts) else None,
         )
 
     def records(self, lengths: Tensor | None = None) -> dict[str, Any]:
@@ -234,6 +242,25 @@ class RolloutRunner:
             # "reward": scoring time not hidden behind generation (waiting for the pool after the last chunk)
             timings={"generate": t1 - t0, "reward": t2 - t1, **rollout.timings},
             encoded=encoded, spurious_vision_tokens=int(rollout.spurious_vision_tokens.sum()),
+            sampling_logprobs=rollout.sampling_logprobs,
+        )
+
+    def score(self, batch: Any, rollout: Rollout, iou_threshold: float) -> ScoredRollout:
+        """Scores a rollout generated elsewhere (asynchronous rollouts: rl/async_rollouts.py) in one pool call."""
+        self.start()
+        t0 = time.perf_counter()
+        reward_models, sizes = list(batch.reward_models), [tuple(s) for s in batch.image_sizes]
+        idx = rollout.prompt_index.tolist()
+        results = self.scorer.submit(rollout.texts, [reward_models[i] for i in idx], [sizes[i] for i in idx],
+                                     iou_threshold=iou_threshold)()
+        return ScoredRollout(
+            group_size=len(rollout.texts) // max(len(batch.prompts), 1), prompts=list(batch.prompts),
+            images=list(batch.images), image_sizes=sizes, reward_models=reward_models,
+            data_sources=list(batch.data_sources), completion_ids=rollout.completion_ids, texts=rollout.texts,
+            truncated=rollout.truncated.bool().cpu(), results=results,
+            timings={"reward": time.perf_counter() - t0, **rollout.timings},
+            spurious_vision_tokens=int(rollout.spurious_vision_tokens.sum()),
+            sampling_logprobs=rollout.sampling_logprobs,
         )
 
     def rollout(self, batch: Any, ctx: RolloutContext, salt: int = 0) -> ScoredRollout:

@@ -49,15 +49,17 @@ class UpdateBatch:
     loss_mask: Tensor  # [N, T] bool
     features: tuple[Tensor, ...] | None  # frozen-ViT features per prompt, or None (pixels in the inputs)
     real_rows: int
+    behaviour_logprobs: Tensor | None = None  # [N, T] the sampling policy's (asynchronous rollouts), else None
 
 
 def update_batch(scored: ScoredRollout, enc: EncodedPrompts, *, policy: Any, tokenizer: Any, device: torch.device,
                  valid: Tensor, features: tuple[Tensor, ...] | None, scale_rewards: str, overlong_filter: bool,
-                 padding_groups: int = 0) -> UpdateBatch:
+                 padding_groups: int = 0, behaviour: bool = False) -> UpdateBatch:
     """The policy inputs, group advantages and loss mask of `scored`, whose prompts `enc` holds encoded.
     `valid` ([N] bool) rows carry signal (verifier timeouts and crashes do not); the last `padding_groups`
     groups only pad the micro-batches (dynamic sampling under DDP): their rows count no token and carry no
-    advantage."""
+    advantage. `behaviour`: the importance ratio is taken against the engine's sampling log-probs
+    (`scored.sampling_logprobs`: asynchronous rollouts), not against the policy being updated."""
     image_token_id = getattr(policy.config, "image_token_id", None)
     # With features, no forward pass needs pixels: skip copying each prompt's patches once per row.
     inputs = build_policy_inputs(policy, enc, scored.completion_ids, scored.prompt_index,
@@ -72,7 +74,14 @@ def update_batch(scored: ScoredRollout, enc: EncodedPrompts, *, policy: Any, tok
     if padding_groups:
         loss_mask[real:] = False
         advantages[real:] = 0.0
-    return UpdateBatch(inputs, advantages, loss_mask, features, real)
+    behaviour_lp = None
+    if behaviour:
+        behaviour_lp = torch.zeros(loss_mask.shape, dtype=torch.float32)  # [N, T]
+        for i, row in enumerate(scored.sampling_logprobs):
+            t = min(len(row), behaviour_lp.shape[1])
+            behaviour_lp[i, :t] = torch.tensor(row[:t], dtype=torch.float32)
+        behaviour_lp = behaviour_lp.to(device)
+    return UpdateBatch(inputs, advantages, loss_mask, features, real, behaviour_lp)
 
 
 def update_policy(batch: UpdateBatch, *, policy: Any, settings: UpdateSettings, backward: Any, step: Any,
@@ -81,7 +90,7 @@ def update_policy(batch: UpdateBatch, *, policy: Any, settings: UpdateSettings, 
     stats = run_update(
         model=policy, inputs=batch.inputs, advantages=batch.advantages, loss_mask=batch.loss_mask,
         settings=settings, features=batch.features, backward=backward, step=step,
-        global_token_count=global_mean_count, ref_model=ref_policy,
+        global_token_count=global_mean_count, ref_model=ref_policy, behaviour_logprobs=batch.behaviour_logprobs,
     )
     real = batch.real_rows
     stats["advantage_abs_mean"] = float(batch.advantages[:real].abs().mean()) if real else 0.0

@@ -75,17 +75,23 @@ def run_update(
     step: Callable[[bool], tuple[bool, float]],  # step(finite): clip and step, or drop the grads; (stepped, norm)
     global_token_count: Callable[[Tensor], Tensor],  # local count -> count over all ranks / world size
     ref_model: Any | None = None,
+    behaviour_logprobs: Tensor | None = None,  # [N, T] the policy that sampled the rows (asynchronous rollouts)
 ) -> dict[str, float]:
     """Runs `updates_per_rollout` optimizer steps over disjoint minibatches of the N rows.
 
     On-policy with one update, π_old = π_θ (detached): no extra forward pass (the ratio is 1 and
     only the clip-free gradient remains, as in TRL). Otherwise π_old is recomputed once, before the
     first step, with the same code — so the ratio measures drift from updates, not engine mismatch.
+    With `behaviour_logprobs` (asynchronous rollouts, sampled by older weights) π_old is the behaviour
+    policy: the engine's own log-probs of the tokens it sampled.
     """
     n = inputs.input_ids.shape[0]
     all_rows = torch.arange(n)
     k = max(1, settings.updates_per_rollout)
-    old = None if k == 1 else batched_logprobs(model, inputs, all_rows, settings, features)
+    if behaviour_logprobs is not None:
+        old = behaviour_logprobs
+    else:
+        old = None if k == 1 else batched_logprobs(model, inputs, all_rows, settings, features)
     ref = batched_logprobs(ref_model, inputs, all_rows, settings, None) if ref_model is not None else None
     stats: dict[str, float] = {"loss": 0.0, "grad_norm": 0.0, "skipped_nonfinite": 0.0, "steps": 0.0}
     diag_sums: dict[str, float] = {}

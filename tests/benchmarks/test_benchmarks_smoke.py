@@ -34,6 +34,16 @@ def test_vs_trl_quick() -> None:
 
 
 @pytest.mark.slow
+def test_vs_trl_async_quick() -> None:
+    pytest.importorskip("trl", reason="TRL is the benchmark-only extra (pip install -e .[bench])")
+    assert RATIO.match(_last_line("vs_trl.py", "--quick", "--async"))
+
+
+def test_cpu_parallelism_quick() -> None:
+    assert RATIO.match(_last_line("cpu_parallelism.py", "--seconds", "0.5", "--rounds", "1"))
+
+
+@pytest.mark.slow
 def test_frozen_vit_quick() -> None:
     assert RATIO.match(_last_line("frozen_vit.py", "--quick"))
 

@@ -233,3 +233,16 @@ def test_micro_batches_are_padded_to_their_own_groups(model, inputs, monkeypatch
     model.zero_grad(set_to_none=True)
     _run(model, inputs, UpdateSettings(micro_batch_size=G))
     assert sorted(seen) == [[0] * G, [1] * G]
+
+
+def test_behaviour_logprobs_are_the_old_policy(model, inputs):
+    """Asynchronous rollouts: π_old is the sampling policy the engine reported, not a recompute. Behaviour
+    log-probs 0.1 above the policy's give a ratio of exp(-0.1) on every token."""
+    with torch.no_grad():
+        lp = completion_logprobs(model.eval(), inputs)  # [N, T]
+    model.train()
+    settings = UpdateSettings(micro_batch_size=4, clip_low=0.5, clip_high=0.5)
+    stats = run_update(model=model, inputs=inputs, advantages=ADVANTAGES, loss_mask=inputs.completion_mask,
+                       settings=settings, features=None, backward=lambda loss: None, step=lambda finite: (True, 0.0),
+                       global_token_count=lambda n: n, behaviour_logprobs=lp + 0.1)
+    assert stats["ratio_mean"] == pytest.approx(math.exp(-0.1), abs=1e-5)
