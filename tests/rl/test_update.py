@@ -241,7 +241,7 @@ def test_behaviour_logprobs_are_the_old_policy(model, inputs):
     with torch.no_grad():
         lp = completion_logprobs(model.eval(), inputs)  # [N, T]
     model.train()
-    settings = UpdateSettings(micro_batch_size=4, clip_low=0.5, clip_high=0.5)
+    settings = UpdateSettings(loss=DAPOLoss(clip_low=0.5, clip_high=0.5), micro_batch_size=4)
     stats = run_update(model=model, inputs=inputs, advantages=ADVANTAGES, loss_mask=inputs.completion_mask,
                        settings=settings, features=None, backward=lambda loss: None, step=lambda finite: (True, 0.0),
                        global_token_count=lambda n: n, behaviour_logprobs=lp + 0.1)
