@@ -39,6 +39,7 @@ def test_vs_trl_async_quick() -> None:
     assert RATIO.match(_last_line("vs_trl.py", "--quick", "--async"))
 
 
+@pytest.mark.slow
 def test_cpu_parallelism_quick() -> None:
     assert RATIO.match(_last_line("cpu_parallelism.py", "--seconds", "0.5", "--rounds", "1"))
 

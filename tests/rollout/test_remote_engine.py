@@ -111,6 +111,7 @@ def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_
         engine.close()
 
 
+@pytest.mark.slow
 def test_retry_relaunches_and_repushes(policy, tiny_model_path, tiny_processor, tmp_path):
     prompts = ["<|im_start|>user\nsay<|im_end|>\n<|im_start|>assistant\n"]
     sampling = SamplingConfig(n=2, max_new_tokens=6, seed=1)
@@ -140,6 +141,7 @@ def test_retry_relaunches_and_repushes(policy, tiny_model_path, tiny_processor, 
     assert engine._proc is None
 
 
+@pytest.mark.slow
 def test_launched_server_dies_with_its_trainer(tiny_model_path, tmp_path):
     """A trainer killed with SIGKILL (no close, no atexit) takes its launched server with it."""
     import subprocess
@@ -188,6 +190,7 @@ def test_vllm_server_samples_from_pushed_weights(policy, tiny_model_path, tiny_p
         engine.close()
 
 
+@pytest.mark.slow
 def test_ranks_sharing_a_server_sample_from_the_weights_they_synced(policy, tiny_model_path, tiny_processor, tmp_path,
                                                                    monkeypatch):
     """share: true: rank 0 launches the server and pushes; rank 1 only counts its syncs, and its request waits
