@@ -245,7 +245,9 @@ def test_rule5_equations_are_solved_only_without_functions():
     [("[0, 1)", "\\sin(\\ln(\\pi))"), ("[0, 1)", "0.5"), ("[0, 1)", "\\{0, 1\\}"), ("(1, 2)", "\\{1, 2\\}"),
      ("(1, 2)", "\\{2, 1\\}"), ("(1, 2)", "\\{1, 3\\}"), ("(0, \\infty)", "5"), ("(-\\infty, 1) \\cup (2, 3)", "\\{1, 2\\}"),
      ("\\mathbb{R}", "x"), ("\\{1, 2\\}", "[1, 2]"), ("7", "(1, 2)"), ("\\{7\\}", "[7, 7]"),
-     ("\\{1, 2\\}", "e^{11y}"), ("\\{1, 2\\}", "\\{2, 1, 3\\}"), ("\\{1, 2\\}", "\\{x, 1\\}"), ("7", "\\{7, 7\\}")],
+     ("\\{1, 2\\}", "e^{11y}"), ("\\{1, 2\\}", "\\{2, 1, 3\\}"), ("\\{1, 2\\}", "\\{x, 1\\}"), ("7", "\\{7, 7\\}"),
+     ("\\{9, -4, x\\}", "\\{\\ln(\\theta) - 1, \\sin(n)\\}"), ("\\{-5, 2, x\\}", "\\{x - 10 e^{x}, 0, -3\\}"),
+     ("\\{2, x\\}", "\\{x, 2\\}"), ("\\{2, x\\}", "\\{x, \\frac{4}{2}\\}")],
 )  # fmt: skip
 def test_rule6_a_finite_set_against_an_infinite_one_keeps_math_verifys_verdict(gold, answer):
     _inside(gold, answer)
@@ -269,6 +271,11 @@ def test_rule6_skips_only_the_symmetric_difference():
     assert _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a))
     assert not _fewer_than_distinct(FiniteSet(1, a), FiniteSet(2))  # a = 2 would do
     assert not _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a, 3))  # same size: math-verify compares
+    from lit_triune.rewards.verifiers.math_compare import _an_element_apart
+
+    assert _an_element_apart(FiniteSet(9, -4, a), FiniteSet(1 + a**2 + 1, 3))  # 2 + a^2 is never 9, -4 or a
+    assert not _an_element_apart(FiniteSet(2, a), FiniteSet(a, 2))
+    assert _an_element_apart(FiniteSet(1, a), FiniteSet(1, 3))  # 3 is not the expression a: sympy cannot prove it
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts
