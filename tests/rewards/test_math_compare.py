@@ -329,9 +329,9 @@ def test_rule8_relations_get_math_verifys_verdict_without_solve(gold, answer):
 
 @pytest.mark.parametrize(
     ("gold", "answer", "why"),
-    [("a^2 + b^2 = c^2", "2a^2 + 2b^2 = 2c^2", "no variable of degree 1"),  # math-verify: True (its solve, 90-190 ms)
-     ("x^2 + y^2 = 25", "y = 2x + 1", "no variable of degree 1"),
-     ("y = 2x + 1", "x^2 + y^2 = 25", "no variable of degree 1"),
+    [("a^2 + b^2 = c^2", "2a^2 + 2b^2 = 2c^2", "of degree 1, with a constant coefficient"),  # math-verify: True (its solve, 90-190 ms)
+     ("x^2 + y^2 = 25", "y = 2x + 1", "of degree 1, with a constant coefficient"),
+     ("y = 2x + 1", "x^2 + y^2 = 25", "of degree 1, with a constant coefficient"),
      ("x^3 - 6x^2 + 11x - 6 = 0", "2x^3 - 12x^2 + 22x = 12", "not a polynomial of degree <= 2 in one variable"),
      ("x^3 - x < 0", "x < -1", "not a polynomial of degree <= 2 in one variable")],
 )  # fmt: skip

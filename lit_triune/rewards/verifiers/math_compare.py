@@ -39,7 +39,13 @@ Before each `solve` (math-verify solves both sides when a relational gold meets 
 5. the answer has no function application, at most `MAX_NODES` nodes and no variable the ground truth lacks
    (a limit, as rule 3: math-verify solves each side for its own variables and compares the solutions key by
    key and value by value, where the extra variable stands in a key or a value the gold's lack; `a^2 + b^2 =
-   c^2` against `x = 1` spent 130-300 ms in `solve`).
+   c^2` against `x = 1` spent 130-300 ms in `solve`);
+8. then the shapes of the two relations (`_relations`): where `solve`'s output, and so math-verify's verdict,
+   follows from them (polynomials with rational coefficients: an equation against an inequality, one-variable
+   lines and quadratics, equations linear with a constant coefficient in some variable), the verdict is given
+   without `solve`; other equations in two or more variables and one-variable relations that are not polynomials
+   of degree <= `MAX_UNIVARIATE_DEGREE` are refused (their `solve` costs 40-590 ms); two one-variable polynomial
+   inequalities of degree <= `MAX_UNIVARIATE_DEGREE` are solved by math-verify (5-20 ms).
 
 In `sympy_compare_sets` (a set, interval or tuple on either side):
 
@@ -329,12 +335,12 @@ def _symbolic_eq(original: Any) -> Any:
 MAX_UNIVARIATE_DEGREE = 2  # of a one-variable polynomial inequality math-verify may solve (a cubic equation: 50-375 ms)
 
 
-def _polynomial(rel: Any) -> tuple[list[Any], Any] | None:
+def _polynomial(rel: Any, *, floats: bool = False) -> tuple[list[Any], Any] | None:
     """(variables in `solve`'s order, Poly of lhs - rhs over them) when that difference is a polynomial with
-    rational coefficients; else None. `solve(rel, rel.free_symbols)` tries the variables in sympy's canonical
+    rational coefficients (also decimal ones with `floats`, for a cost check only); else None. `solve(rel, rel.free_symbols)` tries the variables in sympy's canonical
     order (`ordered`: by name), whatever the set's iteration order (checked under several hash seeds)."""
     from sympy import Poly, ordered
-    from sympy.polys.domains import QQ, ZZ
+    from sympy.polys.domains import QQ, RR, ZZ
 
     variables = list(ordered(rel.free_symbols))
     try:
@@ -344,7 +350,7 @@ def _polynomial(rel: Any) -> tuple[list[Any], Any] | None:
         poly = Poly(diff, *variables)
     except Exception:  # noqa: BLE001 - not a polynomial sympy can read: no decision here
         return None
-    if poly.domain not in (ZZ, QQ):  # floats, constants like pi: solve's output is not predicted here
+    if poly.domain not in ((ZZ, QQ, RR) if floats else (ZZ, QQ)):  # floats, pi: solve's output is not predicted
         return None
     return variables, poly
 
@@ -394,7 +400,7 @@ def _values(rel: Any) -> bool | None:
 
 
 def _cheap_univariate(rel: Any) -> bool:
-    found = _polynomial(rel)
+    found = _polynomial(rel, floats=True)
     return found is not None and len(found[0]) == 1 and found[1].total_degree() <= MAX_UNIVARIATE_DEGREE
 
 
@@ -454,8 +460,8 @@ def _relations(gold: Any, pred: Any) -> bool | None:
     one_gold, one_pred = _one_dict(gold), _one_dict(pred)
     if one_gold is None or one_pred is None:
         raise AnswerTooDear(
-            "an equation in two or more variables with no variable of degree 1 and constant coefficient "
-            "(sympy's solve: 45-340 ms)"
+            "an equation in two or more variables that is not a polynomial with rational coefficients of degree 1, "
+            "with a constant coefficient, in some variable (sympy's solve: 45-340 ms)"
         )
     (key_gold, value_gold), (key_pred, value_pred) = one_gold, one_pred
     if key_gold != key_pred:
@@ -531,8 +537,8 @@ def _an_element_apart(a_set: Any, b_set: Any) -> bool:
             try:
                 if all(certainly_nonzero(element - e) for e in other.args):
                     return True
-            except Exception:  # noqa: BLE001 - not a difference sympy can form: math-verify decides as shipped
-                return False
+            except Exception:  # noqa: BLE001 - not a difference sympy can form (a relation): try the next element
+                continue
     return False
 
 
