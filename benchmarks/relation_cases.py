@@ -49,8 +49,15 @@ def _side(terms: list[tuple[Fraction, str]]) -> str:
     return "".join(_term(c, m, i == 0) for i, (c, m) in enumerate(terms))
 
 
-def render(poly: dict[str, Fraction], op: str, rng: random.Random, *, scale: Fraction = Fraction(1),
-           swap: bool = False, shuffle: bool = True) -> str:
+def render(
+    poly: dict[str, Fraction],
+    op: str,
+    rng: random.Random,
+    *,
+    scale: Fraction = Fraction(1),
+    swap: bool = False,
+    shuffle: bool = True,
+) -> str:
     """`poly op 0` written as `lhs op rhs` with a random split of the terms, both sides times `scale`."""
     monos = [m for m, c in poly.items() if c != 0]
     if shuffle:
@@ -83,7 +90,11 @@ def relation(rng: random.Random) -> tuple[str, dict[str, Fraction], str]:
         poly = {"a^2": Fraction(1), "b^2": Fraction(1), "c^2": Fraction(-1)}
     else:
         poly = {m: Fraction(_coef(rng)) for m in monos}
-    op = "=" if family not in ("linear1", "quadratic1", "line") or rng.random() < 0.6 else rng.choice(["<", ">", "\\le", "\\ge"])
+    op = (
+        "="
+        if family not in ("linear1", "quadratic1", "line") or rng.random() < 0.6
+        else rng.choice(["<", ">", "\\le", "\\ge"])
+    )
     return family, poly, op
 
 
@@ -107,7 +118,11 @@ def pair(rng: random.Random) -> tuple[str, str, str]:
         other[m] += rng.choice([-1, 1])
         return gold, render(other, op, rng, scale=Fraction(rng.choice([1, 2])), swap=rng.random() < 0.3), how
     if how == "other":
-        return gold, render({m: Fraction(_coef(rng)) for m in poly}, op if rng.random() < 0.7 else "=", rng), how
+        return (
+            gold,
+            render({m: Fraction(_coef(rng)) for m in poly}, op if rng.random() < 0.7 else "=", rng),
+            how,
+        )
     _, poly2, op2 = relation(rng)
     return gold, render(poly2, op2, rng), how
 

@@ -29,11 +29,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from math_verify import parse, verify
+    from relation_cases import pairs
     from sympy.core.cache import clear_cache
 
     from lit_triune.rewards import score
     from lit_triune.rewards.verifiers.math import read_answer, read_gold
-    from relation_cases import pairs
 
     def plain(gold: str, answer: str) -> bool | None:
         text, config = read_answer(f"<answer>{answer}</answer>")
@@ -41,7 +41,10 @@ def main() -> None:
         return bool(pred) and verify(read_gold(gold).parsed, pred, timeout_seconds=None)
 
     def ours(gold: str, answer: str) -> dict:
-        return score(f"<answer>{answer}</answer>", {"verifier": "mathverify", "ground_truth": gold, "format_ratio": 0.0})
+        return score(
+            f"<answer>{answer}</answer>",
+            {"verifier": "mathverify", "ground_truth": gold, "format_ratio": 0.0},
+        )
 
     for g, a, _ in pairs(20, seed=args.seed + 1000):  # warm-up on other pairs
         ours(g, a), plain(g, a)
@@ -82,31 +85,44 @@ def main() -> None:
             differ.append((gold, answer, res["failure"], verdict))
         c["over_ours"] += t_ours > OVER_MS
         c["over_plain"] += t_plain > OVER_MS
-    print(f"{len(rows)} relation pairs, seed {args.seed}, {'cold' if args.cold else 'warm'} sympy cache; CPU ms per score")
-    print(f"  {'answer':12s} {'n':>4s} {'mv paid':>7s} {'agree':>6s} {'differ':>6s} {'refused':>7s}  "
-          f"{'ours max':>8s} {'>50':>4s}  {'plain max':>9s} {'>50':>4s}")
+    print(
+        f"{len(rows)} relation pairs, seed {args.seed}, {'cold' if args.cold else 'warm'} sympy cache; CPU ms per score"
+    )
+    print(
+        f"  {'answer':12s} {'n':>4s} {'mv paid':>7s} {'agree':>6s} {'differ':>6s} {'refused':>7s}  "
+        f"{'ours max':>8s} {'>50':>4s}  {'plain max':>9s} {'>50':>4s}"
+    )
     for how in sorted(by_how):
         c = by_how[how]
         mo = max(r[5] for r in rows if r[2] == how)
         mp = max(r[6] for r in rows if r[2] == how)
-        print(f"  {how:12s} {c['n']:4d} {c['paid']:7d} {c['agree']:6d} {c['differ'] + c['failed']:6d} {c['refused']:7d}  "
-              f"{mo:8.1f} {c['over_ours']:4d}  {mp:9.1f} {c['over_plain']:4d}")
+        print(
+            f"  {how:12s} {c['n']:4d} {c['paid']:7d} {c['agree']:6d} {c['differ'] + c['failed']:6d} {c['refused']:7d}  "
+            f"{mo:8.1f} {c['over_ours']:4d}  {mp:9.1f} {c['over_plain']:4d}"
+        )
     for gold, answer, ours_v, verdict in differ:
         print(f"  DIFFER: gold {gold!r} answer {answer!r}: ours {ours_v}, math-verify {verdict}")
     reasons = Counter(d.split(":")[0][:90] for *_, d in refused)
     paid = [(g, a) for g, a, v, _ in refused if v is True]
-    print(f"refused (parse): {len(refused)}, of which math-verify paid {len(paid)}" + (f", e.g. {paid[:4]}" if paid else ""))
+    print(
+        f"refused (parse): {len(refused)}, of which math-verify paid {len(paid)}"
+        + (f", e.g. {paid[:4]}" if paid else "")
+    )
     for why, n in reasons.most_common():
         print(f"  {n:4d}  {why}")
     slow = sorted(rows, key=lambda r: -r[5])[:5]
     print("slowest (ours ms, plain ms, gold, answer):")
-    for gold, answer, how, res, verdict, t_ours, t_plain in slow:
+    for gold, answer, _how, res, _verdict, t_ours, t_plain in slow:
         print(f"  {t_ours:7.1f} {t_plain:7.1f}  {gold!r} {answer!r} {res['failure']}")
     n_over_o = sum(r[5] > OVER_MS for r in rows)
     n_over_p = sum(r[6] > OVER_MS for r in rows)
-    print(f"agreement: {sum(c['agree'] for c in by_how.values())} agree, {len(differ)} differ, {len(refused)} refused")
-    print(f"above 50 ms CPU: ours {n_over_o}, plain {n_over_p}; max ours {max(r[5] for r in rows):.1f} ms, "
-          f"plain {max(r[6] for r in rows):.1f} ms")
+    print(
+        f"agreement: {sum(c['agree'] for c in by_how.values())} agree, {len(differ)} differ, {len(refused)} refused"
+    )
+    print(
+        f"above 50 ms CPU: ours {n_over_o}, plain {n_over_p}; max ours {max(r[5] for r in rows):.1f} ms, "
+        f"plain {max(r[6] for r in rows):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

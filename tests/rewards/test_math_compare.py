@@ -273,9 +273,10 @@ def test_rule6_skips_only_the_symmetric_difference():
     assert not _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a, 3))  # same size: math-verify compares
     from lit_triune.rewards.verifiers.math_compare import _an_element_apart
 
-    assert _an_element_apart(FiniteSet(9, -4, a), FiniteSet(1 + a**2 + 1, 3))  # 2 + a^2 is never 9, -4 or a
+    # apart: differs from each element of the other as an expression (sympy cannot prove such a pair equal)
+    assert _an_element_apart(FiniteSet(9, -4, a), FiniteSet(1 + a**2 + 1, 3))
     assert not _an_element_apart(FiniteSet(2, a), FiniteSet(a, 2))
-    assert _an_element_apart(FiniteSet(1, a), FiniteSet(1, 3))  # 3 is not the expression a: sympy cannot prove it
+    assert _an_element_apart(FiniteSet(1, a), FiniteSet(1, 3))  # 3 is neither 1 nor the expression a
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts

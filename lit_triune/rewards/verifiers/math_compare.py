@@ -332,7 +332,8 @@ def _symbolic_eq(original: Any) -> Any:
     return sympy_symbolic_eq
 
 
-MAX_UNIVARIATE_DEGREE = 2  # of a one-variable polynomial inequality math-verify may solve (a cubic equation: 50-375 ms)
+# degree of a one-variable polynomial inequality math-verify may still solve (a cubic equation: 50-375 ms)
+MAX_UNIVARIATE_DEGREE = 2
 
 
 def _polynomial(rel: Any, *, floats: bool = False) -> tuple[list[Any], Any] | None:
@@ -350,7 +351,8 @@ def _polynomial(rel: Any, *, floats: bool = False) -> tuple[list[Any], Any] | No
         poly = Poly(diff, *variables)
     except Exception:  # noqa: BLE001 - not a polynomial sympy can read: no decision here
         return None
-    if poly.domain not in ((ZZ, QQ, RR) if floats else (ZZ, QQ)):  # floats, pi: solve's output is not predicted
+    # decimals (RR) only for the cost check; pi, e (EX): solve's output is not predicted here
+    if poly.domain not in ((ZZ, QQ, RR) if floats else (ZZ, QQ)):
         return None
     return variables, poly
 
