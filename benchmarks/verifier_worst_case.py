@@ -5,7 +5,8 @@ Each completion is scored in a `VerifierPool` worker by a `timed` wrapper that r
 the figure excludes pipes and queueing. Prints the slowest completions under 1 KB, the cost of each named hostile LaTeX shape
 (`NAMED_LATEX`: ellipses, fraction chains, `\\left(`, towers, factorials; `UNSEEN_LATEX`: shapes of the same kinds that
 the forkserver's parser warm-up has not seen), the cost of `--symbolic` symbolic answers (what reaches sympy's
-`simplify`), the math verdicts beside plain math-verify's (`agreement`), and ends with
+`simplify`) and of `--relations` relations against relations and symbolic finite sets (sympy's `solve`, set
+comparison), the math verdicts beside plain math-verify's (`agreement`), and ends with
 
     max_ms_under_1kb: <worker wall ms>   (cpu <worker CPU ms>)
 
@@ -19,7 +20,7 @@ the range of rewards and how many fall outside [0, accuracy_ratio + format_ratio
 the load average is printed at the start and the end. `corpus()` and `summary()` are also what
 tests/rewards/test_fuzz_verifiers.py checks (exceptions, bounds, padded answers; no time).
 
-    python benchmarks/verifier_worst_case.py [--n 10000] [--symbolic 600] [--workers 2] [--seed 0]
+    python benchmarks/verifier_worst_case.py [--n 10000] [--symbolic 600] [--relations 600] [--workers 2] [--seed 0]
 """
 
 from __future__ import annotations
@@ -231,6 +232,31 @@ def symbolic_cases(n: int = 600, seed: int = 0) -> list[Case]:
             for _ in range(n)]  # fmt: skip
 
 
+def relation_cases(n: int = 600, seed: int = 0) -> list[Case]:
+    """`n` cases, four in five a relation against a relation (benchmarks/relation_cases.py: lines, planes, quadratics,
+    circles, `a^2 + b^2 = c^2`, inequalities, answered rearranged, scaled, swapped, perturbed or by another relation:
+    what reaches sympy's `solve`), one in five a finite set with symbolic elements against a finite set of numbers
+    or against one with a symbol (sympy's symmetric difference, math-verify's element-wise comparison)."""
+    from math_compare import answer
+    from relation_cases import pair
+
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(n):
+        if rng.random() < 0.8:  # noqa: PLR2004
+            gold, said, _how = pair(rng)
+            form = rng.choice(["<answer>{}</answer>", "<answer>${}$</answer>", "<answer>\\boxed{{{}}}</answer>"])
+            response = form.format(said)
+        else:
+            numbers = [str(rng.randint(-5, 9)) for _ in range(rng.randint(1, 3))]
+            gold = "\\{" + ", ".join(rng.choice([numbers, [*numbers[:-1], "x"]])) + "\\}"
+            elements = [answer(rng) if rng.random() < 0.6 else str(rng.randint(-5, 9)) for _ in range(rng.randint(1, 3))]  # noqa: PLR2004
+            response = "<answer>\\{" + ", ".join(elements) + "\\}</answer>"
+        cases.append(Case(response, {"verifier": "mathverify", "ground_truth": gold, "accuracy_ratio": 1.0,
+                                     "format_ratio": 0.1}, "relation"))  # fmt: skip
+    return cases
+
+
 def plain_math_verify(case: Case) -> bool | None:
     """math-verify's verdict, without the comparison limits, on what the verifier reads (None: the answer is
     refused before parsing -- several candidates, `math_limits` -- the same way with or without them)."""
@@ -323,6 +349,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--symbolic", type=int, default=600, help="symbolic answers (symbolic_cases) after the corpus")
+    parser.add_argument("--relations", type=int, default=600,
+                        help="relations against relations and symbolic finite sets (relation_cases) after those")
     args = parser.parse_args()
 
     from lit_triune.rewards import VerifierPool
@@ -332,7 +360,8 @@ def main() -> None:
     cases = corpus(args.n, args.seed)
     named = named_cases()
     symbolic = symbolic_cases(args.symbolic, args.seed)
-    cases = named + cases + symbolic  # named first: each reaches a worker that has seen little else
+    relations = relation_cases(args.relations, args.seed)
+    cases = named + cases + symbolic + relations  # named first: each reaches a worker that has seen little else
     rms = [{"verifier": "timed", "format_ratio": 0.0, "verifier_parm": {"inner": c.reward_model}} for c in cases]
     import os
 
@@ -375,11 +404,16 @@ def main() -> None:
         seen = "unseen" if i >= len(NAMED_LATEX) else "      "
         print(f"  {ms:8.1f} {cpu:8.1f}  {seen} {res['failure']!s:7s} {case.response[8:-9]!r}")
     sym = [r for r in rows if r[2].kind == "symbolic" and r[0] == r[0]]
-    rest = [r for r in small if r[2].kind != "symbolic" and r[0] == r[0]]
+    rest = [r for r in small if r[2].kind not in ("symbolic", "relation") and r[0] == r[0]]
     print(f"  corpus and named shapes, all verifiers: n={len(rest)}  max cpu {max(r[1] for r in rest):7.1f} ms")
     if sym:
         over = sum(r[1] > 50 for r in sym)  # noqa: PLR2004 - issue 17's figure
         print(f"  symbolic   n={len(sym):5d}  max {max(r[0] for r in sym):7.1f} ms (cpu {max(r[1] for r in sym):7.1f} ms), "
+              f"{over} above 50 ms CPU")
+    rel = [r for r in rows if r[2].kind == "relation" and r[0] == r[0]]
+    if rel:
+        over = sum(r[1] > 50 for r in rel)  # noqa: PLR2004 - issue 17's figure
+        print(f"  relations  n={len(rel):5d}  max {max(r[0] for r in rel):7.1f} ms (cpu {max(r[1] for r in rel):7.1f} ms), "
               f"{over} above 50 ms CPU")
     agreement(rows)
     measured = [r for r in small if r[0] == r[0]]

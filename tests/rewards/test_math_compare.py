@@ -233,7 +233,7 @@ def test_rule4_tree_size():
 # ----------------------------------------------------------------------------- rule 5: solving equations
 def test_rule5_equations_are_solved_only_without_functions():
     _inside("2x = 6", "x = 3")  # solved (math-verify: not equal)
-    _inside("x > 3", "\\sqrt{x} > \\sqrt{3}")
+    _outside("x > 3", "\\sqrt{x} > \\sqrt{3}", "not a polynomial")  # rule 8: solve of a radical, 70-175 ms
     _outside("2x = 6", "e^{x} = e^{3}", "function applications to solve")
     _outside("x > 3", "\\ln(x) > \\ln(3)", "function applications to solve")
     _outside("x = 1", "a^2 + b^2 = c^2", "a variable (a, b, c) the ground truth does not have")
@@ -245,7 +245,9 @@ def test_rule5_equations_are_solved_only_without_functions():
     [("[0, 1)", "\\sin(\\ln(\\pi))"), ("[0, 1)", "0.5"), ("[0, 1)", "\\{0, 1\\}"), ("(1, 2)", "\\{1, 2\\}"),
      ("(1, 2)", "\\{2, 1\\}"), ("(1, 2)", "\\{1, 3\\}"), ("(0, \\infty)", "5"), ("(-\\infty, 1) \\cup (2, 3)", "\\{1, 2\\}"),
      ("\\mathbb{R}", "x"), ("\\{1, 2\\}", "[1, 2]"), ("7", "(1, 2)"), ("\\{7\\}", "[7, 7]"),
-     ("\\{1, 2\\}", "e^{11y}"), ("\\{1, 2\\}", "\\{2, 1, 3\\}"), ("\\{1, 2\\}", "\\{x, 1\\}"), ("7", "\\{7, 7\\}")],
+     ("\\{1, 2\\}", "e^{11y}"), ("\\{1, 2\\}", "\\{2, 1, 3\\}"), ("\\{1, 2\\}", "\\{x, 1\\}"), ("7", "\\{7, 7\\}"),
+     ("\\{9, -4, x\\}", "\\{\\ln(\\theta) - 1, \\sin(n)\\}"), ("\\{-5, 2, x\\}", "\\{x - 10 e^{x}, 0, -3\\}"),
+     ("\\{2, x\\}", "\\{x, 2\\}"), ("\\{2, x\\}", "\\{x, \\frac{4}{2}\\}")],
 )  # fmt: skip
 def test_rule6_a_finite_set_against_an_infinite_one_keeps_math_verifys_verdict(gold, answer):
     _inside(gold, answer)
@@ -269,6 +271,12 @@ def test_rule6_skips_only_the_symmetric_difference():
     assert _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a))
     assert not _fewer_than_distinct(FiniteSet(1, a), FiniteSet(2))  # a = 2 would do
     assert not _fewer_than_distinct(FiniteSet(1, 2), FiniteSet(a, 3))  # same size: math-verify compares
+    from lit_triune.rewards.verifiers.math_compare import _an_element_apart
+
+    # apart: differs from each element of the other as an expression (sympy cannot prove such a pair equal)
+    assert _an_element_apart(FiniteSet(9, -4, a), FiniteSet(1 + a**2 + 1, 3))
+    assert not _an_element_apart(FiniteSet(2, a), FiniteSet(a, 2))
+    assert _an_element_apart(FiniteSet(1, a), FiniteSet(1, 3))  # 3 is neither 1 nor the expression a
 
 
 # ----------------------------------------------------------------------------- below the limits: math-verify's verdicts
@@ -302,3 +310,53 @@ def test_below_the_limits_the_verdicts_are_math_verifys():
             compared += 1
             assert ours == plain, (gold, answer, plain)
     assert compared > 0.7 * len(GOLDS) * len(ANSWERS), (compared, refused)
+
+
+# ----------------------------------------------------------------------------- rule 8: what solve would decide
+@pytest.mark.parametrize(
+    ("gold", "answer"),
+    [("y = 2x + 1", "2y = 4x + 2"), ("y = 2x + 1", "y - 2x = 1"), ("y = 2x + 1", "2x - y + 1 = 0"),
+     ("y = 2x + 1", "y = 2x + 2"), ("y = 2x + 1", "3y = 6x + 2"), ("y = 2x + 1", "x = 3"), ("y = 2x + 1", "y > 2x"),
+     ("3x - 2y + z = 5", "6x - 4y + 2z = 10"), ("3x - 2y + z = 5", "x - 2y + z = 5"), ("3x - 2y + z = 5", "3x - 2y = 5"),
+     ("a + b = c", "2c = 2a + 2b"), ("y = x^2 - 4x + 3", "2y = 2x^2 - 8x + 6"), ("y = x^2 - 4x + 3", "y = 2x + 1"),
+     ("y = x^2 + 1", "x^2 = y - 1"), ("x^2 - 5x + 6 = 0", "2x^2 - 10x + 12 = 0"), ("2x^2 + 7x = -7", "4x^2 + 14x + 14 = 0"),
+     ("2x^2 + 7x = -7", "x = 3"), ("2x = 6", "x = 3"), ("x < 3", "2x < 6"), ("x^2 - 5x + 6 < 0", "2x^2 < 10x - 12"),
+     ("x + y < 1", "y < 1 - x"), ("x = 3", "x + y > 1"), ("x^3 - 6x^2 + 11x - 6 = 0", "x = 1"),
+     ("y = 2x + 1", "\\frac{1}{2}y = x + \\frac{1}{2}")],
+)  # fmt: skip
+def test_rule8_relations_get_math_verifys_verdict_without_solve(gold, answer):
+    _inside(gold, answer)
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "why"),
+    [("a^2 + b^2 = c^2", "2a^2 + 2b^2 = 2c^2", "of degree 1, with a constant coefficient"),  # math-verify: True (its solve, 90-190 ms)
+     ("x^2 + y^2 = 25", "y = 2x + 1", "of degree 1, with a constant coefficient"),
+     ("y = 2x + 1", "x^2 + y^2 = 25", "of degree 1, with a constant coefficient"),
+     ("x^3 - 6x^2 + 11x - 6 = 0", "2x^3 - 12x^2 + 22x = 12", "not a polynomial of degree <= 2 in one variable"),
+     ("x^3 - x < 0", "x < -1", "not a polynomial of degree <= 2 in one variable")],
+)  # fmt: skip
+def test_rule8_dear_solves_are_refused(gold, answer, why):
+    _outside(gold, answer, why)
+
+
+@pytest.mark.slow
+def test_rule8_generated_relations_agree_with_math_verify():
+    """benchmarks/relation_cases.py's pairs: every verdict given is math-verify's (benchmarks/relation_cost.py prints
+    the same count and the cost)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from relation_cases import pairs
+
+    agree = refused = 0
+    for gold, answer, _ in pairs(150, seed=7):
+        acc, failure, _detail = _ours(gold, answer)
+        if failure == "parse":
+            refused += 1
+            continue
+        assert failure is None
+        assert acc == float(_math_verify(gold, answer)), (gold, answer)
+        agree += 1
+    assert agree > 100

@@ -39,13 +39,21 @@ Before each `solve` (math-verify solves both sides when a relational gold meets 
 5. the answer has no function application, at most `MAX_NODES` nodes and no variable the ground truth lacks
    (a limit, as rule 3: math-verify solves each side for its own variables and compares the solutions key by
    key and value by value, where the extra variable stands in a key or a value the gold's lack; `a^2 + b^2 =
-   c^2` against `x = 1` spent 130-300 ms in `solve`).
+   c^2` against `x = 1` spent 130-300 ms in `solve`);
+8. then the shapes of the two relations (`_relations`): where `solve`'s output, and so math-verify's verdict,
+   follows from them (polynomials with rational coefficients: an equation against an inequality, one-variable
+   lines and quadratics, equations linear with a constant coefficient in some variable), the verdict is given
+   without `solve`; other equations in two or more variables and one-variable relations that are not polynomials
+   of degree <= `MAX_UNIVARIATE_DEGREE` are refused (their `solve` costs 40-590 ms); two one-variable polynomial
+   inequalities of degree <= `MAX_UNIVARIATE_DEGREE` are solved by math-verify (5-20 ms).
 
 In `sympy_compare_sets` (a set, interval or tuple on either side):
 
 6. a finite set (or a single value, which math-verify wraps in one) against a set sympy knows is infinite
    (`is_finite_set is False`: an interval with numeric ends, a union holding one, the reals), or against a
-   finite set with more distinct rational numbers than it has elements (`{e^{11y}}` against `{1, 2}`: 73 ms),
+   finite set with more distinct rational numbers than it has elements (`{e^{11y}}` against `{1, 2}`: 73 ms) or
+   with an element certainly different (rule 2's test) from every element of the other (at most
+   `MAX_APART_PAIRS` pairs evaluated; `{\\ln(\\theta/2), \\sin n}` against `{9, -4, x}`: 60-190 ms),
    skips the `symmetric_difference(...).is_empty` check, which cannot be true for them and cost 30-80 ms CPU
    (`\\sin(\\ln(\\pi))` against `[0, 1)`: sympy decides whether the value lies in the interval); the rest of
    math-verify's function runs as shipped. Like rule 2, this is math-verify's verdict, not a limit.
@@ -324,6 +332,151 @@ def _symbolic_eq(original: Any) -> Any:
     return sympy_symbolic_eq
 
 
+# degree of a one-variable polynomial inequality math-verify may still solve (a cubic equation: 50-375 ms)
+MAX_UNIVARIATE_DEGREE = 2
+
+
+def _polynomial(rel: Any, *, floats: bool = False) -> tuple[list[Any], Any] | None:
+    """(variables in `solve`'s order, Poly of lhs - rhs over them) when that difference is a polynomial with
+    rational coefficients (also decimal ones with `floats`, for a cost check only); else None. `solve(rel, rel.free_symbols)` tries the variables in sympy's canonical
+    order (`ordered`: by name), whatever the set's iteration order (checked under several hash seeds)."""
+    from sympy import Poly, ordered
+    from sympy.polys.domains import QQ, RR, ZZ
+
+    variables = list(ordered(rel.free_symbols))
+    try:
+        diff = rel.lhs - rel.rhs
+        if not variables or not diff.is_polynomial(*variables):
+            return None
+        poly = Poly(diff, *variables)
+    except Exception:  # noqa: BLE001 - not a polynomial sympy can read: no decision here
+        return None
+    # decimals (RR) only for the cost check; pi, e (EX): solve's output is not predicted here
+    if poly.domain not in ((ZZ, QQ, RR) if floats else (ZZ, QQ)):
+        return None
+    return variables, poly
+
+
+def _one_dict(rel: Any) -> tuple[Any, Any] | None:
+    """(key, value) of the single dict `solve` returns for a polynomial equation in >= 2 variables that is linear,
+    with a constant coefficient, in some variable; None when that is not certain.
+
+    sympy's `_solve` (1.14) for several symbols first tries `solve_linear` on each in order: the first in which the
+    equation is linear gives {s: v}; every later one's solution holds s (the equation does), so it is dropped, as
+    are the solutions of the variables in which the equation is not linear (they hold s too). A variable of degree
+    1 with a coefficient that is not a constant would be solved for too (`solve_linear` accepts it): None."""
+    from sympy import Poly, expand
+
+    found = _polynomial(rel)
+    if found is None or len(found[0]) < 2:  # noqa: PLR2004
+        return None
+    variables, poly = found
+    for s in variables:
+        degree = poly.degree(s)
+        if degree == 0:  # the variable cancels: not read here
+            return None
+        if degree == 1:
+            coeff = Poly(poly.as_expr().coeff(s, 1), *variables)
+            if not coeff.is_ground:
+                return None
+    for s in variables:
+        if poly.degree(s) == 1:
+            c = poly.as_expr().coeff(s, 1)
+            return s, expand(-(poly.as_expr() - c * s) / c)
+    return None
+
+
+def _values(rel: Any) -> bool | None:
+    """Whether `solve` finds a value of a one-variable polynomial equation of degree 1 or 2 (the parse's variables are
+    real: a quadratic with a negative discriminant has none, and `solve` returns []); None when not certain."""
+    found = _polynomial(rel)
+    if found is None or len(found[0]) != 1:
+        return None
+    coeffs = found[1].all_coeffs()
+    if len(coeffs) == 2:  # noqa: PLR2004 - degree 1
+        return True
+    if len(coeffs) == 3:  # noqa: PLR2004 - degree 2
+        a, b, c = coeffs
+        return bool(b * b - 4 * a * c >= 0)
+    return None
+
+
+def _cheap_univariate(rel: Any) -> bool:
+    found = _polynomial(rel, floats=True)
+    return found is not None and len(found[0]) == 1 and found[1].total_degree() <= MAX_UNIVARIATE_DEGREE
+
+
+def _relations(gold: Any, pred: Any) -> bool | None:
+    """Rule 8: math-verify's `sympy_solve_and_compare` verdict where it is certain from the shapes, a refusal
+    (`AnswerTooDear`) where `solve` would be dear, None (math-verify solves, cheaply) otherwise.
+
+    math-verify (0.9) solves `gold` then `pred` for their free symbols (real: latex2sympy's): an equation in one
+    variable gives a list of real values, one in several a list of dicts ({symbol: value}) or raises; an inequality
+    in several variables raises at once. Two equations are equal when the lists pair up dict by dict (a length
+    mismatch or `.items()` of a value raises: False; two empty lists: True); otherwise the two solutions go to
+    `sympy_expr_eq`, where a list never equals a relational. So:
+
+    - an inequality in >= 2 variables as the answer: `solve` raises on it -> False (after the gold's solve);
+    - one side an equation, the other an inequality: a list against a relational -> False;
+    - a gold equation in several variables against an answer in one: dicts against values -> False;
+    - two one-variable equations, one of them a polynomial of degree 1 or 2 with a real root: False; both
+      quadratics without one: True (two empty lists);
+    - two polynomial equations in >= 2 variables, each linear with a constant coefficient in some variable: one dict
+      each (`_one_dict`), equal when the keys are and the values are the same polynomial;
+    - refused: any other equation in >= 2 variables (a quadratic's `solve` runs `simplify` and `roots` per variable:
+      45-340 ms), a one-variable relation that is not a polynomial of degree <= MAX_UNIVARIATE_DEGREE (radicals,
+      rational functions, cubics, degree 5: 40-590 ms). Only two one-variable polynomial inequalities of degree
+      <= MAX_UNIVARIATE_DEGREE are still solved by math-verify (5-20 ms)."""
+    from sympy import Eq, Ge, Gt, Le, Lt, Symbol
+
+    kinds = (Eq, Lt, Le, Gt, Ge)
+    if type(gold) not in kinds or type(pred) not in kinds:
+        return None
+    gold_eq, pred_eq = type(gold) is Eq, type(pred) is Eq
+    n_gold, n_pred = len(gold.free_symbols), len(pred.free_symbols)
+    if not gold_eq and n_gold >= 2:  # noqa: PLR2004 - solve raises on the gold at once: math-verify's False, cheap
+        return None
+    if not pred_eq and n_pred >= 2:  # noqa: PLR2004
+        return False
+    if gold_eq != pred_eq:
+        return False
+    if not gold_eq:  # two one-variable inequalities (the answer has no variable the gold lacks)
+        if _cheap_univariate(gold) and _cheap_univariate(pred):
+            return None
+        raise AnswerTooDear(
+            f"a relation to solve that is not a polynomial of degree <= {MAX_UNIVARIATE_DEGREE} in one variable"
+        )
+    if n_gold >= 2 and n_pred == 1:  # noqa: PLR2004
+        return False
+    if n_gold == 1:
+        found_gold, found_pred = _values(gold), _values(pred)
+        if found_gold or found_pred:
+            return False
+        if found_gold is False and found_pred is False:
+            return True
+        if _cheap_univariate(gold) and _cheap_univariate(pred):
+            return None
+        raise AnswerTooDear(
+            f"a relation to solve that is not a polynomial of degree <= {MAX_UNIVARIATE_DEGREE} in one variable"
+        )
+    one_gold, one_pred = _one_dict(gold), _one_dict(pred)
+    if one_gold is None or one_pred is None:
+        raise AnswerTooDear(
+            "an equation in two or more variables that is not a polynomial with rational coefficients of degree 1, "
+            "with a constant coefficient, in some variable (sympy's solve: 45-340 ms)"
+        )
+    (key_gold, value_gold), (key_pred, value_pred) = one_gold, one_pred
+    if key_gold != key_pred:
+        return False
+    if (value_gold - value_pred).expand() == 0:
+        return True
+    if isinstance(value_gold, Symbol) or isinstance(value_pred, Symbol):
+        import math_verify.grader as grader
+
+        return bool(grader.sympy_compare_symbols(value_gold, value_pred))
+    return False
+
+
 def _solve_and_compare(original: Any) -> Any:
     def sympy_solve_and_compare(gold: Any, pred: Any, *args: Any, **kwargs: Any) -> bool:
         if _active.get():
@@ -332,6 +485,9 @@ def _solve_and_compare(original: Any) -> Any:
             if extra:  # solved for variables the gold's solutions cannot hold (`a^2 + b^2 = c^2`: 130-300 ms)
                 names = ", ".join(sorted(str(s) for s in extra)[:3])
                 raise AnswerTooDear(f"the answer has a variable ({names}) the ground truth does not have")
+            decided = _relations(gold, pred)  # rule 8
+            if decided is not None:
+                return decided
         return original(gold, pred, *args, **kwargs)
 
     sympy_solve_and_compare.__wrapped__ = original  # type: ignore[attr-defined]
@@ -365,6 +521,29 @@ def _fewer_than_distinct(a_set: Any, b_set: Any) -> bool:
     return False
 
 
+MAX_APART_PAIRS = 9  # element pairs rule 6 evaluates to find an element unlike every element of the other set
+
+
+def _an_element_apart(a_set: Any, b_set: Any) -> bool:
+    """Two FiniteSets, an element of one certainly different (rule 2's `certainly_nonzero`) from every element of the
+    other (rule 6): `{\\ln(\\theta/2) - \\log_3(1/2 - y), \\sin n \\tan 10y}` against `{9, -4, x}` cannot be equal, so
+    sympy's symmetric difference, which spent 60-190 ms trying to match the elements, cannot be empty."""
+    from sympy import FiniteSet
+
+    if not (isinstance(a_set, FiniteSet) and isinstance(b_set, FiniteSet)):
+        return False
+    if len(a_set.args) * len(b_set.args) > MAX_APART_PAIRS:
+        return False
+    for one, other in ((a_set, b_set), (b_set, a_set)):
+        for element in one.args:
+            try:
+                if all(certainly_nonzero(element - e) for e in other.args):
+                    return True
+            except Exception:  # noqa: BLE001 - not a difference sympy can form (a relation): try the next element
+                continue
+    return False
+
+
 def _compare_sets(original: Any) -> Any:
     def sympy_compare_sets(gold: Any, pred: Any, float_rounding: int, numeric_precision: int) -> bool:
         if not _active.get():
@@ -374,7 +553,7 @@ def _compare_sets(original: Any) -> Any:
 
         a_set = gold if isinstance(gold, (Set, Tuple)) else FiniteSet(gold)
         b_set = pred if isinstance(pred, (Set, Tuple)) else FiniteSet(pred)
-        if _fewer_than_distinct(a_set, b_set):
+        if _fewer_than_distinct(a_set, b_set) or _an_element_apart(a_set, b_set):
             # math-verify's function (math_verify/grader.py, 0.9) for two finite sets, without the symmetric
             # difference, which cannot be empty here
             if a_set == b_set:
