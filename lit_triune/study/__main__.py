@@ -1,4 +1,4 @@
-"""`python -m lit_triune.study {run,table,figures,reproduce-table}` (docs/study.md)."""
+"""`python -m lit_triune.study {run,table,figures,reproduce-table,compare-reproduce}` (docs/study.md)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce-table", help="the README's table from scripts/reproduce_table.sh's runs",
                          allow_abbrev=False)
     rep.add_argument("--out", default="runs/reproduce")
+    cmp_ = sub.add_parser("compare-reproduce", allow_abbrev=False,
+                          help="two sets of reproduce_table.sh runs side by side (per-source accuracy, difference)")
+    cmp_.add_argument("a", help="a reproduce_table.sh --out directory, or a committed copy (docs/reproduce)")
+    cmp_.add_argument("b")
+    cmp_.add_argument("--names", nargs=2, default=["A", "B"], metavar=("NAME_A", "NAME_B"))
     return p
 
 
@@ -70,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in draw_study(Path(args.out)):
             print("wrote", path)
+        return 0
+    if args.command == "compare-reproduce":
+        from lit_triune.study.table import compare_reproduce, reproduce_reports
+
+        print(compare_reproduce(reproduce_reports(Path(args.a)), reproduce_reports(Path(args.b)), tuple(args.names)))
         return 0
     from lit_triune.study.table import write_reproduce
 

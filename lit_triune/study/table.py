@@ -344,3 +344,36 @@ def write_reproduce(out: Path) -> Path:
     path = Path(out) / "table.md"
     path.write_text(text)
     return path
+
+
+# ----- two sets of default runs side by side (e.g. asynchronous rollouts vs the on-policy table) -------
+def reproduce_reports(path: Path) -> dict[int, Reports]:
+    """{seed: stage reports} from scripts/reproduce_table.sh's output (<path>/seed_<s>/...) or from a committed
+    copy of one (<path>/stage_reports_seed_<s>.json, as docs/reproduce/)."""
+    found = {seed: reports for seed, (reports, _) in collect_reproduce(path).items()}
+    for p in sorted(Path(path).glob("stage_reports_seed_*.json")):
+        found.setdefault(int(p.stem.rsplit("_", 1)[1]), json.loads(p.read_text()))
+    return found
+
+
+def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple[str, str] = ("A", "B"),
+                      stage: str = "final") -> str:
+    """Per source: accuracy at `stage` of two sets of seeds (mean ± sd, sampled and greedy), their difference in
+    points and the per-seed values; the warm-start's figures of the two sets are compared too (runs that share a
+    warm-start give a difference of exactly 0 there)."""
+    sources = sources_of([*a.values(), *b.values()], stage)
+    with_sampled = any(has_sampled(r, stage) for r in [*a.values(), *b.values()])
+    kinds = [(SAMPLED, "mean of sampled"), ("", "greedy")] if with_sampled else [("", "greedy")]
+    rows = []
+    for prefix, label in kinds:
+        for src in sources:
+            metric = f"{prefix}accuracy"
+            sa, sb = _stats(a, stage, src, metric), _stats(b, stage, src, metric)
+            diff = f"{100 * (sa.mean - sb.mean):+.1f}" if sa and sb else "—"
+            start = [_stats(runs, "after_warm_start", src, metric) for runs in (a, b)]
+            same_start = ("yes" if start[0] and start[1] and start[0].values == start[1].values else "no")
+            per_seed = " / ".join(f"{' '.join(f'{v:.3f}' for v in s.values)}" if s else "—" for s in (sa, sb))
+            rows.append([f"{src} accuracy ({label})", fmt(sa), fmt(sb), diff, per_seed, same_start])
+    header = ["source", f"{names[0]} ({stage})", f"{names[1]} ({stage})", f"{names[0]} − {names[1]} (points)",
+              f"per seed: {names[0]} / {names[1]}", "same warm-start figures"]
+    return md_table(header, rows) + (f"\n\nSeeds: {names[0]} {sorted(a)}, {names[1]} {sorted(b)}; mean ± sample sd.\n")

@@ -172,3 +172,28 @@ def test_reproduce_table_leads_with_sampled_figures_when_the_runs_have_them(tmp_
         "| synthetic_grounding mean IoU (mean of sampled) | 0.100 | 0.300 | +20.0 | +20.0 |")
     # the headroom table: counting's greedy 0.5 vs sampled 0.25 after the warm-start is a 25-point gap
     assert "| synthetic_counting | 0 | 0.500 | 0.250 | +25.0 | +12.5 |" in lines
+
+
+def test_compare_reproduce_reads_run_directories_and_committed_copies(tmp_path: Path) -> None:
+    # A: a reproduce_table.sh output (seed_<s>/.../stage_reports.json); B: a committed copy
+    # (stage_reports_seed_<s>.json). Same warm-start figures, counting 0.5/0.7 (A) vs 0.6/0.6 (B): +0.0 points.
+    from lit_triune.study.table import compare_reproduce, reproduce_reports
+
+    def reports(final: float) -> dict[str, Any]:
+        return {"after_warm_start": {"sources": {"synthetic_counting": {"accuracy": 0.3}}},
+                "final": {"sources": {"synthetic_counting": {"accuracy": final}}}}
+
+    runs, copy = tmp_path / "runs", tmp_path / "copy"
+    for seed, (a, b) in enumerate([(0.5, 0.6), (0.7, 0.6)]):
+        d = runs / f"seed_{seed}" / "tiny" / "version_0"
+        d.mkdir(parents=True)
+        (d / layout.STAGE_REPORTS).write_text(json.dumps(reports(a)))
+        copy.mkdir(exist_ok=True)
+        (copy / f"stage_reports_seed_{seed}.json").write_text(json.dumps(reports(b)))
+    a, b = reproduce_reports(runs), reproduce_reports(copy)
+    assert sorted(a) == sorted(b) == [0, 1]
+    text = compare_reproduce(a, b, ("async", "on-policy"))
+    assert ("| synthetic_counting accuracy (greedy) | 0.600 ± 0.141 | 0.600 ± 0.000 | +0.0 | 0.500 0.700 / 0.600 0.600 "
+            "| yes |") in text
+    b[1]["after_warm_start"]["sources"]["synthetic_counting"]["accuracy"] = 0.2
+    assert compare_reproduce(a, b).splitlines()[2].endswith("| no |")
