@@ -236,6 +236,18 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a listen address) is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
@@ -248,13 +260,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout-s", type=float, default=600.0)
     p.add_argument("--parent-pid", type=int, help="exit when this process dies (set by RemoteEngine's launch)")
     p.add_argument("--ready-file", help="write {port, store_port, pid} here as JSON once listening")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help=f"listen beyond this machine without {AUTHKEY_ENV} (anyone reaching the port could push weights)")
     args = p.parse_args(argv)
+    key = os.environ.get(AUTHKEY_ENV)
+    if not key and not is_loopback(args.host) and not args.allow_unauthenticated:
+        p.error(f"--host {args.host} listens beyond this machine: set {AUTHKEY_ENV} (the same secret on the trainer "
+                "nodes) so only the trainers can connect, or pass --allow-unauthenticated on a network you trust")
     if args.parent_pid:
         die_with_parent(args.parent_pid)
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    key = os.environ.get(AUTHKEY_ENV)
     spec = None
     if args.engine:
         spec = {"name": args.engine, "model_path": args.model_path, "dtype": args.dtype,

@@ -67,6 +67,18 @@ def policy(tiny_model_path):
     return load_policy(str(tiny_model_path)).eval()
 
 
+def test_a_server_reachable_from_other_machines_needs_a_key(monkeypatch, capsys):
+    from lit_triune.rollout.server import AUTHKEY_ENV, is_loopback, main
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("rollout-node")
+    monkeypatch.delenv(AUTHKEY_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--host", "0.0.0.0", "--engine", "hf"])
+    assert exit_info.value.code == 2
+    assert AUTHKEY_ENV in capsys.readouterr().err
+
+
 def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_path, tiny_processor, tmp_path):
     prompts = [tiny_processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
