@@ -48,7 +48,7 @@ def test_adapter_supports_this_python():
 def test_worker_of_a_torch_script_never_imports_torch(tmp_path, start_method):
     script = tmp_path / "launch.py"  # a script file, so it is the __main__ that multiprocessing would re-run
     script.write_text(_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")])}
     out = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -100,7 +100,7 @@ def test_worker_output_and_broken_pipes_stay_off_the_trainers_stderr(tmp_path):
     samples in flight prints nothing."""
     log = tmp_path / "trainer.log"
     out = subprocess.run([sys.executable, "-c", _QUIET_SCRIPT, str(log)], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH", "")])},
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr == ""

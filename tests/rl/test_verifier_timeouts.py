@@ -75,7 +75,7 @@ def test_timed_out_samples_carry_no_advantage_are_counted_and_the_rest_trains(tm
     # rewards whatever the images (with 2 steps of groups of 4, generator v5's images left none)
     module = tiny_module(reward_workers=1, reward_timeout_s=1.0, group_size=6, max_new_tokens=6)
     fit(module, tiny_data(tmp_path / "cache", synthetic={"counting": 16}), tmp_path, max_steps=3)
-    from timeout_verifier import times_out
+    from timeout_rule import times_out  # not timeout_verifier: that would replace `counting` here too
 
     total_failed = 0
     for (adv, mask, stats), records in zip(seen, rollouts, strict=True):
