@@ -43,3 +43,12 @@ class RolloutEngine(Protocol):
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the next `generate` use `model`'s current weights (a no-op when they share storage)."""
         ...
+
+
+def policy_checkpoint_path(model: torch.nn.Module, engine: str) -> str:
+    """The checkpoint directory `model` was loaded from (`config._name_or_path`), for an engine that loads its own
+    copy of the policy; a clear error naming `engine` when the policy does not say."""
+    path = getattr(getattr(model, "config", None), "_name_or_path", None)
+    if not path:
+        raise ValueError(f"{engine} needs model_path: the policy's config has no _name_or_path")
+    return str(path)

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from lit_triune.rollout import weight_group, wire
-from lit_triune.rollout.base import Rollout, SamplingConfig
+from lit_triune.rollout.base import Rollout, SamplingConfig, policy_checkpoint_path
 from lit_triune.rollout.server import AUTHKEY_ENV, ENGINES
 
 ON_SERVER_LOST = ("stop", "retry")
@@ -246,10 +246,7 @@ class RemoteEngine:
         if processor is not None:
             self.processor = processor
         if self.model_path is None:
-            path = getattr(getattr(model, "config", None), "_name_or_path", None)
-            if not path:
-                raise ValueError("RemoteEngine needs model_path: the policy's config has no _name_or_path")
-            self.model_path = str(path)
+            self.model_path = policy_checkpoint_path(model, "RemoteEngine")
 
     def _spec(self) -> dict[str, Any]:
         return {"name": self.engine, "model_path": self.model_path, "dtype": self.dtype, "kwargs": self.engine_kwargs}

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lit_triune.rollout.base import Rollout, SamplingConfig
+from lit_triune.rollout.base import Rollout, SamplingConfig, policy_checkpoint_path
 from lit_triune.rollout.chunked import ChunkedEngine, check_batch
 from lit_triune.rollout.vision_tokens import VISION_TOKENS, assemble_rollout, stop_token_ids, vision_token_ids
 
@@ -154,10 +154,7 @@ class VLLMEngine(ChunkedEngine):
         if processor is not None:
             self.processor = processor
         if self.model_path is None:
-            path = getattr(getattr(model, "config", None), "_name_or_path", None)
-            if not path:
-                raise ValueError("VLLMEngine needs model_path: the policy's config has no _name_or_path")
-            self.model_path = str(path)
+            self.model_path = policy_checkpoint_path(model, "VLLMEngine")
 
     def _weight_dtype_name(self) -> str:
         if self.dtype != "auto":
