@@ -17,11 +17,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from logprob_gap import sampling_gap
 from PIL import Image
 from rl_fit import tiny_data, tiny_module
 
-from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
-from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy import load_policy
 from lit_triune.rollout.base import SamplingConfig
 from lit_triune.rollout.remote import RemoteEngine, RolloutServerLost
@@ -30,14 +29,6 @@ from triune_callbacks import RolloutCallback
 pytestmark = pytest.mark.slow
 
 
-def _gap(model, processor, prompts, images, rollout) -> float:
-    enc = encode_prompts(processor, prompts, images)
-    inputs = build_policy_inputs(model, enc, rollout.completion_ids, rollout.prompt_index,
-                                 processor.tokenizer.pad_token_id, model.config.image_token_id)
-    with torch.no_grad():
-        ref = completion_logprobs(model, inputs)  # [N, T]
-    return max((torch.tensor(lp) - ref[i, : len(lp)]).abs().max().item()
-               for i, lp in enumerate(rollout.sampling_logprobs) if lp)
 
 
 class _KillServer(Callback):
@@ -68,8 +59,8 @@ class _Probe(Callback):
         rollout = module.rollout_engine.generate(prompts, images, SamplingConfig(n=4, max_new_tokens=8, seed=9))
         was_training = module.policy.training
         module.policy.eval()
-        self.gaps["trained"] = _gap(module.policy, processor, prompts, images, rollout)
-        self.gaps["initial"] = _gap(load_policy(module.model_dir).eval(), processor, prompts, images, rollout)
+        self.gaps["trained"] = sampling_gap(module.policy, processor, prompts, images, rollout)
+        self.gaps["initial"] = sampling_gap(load_policy(module.model_dir).eval(), processor, prompts, images, rollout)
         module.policy.train(was_training)
 
 

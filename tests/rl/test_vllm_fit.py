@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from logprob_gap import trainer_logprobs
 
 from lit_triune.main import cli_main
-from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
-from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy import load_policy
 from lit_triune.rollout.base import SamplingConfig
 from triune_callbacks import RolloutCallback
@@ -32,12 +31,6 @@ ENGINE = {"class_path": "triune_callbacks.RolloutCallback",
                                                  "kv_cache_memory_bytes": 64 << 20}}}}  # fmt: skip
 
 
-def _trainer_logprobs(model, processor, prompts, images, rollout) -> torch.Tensor:  # [N, T]
-    enc = encode_prompts(processor, prompts, images)
-    inputs = build_policy_inputs(model, enc, rollout.completion_ids, rollout.prompt_index,
-                                 processor.tokenizer.pad_token_id, model.config.image_token_id)
-    with torch.no_grad():
-        return completion_logprobs(model, inputs)
 
 
 def _padded(rows: list[list[float]], t: int) -> torch.Tensor:  # [N, T]
@@ -63,8 +56,8 @@ class _Probe(Callback):
         r = module.rollout_engine.generate(prompts, images, SamplingConfig(n=2, max_new_tokens=12, seed=3))
         was_training = module.policy.training
         module.policy.eval()
-        trained = _trainer_logprobs(module.policy, module.processor, prompts, images, r)  # [N, T]
-        fresh = _trainer_logprobs(initial, module.processor, prompts, images, r)  # [N, T]
+        trained = trainer_logprobs(module.policy, module.processor, prompts, images, r)  # [N, T]
+        fresh = trainer_logprobs(initial, module.processor, prompts, images, r)  # [N, T]
         module.policy.train(was_training)
         mask = _padded([[1.0] * len(x) for x in r.sampling_logprobs], trained.shape[1]).bool()  # [N, T]
         sampled = _padded(r.sampling_logprobs, trained.shape[1])  # [N, T]

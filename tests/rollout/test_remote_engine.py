@@ -7,28 +7,13 @@ import signal
 
 import pytest
 import torch
+from logprob_gap import sampling_gap
 from PIL import Image
 
-from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
-from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rollout import wire
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.remote import RemoteEngine, RolloutServerLost
 from lit_triune.rollout.weight_group import buckets
-
-
-def _recompute(model, processor, prompts, images, rollout) -> torch.Tensor:  # [N, T]
-    enc = encode_prompts(processor, prompts, images)
-    inputs = build_policy_inputs(model, enc, rollout.completion_ids, rollout.prompt_index,
-                                 processor.tokenizer.pad_token_id, model.config.image_token_id)
-    with torch.no_grad():
-        return completion_logprobs(model, inputs)
-
-
-def _gap(model, processor, prompts, images, rollout: Rollout) -> float:
-    ref = _recompute(model, processor, prompts, images, rollout)  # [N, T]
-    return max((torch.tensor(lp) - ref[i, : len(lp)]).abs().max().item()
-               for i, lp in enumerate(rollout.sampling_logprobs) if lp)
 
 
 def test_wire_round_trips_images_sampling_and_rollouts():
@@ -94,12 +79,12 @@ def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_
         engine.sync_weights(policy)
         r = engine.generate(prompts, images, sampling)
         assert len(r.completion_ids) == 6 and r.prompt_index.tolist() == [0, 0, 0, 1, 1, 1]
-        moved = _gap(policy, tiny_processor, prompts, images, r)
+        moved = sampling_gap(policy, tiny_processor, prompts, images, r)
         assert moved <= 1e-5  # the server sampled from the pushed weights ...
         from lit_triune.rl.policy import load_policy
 
         initial = load_policy(str(tiny_model_path)).eval()
-        assert _gap(initial, tiny_processor, prompts, images, r) > 1e-2  # ... not from the checkpoint's
+        assert sampling_gap(initial, tiny_processor, prompts, images, r) > 1e-2  # ... not from the checkpoint's
         again = engine.generate(prompts, images, sampling)
         assert again.completion_ids == r.completion_ids  # seeded: reproducible
         # a rollout in flight is sampled from the weights pushed before it was submitted, not after
@@ -112,9 +97,9 @@ def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_
                 p.add_(torch.randn_like(p) * 0.05)
         engine.sync_weights(policy)
         old = in_flight.result()
-        assert _gap(before, tiny_processor, prompts, images, old) <= 1e-5 and not in_flight.regenerated
-        assert _gap(policy, tiny_processor, prompts, images, old) > 1e-2
-        assert _gap(policy, tiny_processor, prompts, images, engine.generate(prompts, images, sampling)) <= 1e-5
+        assert sampling_gap(before, tiny_processor, prompts, images, old) <= 1e-5 and not in_flight.regenerated
+        assert sampling_gap(policy, tiny_processor, prompts, images, old) > 1e-2
+        assert sampling_gap(policy, tiny_processor, prompts, images, engine.generate(prompts, images, sampling)) <= 1e-5
         pid = engine._server_pid
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(RolloutServerLost, match=rf"rollout server 127\.0\.0\.1:\d+, pid {pid}"):
@@ -195,7 +180,7 @@ def test_vllm_server_samples_from_pushed_weights(policy, tiny_model_path, tiny_p
                 p.add_(torch.randn_like(p) * 0.05)
         engine.sync_weights(policy)
         r = engine.generate(prompts, images, SamplingConfig(n=4, max_new_tokens=10, seed=5))
-        gap = _gap(policy, tiny_processor, prompts, images, r)
+        gap = sampling_gap(policy, tiny_processor, prompts, images, r)
         print(f"\nvLLM server: sampled-token log-prob gap to the pushed policy {gap:.2e}")
         assert gap <= 1e-5
     finally:
@@ -233,7 +218,7 @@ def test_ranks_sharing_a_server_sample_from_the_weights_they_synced(policy, tiny
         ranks[0].sync_weights(moved)
         r = in_flight.result()
         assert not ranks[1].launches and ranks[1]._server_pid == ranks[0]._server_pid
-        assert _gap(moved, tiny_processor, prompts, images, r) <= 1e-5
+        assert sampling_gap(moved, tiny_processor, prompts, images, r) <= 1e-5
     finally:
         for engine in ranks[::-1]:
             engine.close()

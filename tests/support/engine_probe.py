@@ -10,19 +10,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from logprob_gap import trainer_logprobs
 
-from lit_triune.models.policy_inputs import build_policy_inputs, encode_prompts
-from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.policy import load_policy
 from lit_triune.rollout.base import SamplingConfig
-
-
-def _logprobs(model: Any, processor: Any, prompts: list, images: list, rollout: Any) -> torch.Tensor:  # [N, T]
-    enc = encode_prompts(processor, prompts, images)
-    inputs = build_policy_inputs(model, enc, rollout.completion_ids, rollout.prompt_index,
-                                 processor.tokenizer.pad_token_id, model.config.image_token_id)
-    with torch.no_grad():
-        return completion_logprobs(model, inputs)
 
 
 class EngineGap(pl.Callback):
@@ -34,8 +25,8 @@ class EngineGap(pl.Callback):
         prompts, images = list(batch.prompts), list(batch.images)
         r = module.rollout_engine.generate(prompts, images, SamplingConfig(n=2, max_new_tokens=12, seed=3))
         module.policy.eval()
-        trained = _logprobs(module.policy, module.processor, prompts, images, r)  # FSDP: a collective forward
-        initial = _logprobs(load_policy(module.model_dir).eval(), module.processor, prompts, images, r)
+        trained = trainer_logprobs(module.policy, module.processor, prompts, images, r)  # FSDP: a collective forward
+        initial = trainer_logprobs(load_policy(module.model_dir).eval(), module.processor, prompts, images, r)
         t = trained.shape[1]
         mask = torch.zeros(len(r.sampling_logprobs), t, dtype=torch.bool)
         sampled = torch.zeros(len(r.sampling_logprobs), t)
