@@ -17,11 +17,14 @@ once (`retry_crashed`) or scored 0 with `failure="crash"`. Inside the worker a s
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing as mp
+import multiprocessing.util  # noqa: F401  -- registers its exit handler before ours, so ours runs first
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -38,6 +41,21 @@ from lit_triune.rewards.worker import worker_main
 _log = logging.getLogger("lit_triune.rewards.worker")
 
 _MAX_START_FAILURES = 5
+
+_OPEN_POOLS: weakref.WeakSet[VerifierPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    """A pool still open at interpreter exit is closed before multiprocessing's own exit handler terminates
+    the workers. Without this, the dispatcher thread saw those workers die and started replacements while the
+    interpreter shut down; a replacement cut off between asking the forkserver for a child and sending it its
+    start-up data made the forkserver's child print an `EOFError` traceback into the trainer's stderr."""
+    for pool in list(_OPEN_POOLS):
+        try:
+            pool.close()
+        except Exception:
+            pass
 
 
 @dataclass
@@ -123,6 +141,7 @@ class VerifierPool:
             self._ctx.set_forkserver_preload(["lit_triune.rewards.forkserver_preload", *self._imports])
         self._wake_r, self._wake_w = os.pipe()
         self._workers = [self._spawn() for _ in range(num_workers)]
+        _OPEN_POOLS.add(self)
         self._thread = threading.Thread(target=self._dispatch, name="verifier-pool", daemon=True)
         self._thread.start()
 
@@ -202,6 +221,7 @@ class VerifierPool:
             if self._shut_down:
                 return
             self._shut_down = self._closed = True
+        _OPEN_POOLS.discard(self)
         if self.num_workers == 0:
             return
         os.write(self._wake_w, b"x")
@@ -260,6 +280,9 @@ class VerifierPool:
 
     def _replace(self, w: _Worker) -> None:
         self._stop(w)
+        with self._lock:
+            if self._closed:  # closing (or the interpreter exiting): a new worker would only be killed again
+                return
         self._workers[self._workers.index(w)] = self._spawn()
 
     def _lost(self, w: _Worker, why: str) -> None:

@@ -122,3 +122,23 @@ def test_close_resolves_samples_in_flight():
     assert all(o["failure"] == "crash" and "pool closed" in o["detail"] for o in outs)
     with pytest.raises(RuntimeError, match="closed"):
         p.submit("x", _sleepy(1.0))
+
+
+def test_a_pool_left_open_at_exit_is_closed_and_starts_no_replacement():
+    """At interpreter exit multiprocessing terminates the workers; a pool still open then used to replace them
+    from its dispatcher thread while the interpreter shut down (a half-started child printed an EOFError
+    traceback into the trainer's stderr). The pool's exit handler closes it first; a closed pool never
+    replaces a worker."""
+    from lit_triune.rewards import pool as pool_module
+
+    p = VerifierPool(num_workers=1, timeout_s=5.0, imports=DEBUG)
+    assert p.wait_ready(60)
+    future = p.submit("x", _sleepy(1.0, seconds=2.0))
+    time.sleep(0.1)
+    pool_module._close_open_pools()  # what atexit runs
+    out = future.result(timeout=10)
+    assert out["failure"] == "crash" and "pool closed" in out["detail"]
+    assert p.worker_pids() == []
+    p._replace(p._workers[0])  # the dispatcher's reaction to a dead worker, after the close
+    assert p.worker_pids() == []
+    assert p not in pool_module._OPEN_POOLS
