@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -20,6 +22,8 @@ def policy_loss(
     ref_logprobs: Tensor | None = None,  # [N, T] reference policy, for the optional KL term
     kl_coef: float = 0.0,
     dual_clip: float | None = None,  # c > 1: bound the loss of A < 0 tokens at -c·A (dual-clip PPO)
+    behaviour_logprobs: Tensor | None = None,  # [N, T] the (older) policy that sampled the rows; no grad
+    behaviour_weight_cap: float | None = None,  # truncate π_old / π_behaviour at this value (None: no cap)
 ) -> tuple[Tensor, dict[str, Tensor]]:  # () loss, detached diagnostics
     """Clipped surrogate with clip-higher (DAPO, Yu et al. 2025, arXiv:2503.14476), as V-Triune trains.
 
@@ -31,6 +35,13 @@ def policy_loss(
     N·max_completion_length (Dr. GRPO). Equals TRL's `dapo`/`grpo`/`dr_grpo` losses on the same
     tensors (tests/rl/test_loss.py) when `dual_clip` is None. KL: k3 estimator
     `exp(ref-logπ) - (ref-logπ) - 1`, off by default.
+
+    `behaviour_logprobs` (asynchronous rollouts: the rows were sampled by weights some updates older):
+    the decoupled objective of Hilton et al. 2021 (arXiv:2110.00641), as AReaL trains one-step-stale
+    rollouts (Fu et al. 2025, arXiv:2505.24298). `old_logprobs` is then the proximal policy (the weights
+    before this update), the trust region is taken around it, and each token's clipped surrogate is
+    weighted by the importance weight π_old / π_behaviour, truncated at `behaviour_weight_cap`
+    (truncated importance sampling; the KL term is not weighted).
     """
     maskf = mask.to(logprobs.dtype)  # [N, T]
     log_ratio = logprobs - old_logprobs  # [N, T]
@@ -45,6 +56,15 @@ def policy_loss(
         # Ye et al. 2020 (arXiv:1912.09729): a huge ratio on a negative-advantage token cannot blow up
         # the loss. The released V-Triune script enables it (verl's clip_ratio_c = 3).
         per_token = torch.where(adv < 0, torch.min(per_token, -dual_clip * adv), per_token)
+    behaviour_log_ratio = None
+    if behaviour_logprobs is not None:
+        if behaviour_weight_cap is not None and behaviour_weight_cap <= 0.0:
+            raise ValueError(f"behaviour_weight_cap must be > 0 or None, got {behaviour_weight_cap}")
+        behaviour_log_ratio = (old_logprobs - behaviour_logprobs).detach()  # [N, T] log π_old / π_behaviour
+        # masked positions hold padding; the exponent is bounded so no weight is inf (inf · 0 would be nan)
+        limit = 20.0 if behaviour_weight_cap is None else min(20.0, math.log(behaviour_weight_cap))
+        weight = torch.exp(torch.where(mask, behaviour_log_ratio, 0.0).clamp(max=limit))  # [N, T]
+        per_token = per_token * weight
     kl = None
     if kl_coef != 0.0:
         if ref_logprobs is None:
@@ -76,6 +96,13 @@ def policy_loss(
         }
         if kl is not None:
             diagnostics["kl_ref"] = (kl * maskf).sum() / valid
+        if behaviour_log_ratio is not None:
+            masked = torch.where(mask, behaviour_log_ratio, 0.0)  # [N, T]
+            diagnostics["behaviour_ratio_mean"] = (torch.exp(masked.clamp(max=20.0)) * maskf).sum() / valid
+            diagnostics["approx_kl_behaviour"] = ((-masked) * maskf).sum() / valid
+            if behaviour_weight_cap is not None:
+                capped = masked > math.log(behaviour_weight_cap)
+                diagnostics["behaviour_capped"] = (capped.to(maskf.dtype) * maskf).sum() / valid
     return loss, diagnostics
 
 
@@ -93,19 +120,25 @@ class ClippedPolicyLoss:
         dual_clip: dual-clip constant c > 1 for negative-advantage tokens (the released V-Triune script: 3),
             None for off (paper).
         kl_coef: weight of a k3 KL term to the initial policy; 0 (paper) loads no reference model.
+        behaviour_weight_cap: asynchronous rollouts only (`TriuneModule(async_rollouts=True)` with the
+            "decoupled" objective): each token's importance weight π_old / π_behaviour is truncated at this
+            value (verl's truncated importance sampling uses 2); None for no cap.
     """
 
     aggregation = "token"
 
     def __init__(self, clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float | None = None,
-                 kl_coef: float = 0.0) -> None:
+                 kl_coef: float = 0.0, behaviour_weight_cap: float | None = 2.0) -> None:
         if not (0.0 <= clip_low < 1.0 and clip_high >= 0.0):
             raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
         if dual_clip is not None and dual_clip <= 1.0:
             raise ValueError(f"dual_clip must be > 1 or None, got {dual_clip}")
         if kl_coef < 0.0:
             raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+        if behaviour_weight_cap is not None and not behaviour_weight_cap >= 1.0:
+            raise ValueError(f"behaviour_weight_cap must be >= 1 or None, got {behaviour_weight_cap}")
         self.clip_low, self.clip_high, self.dual_clip, self.kl_coef = clip_low, clip_high, dual_clip, kl_coef
+        self.behaviour_weight_cap = behaviour_weight_cap
 
     def __call__(
         self,
@@ -117,15 +150,17 @@ class ClippedPolicyLoss:
         num_tokens: Tensor | float | None = None,
         max_completion_length: int | None = None,
         ref_logprobs: Tensor | None = None,  # [N, T]
+        behaviour_logprobs: Tensor | None = None,  # [N, T]
     ) -> tuple[Tensor, dict[str, Tensor]]:
         return policy_loss(logprobs, old_logprobs, advantages, mask, clip_low=self.clip_low,
                            clip_high=self.clip_high, aggregation=self.aggregation,
                            max_completion_length=max_completion_length, num_tokens=num_tokens,
-                           ref_logprobs=ref_logprobs, kl_coef=self.kl_coef, dual_clip=self.dual_clip)
+                           ref_logprobs=ref_logprobs, kl_coef=self.kl_coef, dual_clip=self.dual_clip,
+                           behaviour_logprobs=behaviour_logprobs, behaviour_weight_cap=self.behaviour_weight_cap)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(clip_low={self.clip_low}, clip_high={self.clip_high}, "
-                f"dual_clip={self.dual_clip}, kl_coef={self.kl_coef})")
+                f"dual_clip={self.dual_clip}, kl_coef={self.kl_coef}, behaviour_weight_cap={self.behaviour_weight_cap})")
 
 
 class DAPOLoss(ClippedPolicyLoss):

@@ -141,6 +141,10 @@ class TriuneModule(pl.LightningModule):
             the paper's on-policy loop. See rl/async_rollouts.py.
         max_staleness: with `async_rollouts`, rollouts kept in flight: an update trains on samples of weights
             at most this many optimizer steps old.
+        async_objective: with `async_rollouts`, how the update treats the older sampling policy: "decoupled"
+            (default; AReaL's objective: the clip acts around the weights before this update, each token
+            weighted by π_old / π_behaviour truncated at `loss.behaviour_weight_cap`) or "behaviour_clip" (the
+            clipped ratio taken against π_behaviour, which also clips the drift of the previous update).
     """
 
     def __init__(
@@ -187,6 +191,7 @@ class TriuneModule(pl.LightningModule):
         seed: int = 0,
         async_rollouts: bool = False,
         max_staleness: int = 1,
+        async_objective: str = "decoupled",
     ) -> None:
         super().__init__()
         for name, value in (("freeze", freeze), ("warm_start_freeze", warm_start_freeze)):
@@ -222,7 +227,7 @@ class TriuneModule(pl.LightningModule):
         self.update_settings = UpdateSettings(
             loss=self.loss, temperature=temperature, updates_per_rollout=updates_per_rollout,
             micro_batch_size=micro_batch_size, max_completion_length=max_new_tokens,
-            shared_prefix=shared_prefix_update,
+            shared_prefix=shared_prefix_update, behaviour_objective=async_objective,
         )
         self.rollout_settings = RolloutSettings(
             group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,

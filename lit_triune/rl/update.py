@@ -14,6 +14,8 @@ from lit_triune.models.policy_inputs import PolicyInputs
 from lit_triune.rl.logprobs import completion_logprobs
 from lit_triune.rl.loss import ClippedPolicyLoss, DAPOLoss
 
+BEHAVIOUR_OBJECTIVES = ("decoupled", "behaviour_clip")
+
 
 @dataclass
 class UpdateSettings:
@@ -23,6 +25,15 @@ class UpdateSettings:
     micro_batch_size: int | None = None  # rows per forward; gradients accumulate within a minibatch
     max_completion_length: int | None = None
     shared_prefix: bool = True  # run each group's prompt once, completions per row (logprobs.completion_logprobs)
+    # With behaviour log-probs (asynchronous rollouts): "decoupled" takes the trust region around the policy
+    # before this update and weights tokens by π_old / π_behaviour (loss.policy_loss); "behaviour_clip" takes
+    # the clipped ratio against π_behaviour itself.
+    behaviour_objective: str = "decoupled"
+
+    def __post_init__(self) -> None:
+        if self.behaviour_objective not in BEHAVIOUR_OBJECTIVES:
+            raise ValueError(f"behaviour_objective must be one of {BEHAVIOUR_OBJECTIVES}, "
+                             f"got {self.behaviour_objective!r}")
 
 
 def chunk_rows(rows: Tensor, size: int | None) -> list[Tensor]:
@@ -82,13 +93,16 @@ def run_update(
     On-policy with one update, π_old = π_θ (detached): no extra forward pass (the ratio is 1 and
     only the clip-free gradient remains, as in TRL). Otherwise π_old is recomputed once, before the
     first step, with the same code — so the ratio measures drift from updates, not engine mismatch.
-    With `behaviour_logprobs` (asynchronous rollouts, sampled by older weights) π_old is the behaviour
-    policy: the engine's own log-probs of the tokens it sampled.
+    With `behaviour_logprobs` (asynchronous rollouts, sampled by older weights: the engine's own log-probs
+    of the tokens it sampled), `settings.behaviour_objective` "decoupled" keeps π_old as above (the
+    proximal policy) and weights each token by π_old / π_behaviour; "behaviour_clip" makes π_behaviour
+    π_old.
     """
     n = inputs.input_ids.shape[0]
     all_rows = torch.arange(n)
     k = max(1, settings.updates_per_rollout)
-    if behaviour_logprobs is not None:
+    decoupled = behaviour_logprobs is not None and settings.behaviour_objective == "decoupled"
+    if behaviour_logprobs is not None and not decoupled:
         old = behaviour_logprobs
     else:
         old = None if k == 1 else batched_logprobs(model, inputs, all_rows, settings, features)
@@ -113,6 +127,7 @@ def run_update(
                 lp, old_lp, advantages[chunk], loss_mask[chunk, :t], num_tokens=tokens,
                 max_completion_length=settings.max_completion_length,
                 ref_logprobs=None if ref is None else ref[chunk, :t],
+                behaviour_logprobs=behaviour_logprobs[chunk, :t] if decoupled else None,
             )
             if settings.loss.aggregation != "token":  # per-row means: weight micro-batches by their share of rows
                 loss = loss * chunk.numel() / rows.numel()

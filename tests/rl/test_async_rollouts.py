@@ -1,7 +1,8 @@
 """Asynchronous rollouts against a rollout server process (RemoteEngine, HF engine, gloo on CPU).
 
-- The update trains on rollouts sampled one optimizer step earlier (staleness 1, logged), with the ratio
-  taken against the engine's sampling log-probs (logged `train/ratio_mean` moves off 1).
+- The update trains on rollouts sampled one optimizer step earlier (staleness 1, logged), with each token
+  weighted by π_old / π_behaviour, the engine's sampling log-probs (logged `train/behaviour_ratio_mean`
+  moves off 1 once the rollouts are stale; the clipped ratio around the pre-update policy stays 1).
 - Exact resume: a run resumed from its step-2 checkpoint (which holds the in-flight rollout) ends with the
   uninterrupted run's weights, bit for bit.
 """
@@ -28,7 +29,7 @@ class _Metrics(Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         self.steps.append({k: float(v) for k, v in trainer.callback_metrics.items()
-                           if k.startswith(("async/", "train/ratio_mean", "train/loss"))})
+                           if k.startswith(("async/", "train/ratio_mean", "train/behaviour_", "train/loss"))})
 
 
 def _fit(root: Path, data: Path, max_steps: int, ckpt_path: str | None = None) -> tuple[torch.nn.Module, _Metrics]:
@@ -57,7 +58,9 @@ def test_async_fit_is_one_step_off_policy_and_resumes_exactly(tmp_path: Path) ->
     print("\n" + "\n".join(f"update {i}: {m}" for i, m in enumerate(updates)))
     assert len(metrics.steps) == 5  # the first call only submits
     assert [m["async/staleness"] for m in updates] == [0.0, 1.0, 1.0, 1.0]
-    assert abs(updates[-1]["train/ratio_mean"] - 1.0) > 1e-4  # behaviour policy != the policy being updated
+    assert abs(updates[-1]["train/behaviour_ratio_mean"] - 1.0) > 1e-4  # behaviour policy != the policy updated
+    assert abs(updates[0]["train/behaviour_ratio_mean"] - 1.0) < 1e-4  # staleness 0: the same weights
+    assert all(m["train/ratio_mean"] == pytest.approx(1.0) for m in updates)  # one update: π_θ = π_old
     ckpt = torch.load(tmp_path / "full" / "ckpt" / "step=2.ckpt", map_location="cpu", weights_only=False)
     (in_flight,) = ckpt["lit_triune"]["async_rollouts"]
     assert len(in_flight["in_flight"]) == 1 and in_flight["in_flight"][0]["step"] == 1  # submitted by the call that made step 2

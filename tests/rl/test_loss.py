@@ -150,7 +150,8 @@ def test_default_loss_is_the_papers():
 @pytest.mark.parametrize(("kwargs", "match"), [({"dual_clip": 1.0}, "dual_clip must be > 1"),
                                                ({"kl_coef": -0.1}, "kl_coef must be >= 0"),
                                                ({"clip_low": 1.0}, "clip_low < 1"),
-                                               ({"clip_high": -0.1}, "clip_high >= 0")])
+                                               ({"clip_high": -0.1}, "clip_high >= 0"),
+                                               ({"behaviour_weight_cap": 0.5}, "behaviour_weight_cap must be >= 1")])
 def test_loss_settings_are_checked_when_built(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DAPOLoss(**kwargs)
@@ -173,3 +174,42 @@ def test_loss_builds_from_a_class_path_and_a_scheduled_value_can_reach_it():
     after, _ = loss_fn(logps, old, adv, mask)
     expected, _ = policy_loss(logps, old, adv, mask, clip_high=0.1, aggregation="sequence")
     assert torch.equal(after, expected) and not torch.equal(before, after)
+
+
+def test_decoupled_objective_weights_each_token_by_the_truncated_behaviour_ratio():
+    """Hand-computed, A = 1 on two tokens: π_old / π_behaviour = e^0.5 (kept) and e^2 (truncated at 2).
+    The clipped surrogate is taken against π_old (ratio e^0.1 inside the clip range), then weighted."""
+    old = torch.tensor([[-1.0, -1.0]])
+    logps = old + 0.1
+    behaviour = torch.tensor([[-1.5, -3.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    loss, diag = policy_loss(logps, old, torch.tensor([1.0]), mask, behaviour_logprobs=behaviour,
+                             behaviour_weight_cap=2.0)
+    assert_close(loss, torch.tensor(-math.exp(0.1) * (math.exp(0.5) + 2.0) / 2))
+    assert_close(diag["behaviour_ratio_mean"], torch.tensor((math.exp(0.5) + math.exp(2.0)) / 2))
+    assert_close(diag["behaviour_capped"], torch.tensor(0.5))
+    assert_close(diag["approx_kl_behaviour"], torch.tensor(-(0.5 + 2.0) / 2))
+    assert_close(diag["ratio_mean"], torch.tensor(math.exp(0.1)))
+
+
+def test_decoupled_objective_with_the_behaviour_policy_equal_to_old_is_the_plain_loss():
+    logps, old, adv, mask = _random_case(3)
+    logps.requires_grad_(True)
+    plain, _ = policy_loss(logps, old, adv, mask)
+    (g_plain,) = torch.autograd.grad(plain, logps)
+    decoupled, diag = policy_loss(logps, old, adv, mask, behaviour_logprobs=old.clone(), behaviour_weight_cap=2.0)
+    (g_decoupled,) = torch.autograd.grad(decoupled, logps)
+    assert_close(decoupled, plain)
+    assert_close(g_decoupled, g_plain)
+    assert diag["behaviour_capped"] == 0.0
+
+
+def test_decoupled_objective_ignores_padding_of_the_behaviour_log_probs():
+    """Padded positions of the engine's log-probs hold 0 while the recomputed ones can be anything: no inf,
+    no nan, and they do not count."""
+    logps, old, adv, mask = _random_case(4)
+    behaviour = torch.where(mask, old, torch.full_like(old, -1e4))  # absurd values where mask is False
+    loss, diag = policy_loss(logps, old, adv, mask, behaviour_logprobs=behaviour, behaviour_weight_cap=None)
+    plain, _ = policy_loss(logps, old, adv, mask)
+    assert_close(loss, plain)
+    assert all(torch.isfinite(v) for v in diag.values())

@@ -235,14 +235,47 @@ def test_micro_batches_are_padded_to_their_own_groups(model, inputs, monkeypatch
     assert sorted(seen) == [[0] * G, [1] * G]
 
 
-def test_behaviour_logprobs_are_the_old_policy(model, inputs):
-    """Asynchronous rollouts: π_old is the sampling policy the engine reported, not a recompute. Behaviour
-    log-probs 0.1 above the policy's give a ratio of exp(-0.1) on every token."""
+def test_behaviour_clip_takes_the_ratio_against_the_sampling_policy(model, inputs):
+    """Asynchronous rollouts, "behaviour_clip": π_old is the sampling policy the engine reported, not a
+    recompute. Behaviour log-probs 0.1 above the policy's give a ratio of exp(-0.1) on every token."""
     with torch.no_grad():
         lp = completion_logprobs(model.eval(), inputs)  # [N, T]
     model.train()
-    settings = UpdateSettings(loss=DAPOLoss(clip_low=0.5, clip_high=0.5), micro_batch_size=4)
+    settings = UpdateSettings(loss=DAPOLoss(clip_low=0.5, clip_high=0.5), micro_batch_size=4,
+                              behaviour_objective="behaviour_clip")
     stats = run_update(model=model, inputs=inputs, advantages=ADVANTAGES, loss_mask=inputs.completion_mask,
                        settings=settings, features=None, backward=lambda loss: None, step=lambda finite: (True, 0.0),
                        global_token_count=lambda n: n, behaviour_logprobs=lp + 0.1)
     assert stats["ratio_mean"] == pytest.approx(math.exp(-0.1), abs=1e-5)
+
+
+@pytest.mark.parametrize(("shift", "weight", "capped"), [(0.1, math.exp(-0.1), 0.0), (-2.0, 2.0, 1.0)])
+def test_decoupled_objective_weights_the_on_policy_gradient_by_the_behaviour_ratio(model, inputs, shift, weight,
+                                                                                   capped):
+    """Asynchronous rollouts, "decoupled" (the default): the trust region is around the policy before the
+    update (ratio exactly 1 with one update, no extra forward), and every token's gradient is the on-policy
+    one times π_old / π_behaviour, truncated at the loss's cap (2): behaviour log-probs `shift` above the
+    policy's scale the whole gradient by exp(-shift), or by 2 when that is above the cap."""
+    with torch.no_grad():
+        lp = completion_logprobs(model.eval(), inputs)  # [N, T]
+    model.train()
+    settings = UpdateSettings(loss=DAPOLoss(behaviour_weight_cap=2.0), micro_batch_size=4)
+    model.zero_grad(set_to_none=True)
+    _, (plain,) = _run(model, inputs, settings)
+    stats = run_update(model=model, inputs=inputs, advantages=ADVANTAGES, loss_mask=inputs.completion_mask.clone(),
+                       settings=settings, features=None, backward=lambda loss: loss.backward(),
+                       step=lambda finite: (True, 0.0), global_token_count=lambda c: c.detach(),
+                       behaviour_logprobs=lp + shift)
+    weighted = _grads(model)
+    model.zero_grad(set_to_none=True)
+    assert stats["ratio_mean"] == pytest.approx(1.0) and stats["clip_ratio/high"] == 0.0
+    assert stats["behaviour_ratio_mean"] == pytest.approx(math.exp(-shift), rel=1e-4)
+    assert stats["behaviour_capped"] == capped
+    assert plain["grads"].keys() == weighted.keys()
+    for name, g in plain["grads"].items():
+        assert_close(weighted[name], g * weight, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_behaviour_objective_is_checked():
+    with pytest.raises(ValueError, match="behaviour_objective must be one of"):
+        UpdateSettings(behaviour_objective="clip")
