@@ -11,6 +11,14 @@ Several trainer ranks sharing a server (`share: true`): rank 0 pushes the weight
 syncs, and the server holds a rank's `generate` until it holds that many pushes, so no rank samples from
 weights older than the ones it synced.
 
+A weight push does not wait for the server: the trainer sends the push's header and starts the broadcast
+(of copies of the weights), then goes on; the server takes the push after the requests sent before it,
+and every request sent after it is served with the new weights. The next push, the next `generate` and a
+checkpoint's fetch of in-flight rollouts wait for the push's reply first, so a failed push is still
+raised (the first push after connecting is waited for at once). With asynchronous rollouts the trainer
+thereby submits the next batch while the server is still generating the current one, and the server
+never idles between rollouts.
+
 Losing the server (unreachable at start, or gone mid-run): with `on_server_lost: stop` the run ends with a
 `RolloutServerLost` naming the server. A failed weight push is raised at the next `generate`, not in
 `on_train_batch_end`, so the checkpoint of the step that just finished is written first. With `retry`, the
@@ -212,6 +220,9 @@ class RemoteEngine:
         self._lost: RolloutServerLost | None = None
         self._rank: int | None = None
         self._connected_once = False
+        self._connected_pushes = 0  # pushes made on the current connection
+        self._pending_push: tuple[Future, weight_group.PendingPush] | None = None  # sent, reply not yet read
+        self._push_lock = threading.Lock()  # the main thread pushes; a helper thread may settle (InFlightRollout)
         atexit.register(self.close)
 
     # -- identity --------------------------------------------------------------------------------
@@ -287,6 +298,7 @@ class RemoteEngine:
 
     def _connect(self) -> None:
         """Launches (if this rank launches) and connects; fails with RolloutServerLost."""
+        self._pending_push = None  # a push on an earlier connection is lost with it (the caller pushes again)
         if self.share and self._authkey is None and not os.environ.get(AUTHKEY_ENV):
             self._authkey = _shared_authkey()  # first connect of a shared server: every rank is here (fit start)
         if self.launches and (self._proc is None or self._proc.poll() is not None):
@@ -309,6 +321,7 @@ class RemoteEngine:
         reply = self._request({"op": "hello", "rank": self.rank, "engine": self._spec()})
         self._server_pid = int(reply["pid"])
         self._connected_once = True
+        self._connected_pushes = 0
         self._group = None
         if self.pushes:
             self._store = weight_group.join_store(host, int(reply["store_port"]), self.request_timeout_s)
@@ -331,9 +344,14 @@ class RemoteEngine:
         if self._conn is not None:
             self._conn.close()
         self._conn, self._group, self._store = None, None, None
+        self._pending_push = None
 
     def close(self) -> None:
         """Stops a server this rank launched (asks, then terminates, then kills) and drops the connection."""
+        try:
+            self.settle_push()  # the last push's broadcast completes before its group goes away
+        except Exception:  # noqa: BLE001 - closing: a lost server is no error here
+            pass
         if self._conn is not None and self.launches:
             try:
                 self._conn.send({"op": "shutdown"})
@@ -369,21 +387,38 @@ class RemoteEngine:
         self.last_sync_seconds = time.perf_counter() - start
 
     def _push(self) -> None:
+        """Sends the weights and returns without waiting for the server (see the module docstring); the
+        previous push is settled first, so at most one is outstanding."""
         from lit_triune.rollout.vllm_engine import checkpoint_weights  # HF checkpoint naming, no vLLM import
 
+        self.settle_push()
+        first = not self._connected_pushes
         weights = list(checkpoint_weights(self._model))
         device = (torch.device("cuda", torch.cuda.current_device())
                   if weight_group.resolve_backend(self.weights_backend) == "nccl" else torch.device("cpu"))
-        reply = self._conn.send({"op": "weights", "version": self.version, "meta": weight_group.describe(weights),
-                                 "bucket_bytes": self.bucket_bytes})
-        weight_group.push(self._group, weights, self.bucket_bytes, device)
-        self._answer("weights", reply)
+        with self._push_lock:
+            reply = self._conn.send({"op": "weights", "version": self.version,
+                                     "meta": weight_group.describe(weights), "bucket_bytes": self.bucket_bytes})
+            self._pending_push = (reply, weight_group.push(self._group, weights, self.bucket_bytes, device))
+        self._connected_pushes += 1
+        if first:  # a wrong checkpoint or a broken group shows at once, not a step later
+            self.settle_push()
+
+    def settle_push(self) -> None:
+        """Waits for the outstanding weight push (its broadcast and the server's reply); raises if it failed."""
+        with self._push_lock:
+            pending, self._pending_push = self._pending_push, None
+            if pending is None:
+                return
+            reply, sends = pending
+            sends.wait(self.request_timeout_s)
+            self._answer("weights", reply)
 
     def generate(self, prompts: list[str], images: list[Any], sampling: SamplingConfig) -> Rollout:
         self._raise_lost()
         header, blobs = self._generate_request(prompts, images, sampling)
         start = time.perf_counter()
-        reply = self._with_recovery("generate", lambda: self._request(header, blobs))
+        reply = self._with_recovery("generate", lambda: self._request_after_push(header, blobs))
         rollout = wire.rollout_from_dict(reply["rollout"])
         rollout.timings["remote/roundtrip"] = time.perf_counter() - start
         return rollout
@@ -402,6 +437,11 @@ class RemoteEngine:
             future = Future()
             future.set_exception(ConnectionError(str(err)))
         return InFlightRollout(self, future, prompts, images, sampling)
+
+    def _request_after_push(self, header: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
+        future = self._conn.send(header, blobs)  # queued behind the outstanding push, so served with its weights
+        self.settle_push()
+        return self._answer(header["op"], future)
 
     def _raise_lost(self) -> None:
         if self._lost is not None:
@@ -471,7 +511,7 @@ class InFlightRollout:
         return self.future.done()
 
     def wait(self) -> Rollout:
-        reply = self.engine._answer("generate", self.future)
+        reply = self.engine._answer("generate", self.future)  # after a failed push the server refuses to sample
         rollout = wire.rollout_from_dict(reply["rollout"])
         rollout.timings["remote/in_flight"] = time.perf_counter() - self.submitted
         return rollout

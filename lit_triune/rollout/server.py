@@ -74,17 +74,19 @@ def build_engine(spec: dict[str, Any]) -> Any:
 
 def load_weights(engine: Any, weights: Any) -> None:
     """Streams (name, tensor) in HF checkpoint naming into the engine; consumes every bucket."""
-    if hasattr(engine, "load_weights"):  # vLLM
-        engine.load_weights(weights)
-    else:  # HF: the server's own copy of the policy
-        params = dict(engine.model.named_parameters(remove_duplicate=False))
-        with torch.no_grad():
-            for name, tensor in weights:
-                if name not in params:
-                    raise KeyError(f"pushed weight {name!r} is not a parameter of the server's model")
-                params[name].copy_(tensor)
-    for _ in weights:  # whatever the loader left (the broadcast is collective: every bucket must be received)
-        pass
+    try:
+        if hasattr(engine, "load_weights"):  # vLLM
+            engine.load_weights(weights)
+        else:  # HF: the server's own copy of the policy
+            params = dict(engine.model.named_parameters(remove_duplicate=False))
+            with torch.no_grad():
+                for name, tensor in weights:
+                    if name not in params:
+                        raise KeyError(f"pushed weight {name!r} is not a parameter of the server's model")
+                    params[name].copy_(tensor)
+    finally:  # whatever the loader left, even after a failure: the broadcast is collective, the pusher waits on it
+        for _ in weights:
+            pass
 
 
 def weights_device(engine: Any, backend: str) -> torch.device:
@@ -102,6 +104,7 @@ class RolloutServer:
         self.engine_spec = engine_spec
         self.engine: Any = None
         self.version = 0
+        self.weights_error: str | None = None  # a failed push: no rollout is sampled until one succeeds
         self.group: Any = None
         self.backend = "gloo"
         self.conns: list[Connection] = []
@@ -168,8 +171,9 @@ class RolloutServer:
                 self._need_engine()
                 weights = weight_group.receive(self.group, header["meta"], int(header["bucket_bytes"]),
                                                weights_device(self.engine, self.backend))
+                self.weights_error = f"weight push {header.get('version')} failed"  # until it has loaded
                 load_weights(self.engine, weights)
-                self.version = int(header["version"])
+                self.version, self.weights_error = int(header["version"]), None
                 answer({"ok": True, "version": self.version})
             elif op == "generate":
                 self._need_engine()
@@ -191,6 +195,10 @@ class RolloutServer:
     def _serve_pending(self) -> None:
         keep = []
         for conn, header, blobs, since in self.pending:
+            if self.weights_error is not None:  # the weights are half loaded: sampling them would be silent garbage
+                self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"{self.weights_error}; the server "
+                                   "samples again after a successful push"})
+                continue
             if int(header.get("version", 0)) > self.version:
                 if time.monotonic() - since > self.timeout_s:
                     self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"timed out waiting for weight "

@@ -81,19 +81,35 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def _broadcast(group: dist.ProcessGroup, flat: torch.Tensor) -> None:
+def _broadcast(group: dist.ProcessGroup, flat: torch.Tensor) -> dist.Work:
     opts = dist.BroadcastOptions()
     opts.rootRank = PUSHER_RANK
-    group.broadcast([flat], opts).wait()
+    return group.broadcast([flat], opts)
+
+
+class PendingPush:
+    """The broadcasts of one push, issued and not yet waited for. Each bucket is a copy (`torch.cat`), so the
+    trainer may update its weights while they travel; `wait` keeps the copies alive until then."""
+
+    def __init__(self, sends: list[tuple[dist.Work, torch.Tensor]]) -> None:
+        self.sends = sends
+
+    def wait(self, timeout_s: float) -> None:
+        for work, _ in self.sends:
+            work.wait(datetime.timedelta(seconds=timeout_s))
+        self.sends = []
 
 
 def push(group: dist.ProcessGroup, weights: list[tuple[str, torch.Tensor]], bucket_bytes: int,
-         device: torch.device) -> None:
-    """Trainer side: broadcasts the tensors (in `describe` order) bucket by bucket."""
+         device: torch.device) -> PendingPush:
+    """Trainer side: starts broadcasting the tensors (in `describe` order) bucket by bucket and returns at once
+    (gloo and NCCL run collectives in the background); `PendingPush.wait` waits for them."""
     meta = describe(weights)
+    sends = []
     for idx in buckets(meta, bucket_bytes):
         flat = torch.cat([weights[i][1].detach().reshape(-1).to(device) for i in idx])  # [sum numel]
-        _broadcast(group, flat)
+        sends.append((_broadcast(group, flat), flat))
+    return PendingPush(sends)
 
 
 def receive(group: dist.ProcessGroup, meta: list[list[Any]], bucket_bytes: int,
@@ -103,6 +119,6 @@ def receive(group: dist.ProcessGroup, meta: list[list[Any]], bucket_bytes: int,
         dtype = _dtype(meta[idx[0]][1])
         sizes = [_numel(meta[i][2]) for i in idx]
         flat = torch.empty(sum(sizes), dtype=dtype, device=device)  # [sum numel]
-        _broadcast(group, flat)
+        _broadcast(group, flat).wait()
         for i, part in zip(idx, flat.split(sizes), strict=True):
             yield meta[i][0], part.view(meta[i][2])

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lit_triune.rollout import wire
 from lit_triune.rollout.base import Rollout, SamplingConfig
-from lit_triune.rollout.remote import RemoteEngine, RolloutServerLost
+from lit_triune.rollout.remote import RemoteEngine, RolloutServerError, RolloutServerLost
 from lit_triune.rollout.weight_group import buckets
 
 
@@ -96,6 +96,7 @@ def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_
             for p in policy.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
         engine.sync_weights(policy)
+        assert engine._pending_push is not None  # the push returned without waiting for the server's reply
         old = in_flight.result()
         assert sampling_gap(before, tiny_processor, prompts, images, old) <= 1e-5 and not in_flight.regenerated
         assert sampling_gap(policy, tiny_processor, prompts, images, old) > 1e-2
@@ -104,6 +105,42 @@ def test_server_samples_from_pushed_weights_and_dies_cleanly(policy, tiny_model_
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(RolloutServerLost, match=rf"rollout server 127\.0\.0\.1:\d+, pid {pid}"):
             engine.generate(prompts, images, sampling)
+    finally:
+        engine.close()
+
+
+def test_a_failed_push_is_raised_and_nothing_is_sampled_from_half_loaded_weights(policy, tiny_model_path,
+                                                                                tmp_path, monkeypatch):
+    """A push the server cannot load (a name its model lacks, here in the first of several buckets): the server
+    still takes every bucket (the pusher's broadcast completes), the error is raised at the trainer's next call
+    (the first push of a connection at once, later ones at the next generate), the server refuses to sample
+    until a push succeeds, and then samples again."""
+    import lit_triune.rollout.vllm_engine as vllm_engine_mod
+
+    real = vllm_engine_mod.checkpoint_weights
+    broken = {"on": False}
+
+    def weights_with_a_stranger(model):
+        if broken["on"]:
+            yield "model.no_such_layer.weight", torch.zeros(4)
+        yield from real(model)
+
+    monkeypatch.setattr(vllm_engine_mod, "checkpoint_weights", weights_with_a_stranger)
+    prompts = ["<|im_start|>user\nsay<|im_end|>\n<|im_start|>assistant\n"]
+    sampling = SamplingConfig(n=2, max_new_tokens=4, seed=1)
+    engine = RemoteEngine(engine="hf", model_path=str(tiny_model_path), threads=1, bucket_mb=1, log_dir=str(tmp_path))
+    try:
+        engine.sync_weights(policy)  # the connection's first push: settled at once
+        engine.generate(prompts, [None], sampling)
+        broken["on"] = True
+        engine.sync_weights(policy)  # returns at once ...
+        with pytest.raises(RolloutServerError, match="no_such_layer"):  # ... the failure comes with the next call
+            engine.generate(prompts, [None], sampling)
+        with pytest.raises(RolloutServerError, match="weight push 2 failed"):  # and nothing is sampled meanwhile
+            engine.generate(prompts, [None], sampling)
+        broken["on"] = False
+        engine.sync_weights(policy)
+        assert len(engine.generate(prompts, [None], sampling).completion_ids) == 2
     finally:
         engine.close()
 
