@@ -356,11 +356,38 @@ def reproduce_reports(path: Path) -> dict[int, Reports]:
     return found
 
 
+# two-sided 95 % quantiles of Student's t by degrees of freedom (a larger df uses the nearest smaller one listed:
+# the interval is then slightly wider than exact, never narrower)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def paired_difference(a: dict[int, Reports], b: dict[int, Reports], stage: str, source: str, metric: str,
+                      margin: float = 0.03) -> tuple[str, str, str]:
+    """Seeds present in both sets, paired (same seed: same data order and, for the reproduce runs, the same
+    warm-start): the mean ± sd of the differences in points, its 95 % t-interval, and a verdict against
+    `margin`: "within ±3" when the whole interval lies inside ±margin, "differs" when it excludes 0,
+    "undecided" otherwise (too few seeds for their spread). ("—", "—", "—") with fewer than 2 pairs."""
+    diffs = [va - vb for seed in sorted(set(a) & set(b))
+             if (va := value(a[seed], stage, source, metric)) is not None
+             and (vb := value(b[seed], stage, source, metric)) is not None]
+    if len(diffs) < 2:
+        return "—", "—", "—"
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    df = len(diffs) - 1
+    half = _T975[max(d for d in _T975 if d <= df)] * sd / math.sqrt(len(diffs))
+    low, high = mean - half, mean + half
+    verdict = (f"within ±{100 * margin:g}" if -margin <= low and high <= margin
+               else "differs" if low > 0 or high < 0 else "undecided")
+    return f"{100 * mean:+.1f} ± {100 * sd:.1f} ({len(diffs)})", f"[{100 * low:+.1f}, {100 * high:+.1f}]", verdict
+
+
 def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple[str, str] = ("A", "B"),
                       stage: str = "final") -> str:
     """Per source: accuracy at `stage` of two sets of seeds (mean ± sd, sampled and greedy), their difference in
     points and the per-seed values; the warm-start's figures of the two sets are compared too (runs that share a
-    warm-start give a difference of exactly 0 there)."""
+    warm-start give a difference of exactly 0 there); and the seeds both sets have, paired (`paired_difference`:
+    mean ± sd of the per-seed differences, 95 % interval, verdict against ±3 points)."""
     sources = sources_of([*a.values(), *b.values()], stage)
     with_sampled = any(has_sampled(r, stage) for r in [*a.values(), *b.values()])
     kinds = [(SAMPLED, "mean of sampled"), ("", "greedy")] if with_sampled else [("", "greedy")]
@@ -373,7 +400,9 @@ def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple
             start = [_stats(runs, "after_warm_start", src, metric) for runs in (a, b)]
             same_start = ("yes" if start[0] and start[1] and start[0].values == start[1].values else "no")
             per_seed = " / ".join(f"{' '.join(f'{v:.3f}' for v in s.values)}" if s else "—" for s in (sa, sb))
-            rows.append([f"{src} accuracy ({label})", fmt(sa), fmt(sb), diff, per_seed, same_start])
+            rows.append([f"{src} accuracy ({label})", fmt(sa), fmt(sb), diff, per_seed, same_start,
+                         *paired_difference(a, b, stage, src, metric)])
     header = ["source", f"{names[0]} ({stage})", f"{names[1]} ({stage})", f"{names[0]} − {names[1]} (points)",
-              f"per seed: {names[0]} / {names[1]}", "same warm-start figures"]
+              f"per seed: {names[0]} / {names[1]}", "same warm-start figures",
+              "paired Δ per seed (points, n)", "95 % interval", "vs ±3 points"]
     return md_table(header, rows) + (f"\n\nSeeds: {names[0]} {sorted(a)}, {names[1]} {sorted(b)}; mean ± sample sd.\n")

@@ -193,7 +193,25 @@ def test_compare_reproduce_reads_run_directories_and_committed_copies(tmp_path: 
     a, b = reproduce_reports(runs), reproduce_reports(copy)
     assert sorted(a) == sorted(b) == [0, 1]
     text = compare_reproduce(a, b, ("async", "on-policy"))
+    # paired: differences -0.1, +0.1 -> mean 0, sd 14.1 points, half-width 12.706 * 14.1 / sqrt(2) = 127.1
     assert ("| synthetic_counting accuracy (greedy) | 0.600 ± 0.141 | 0.600 ± 0.000 | +0.0 | 0.500 0.700 / 0.600 0.600 "
-            "| yes |") in text
+            "| yes | +0.0 ± 14.1 (2) | [-127.1, +127.1] | undecided |") in text
     b[1]["after_warm_start"]["sources"]["synthetic_counting"]["accuracy"] = 0.2
-    assert compare_reproduce(a, b).splitlines()[2].endswith("| no |")
+    assert "| no |" in compare_reproduce(a, b).splitlines()[2]
+
+
+def test_paired_difference_verdicts() -> None:
+    from lit_triune.study.table import paired_difference
+
+    def runs(values: list[float]) -> dict[int, dict[str, Any]]:
+        return {s: {"final": {"sources": {"x": {"accuracy": v}}}} for s, v in enumerate(values)}
+
+    base = runs([0.5, 0.6, 0.7, 0.4, 0.55])
+    close = runs([0.505, 0.61, 0.695, 0.41, 0.55])  # differences 0.5, 1, -0.5, 1, 0 points
+    assert paired_difference(close, base, "final", "x", "accuracy")[2] == "within ±3"
+    lower = runs([0.40, 0.52, 0.58, 0.31, 0.44])  # 9 to 12 points below on every seed
+    mean, interval, verdict = paired_difference(lower, base, "final", "x", "accuracy")
+    assert verdict == "differs" and mean.startswith("-10.") and mean.endswith("(5)")
+    noisy = runs([0.6, 0.5, 0.8, 0.3, 0.55])  # +10, -10, +10, -10, 0
+    assert paired_difference(noisy, base, "final", "x", "accuracy")[2] == "undecided"
+    assert paired_difference(runs([0.5]), base, "final", "x", "accuracy") == ("—", "—", "—")
