@@ -26,8 +26,8 @@ step). The summary is the median over rounds of each side's steady-state rate.
 a rollout server process (`RemoteEngine`, one intra-op thread, weights pushed over gloo after every step)
 and generates the next batch while the trainer updates; the first step only submits (inside the warm-up).
 Prints both ratios, async / TRL and on-policy / TRL, from the same rounds, with each side's time split
-(async: `generate` = time the trainer still waited for the in-flight rollout, `sync` = weight push, which
-also waits for the server to finish that rollout). The async side uses one process more than the others
+(async: `generate` = time the trainer still waited for the in-flight rollout, `sync` = starting the weight
+push, which does not wait for the server, plus settling the previous one). The async side uses one process more than the others
 (the server), i.e. the second core of this machine. `cpu_wait` (ours): seconds per step the trainer's main
 thread was runnable but waited for a CPU (Linux schedstat), i.e. what other processes on the machine cost it.
 
