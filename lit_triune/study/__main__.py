@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="runs/reproduce")
     cmp_ = sub.add_parser("compare-reproduce", allow_abbrev=False,
                           help="two sets of reproduce_table.sh runs side by side (per-source accuracy, difference)")
-    cmp_.add_argument("a", help="a reproduce_table.sh --out directory, or a committed copy (docs/reproduce)")
-    cmp_.add_argument("b")
+    cmp_.add_argument("a", help="a reproduce_table.sh --out directory, or a committed copy (docs/reproduce); "
+                      "several, comma-separated, pool their seeds")
+    cmp_.add_argument("b", help="the same, for the other set")
     cmp_.add_argument("--names", nargs=2, default=["A", "B"], metavar=("NAME_A", "NAME_B"))
     return p
 
@@ -77,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             print("wrote", path)
         return 0
     if args.command == "compare-reproduce":
-        from lit_triune.study.table import compare_reproduce, reproduce_reports
+        from lit_triune.study.table import compare_reproduce, pooled_reproduce_reports
 
-        print(compare_reproduce(reproduce_reports(Path(args.a)), reproduce_reports(Path(args.b)), tuple(args.names)))
+        try:
+            a, b = (pooled_reproduce_reports([Path(d) for d in spec.split(",")]) for spec in (args.a, args.b))
+        except ValueError as err:
+            print(f"compare-reproduce: {err}", file=sys.stderr)
+            return 2
+        print(compare_reproduce(a, b, tuple(args.names)))
         return 0
     from lit_triune.study.table import write_reproduce
 

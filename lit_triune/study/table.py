@@ -382,6 +382,18 @@ def paired_difference(a: dict[int, Reports], b: dict[int, Reports], stage: str, 
     return f"{100 * mean:+.1f} ± {100 * sd:.1f} ({len(diffs)})", f"[{100 * low:+.1f}, {100 * high:+.1f}]", verdict
 
 
+def pooled_reproduce_reports(paths: list[Path]) -> dict[int, Reports]:
+    """`reproduce_reports` of several directories, their seeds pooled (e.g. a committed table's seeds 0-2 and
+    later runs of seeds 3-4); a seed found in two of them is an error, not silently one of the two."""
+    found: dict[int, Reports] = {}
+    for path in paths:
+        for seed, reports in reproduce_reports(path).items():
+            if seed in found:
+                raise ValueError(f"seed {seed} is in more than one of {', '.join(map(str, paths))}")
+            found[seed] = reports
+    return found
+
+
 def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple[str, str] = ("A", "B"),
                       stage: str = "final") -> str:
     """Per source: accuracy at `stage` of two sets of seeds (mean ± sd, sampled and greedy), their difference in

@@ -215,3 +215,17 @@ def test_paired_difference_verdicts() -> None:
     noisy = runs([0.6, 0.5, 0.8, 0.3, 0.55])  # +10, -10, +10, -10, 0
     assert paired_difference(noisy, base, "final", "x", "accuracy")[2] == "undecided"
     assert paired_difference(runs([0.5]), base, "final", "x", "accuracy") == ("—", "—", "—")
+
+
+def test_pooled_reproduce_reports_joins_seeds_and_refuses_a_seed_twice(tmp_path: Path) -> None:
+    from lit_triune.study.table import pooled_reproduce_reports
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d, seeds in ((first, (0, 1)), (second, (2,))):
+        d.mkdir()
+        for seed in seeds:
+            (d / f"stage_reports_seed_{seed}.json").write_text(json.dumps({"final": {"sources": {}}}))
+    assert sorted(pooled_reproduce_reports([first, second])) == [0, 1, 2]
+    (second / "stage_reports_seed_1.json").write_text("{}")
+    with pytest.raises(ValueError, match="seed 1 is in more than one"):
+        pooled_reproduce_reports([first, second])
