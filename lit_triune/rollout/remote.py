@@ -13,9 +13,10 @@ weights older than the ones it synced.
 
 A weight push does not wait for the server: the trainer sends the push's header and starts the broadcast
 (of copies of the weights), then goes on; the server takes the push after the requests sent before it,
-and every request sent after it is served with the new weights. The next push, the next `generate` and a
-checkpoint's fetch of in-flight rollouts wait for the push's reply first, so a failed push is still
-raised (the first push after connecting is waited for at once). With asynchronous rollouts the trainer
+and every request sent after it is served with the new weights. The next push and the next `generate` wait
+for the push's reply first, so a failed push is still raised (the first push after connecting is waited for
+at once); a rollout in flight behind a failed push is refused by the server, never sampled from half-loaded
+weights. With asynchronous rollouts the trainer
 thereby submits the next batch while the server is still generating the current one, and the server
 never idles between rollouts.
 
@@ -222,7 +223,6 @@ class RemoteEngine:
         self._connected_once = False
         self._connected_pushes = 0  # pushes made on the current connection
         self._pending_push: tuple[Future, weight_group.PendingPush] | None = None  # sent, reply not yet read
-        self._push_lock = threading.Lock()  # the main thread pushes; a helper thread may settle (InFlightRollout)
         atexit.register(self.close)
 
     # -- identity --------------------------------------------------------------------------------
@@ -396,23 +396,21 @@ class RemoteEngine:
         weights = list(checkpoint_weights(self._model))
         device = (torch.device("cuda", torch.cuda.current_device())
                   if weight_group.resolve_backend(self.weights_backend) == "nccl" else torch.device("cpu"))
-        with self._push_lock:
-            reply = self._conn.send({"op": "weights", "version": self.version,
-                                     "meta": weight_group.describe(weights), "bucket_bytes": self.bucket_bytes})
-            self._pending_push = (reply, weight_group.push(self._group, weights, self.bucket_bytes, device))
+        reply = self._conn.send({"op": "weights", "version": self.version, "meta": weight_group.describe(weights),
+                                 "bucket_bytes": self.bucket_bytes})
+        self._pending_push = (reply, weight_group.push(self._group, weights, self.bucket_bytes, device))
         self._connected_pushes += 1
         if first:  # a wrong checkpoint or a broken group shows at once, not a step later
             self.settle_push()
 
     def settle_push(self) -> None:
         """Waits for the outstanding weight push (its broadcast and the server's reply); raises if it failed."""
-        with self._push_lock:
-            pending, self._pending_push = self._pending_push, None
-            if pending is None:
-                return
-            reply, sends = pending
-            sends.wait(self.request_timeout_s)
-            self._answer("weights", reply)
+        pending, self._pending_push = self._pending_push, None
+        if pending is None:
+            return
+        reply, sends = pending
+        sends.wait(self.request_timeout_s)
+        self._answer("weights", reply)
 
     def generate(self, prompts: list[str], images: list[Any], sampling: SamplingConfig) -> Rollout:
         self._raise_lost()
