@@ -56,15 +56,14 @@ def policy_loss(
         # Ye et al. 2020 (arXiv:1912.09729): a huge ratio on a negative-advantage token cannot blow up
         # the loss. The released V-Triune script enables it (verl's clip_ratio_c = 3).
         per_token = torch.where(adv < 0, torch.min(per_token, -dual_clip * adv), per_token)
-    behaviour_log_ratio = None
+    behaviour_log_ratio = None  # [N, T] log π_old / π_behaviour, 0 where the mask is False (padding there)
     if behaviour_logprobs is not None:
         if behaviour_weight_cap is not None and behaviour_weight_cap <= 0.0:
             raise ValueError(f"behaviour_weight_cap must be > 0 or None, got {behaviour_weight_cap}")
-        behaviour_log_ratio = (old_logprobs - behaviour_logprobs).detach()  # [N, T] log π_old / π_behaviour
-        # masked positions hold padding; the exponent is bounded so no weight is inf (inf · 0 would be nan)
+        behaviour_log_ratio = torch.where(mask, (old_logprobs - behaviour_logprobs).detach(), 0.0)
+        # the exponent is bounded so no weight is inf (inf · 0 would be nan)
         limit = 20.0 if behaviour_weight_cap is None else min(20.0, math.log(behaviour_weight_cap))
-        weight = torch.exp(torch.where(mask, behaviour_log_ratio, 0.0).clamp(max=limit))  # [N, T]
-        per_token = per_token * weight
+        per_token = per_token * torch.exp(behaviour_log_ratio.clamp(max=limit))  # [N, T] truncated weights
     kl = None
     if kl_coef != 0.0:
         if ref_logprobs is None:
@@ -97,11 +96,10 @@ def policy_loss(
         if kl is not None:
             diagnostics["kl_ref"] = (kl * maskf).sum() / valid
         if behaviour_log_ratio is not None:
-            masked = torch.where(mask, behaviour_log_ratio, 0.0)  # [N, T]
-            diagnostics["behaviour_ratio_mean"] = (torch.exp(masked.clamp(max=20.0)) * maskf).sum() / valid
-            diagnostics["approx_kl_behaviour"] = ((-masked) * maskf).sum() / valid
+            diagnostics["behaviour_ratio_mean"] = (torch.exp(behaviour_log_ratio.clamp(max=20.0)) * maskf).sum() / valid
+            diagnostics["approx_kl_behaviour"] = ((-behaviour_log_ratio) * maskf).sum() / valid
             if behaviour_weight_cap is not None:
-                capped = masked > math.log(behaviour_weight_cap)
+                capped = behaviour_log_ratio > math.log(behaviour_weight_cap)
                 diagnostics["behaviour_capped"] = (capped.to(maskf.dtype) * maskf).sum() / valid
     return loss, diagnostics
 
