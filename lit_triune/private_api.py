@@ -7,6 +7,9 @@ has a name (or it no longer behaves as used), so an upgrade breaks a test, not a
   last value. Lightning keeps every logged key's latest value in the running loop's result collection
   (`trainer._results`, entries keyed "<hook>.<name>") and logs it again on every later step of the
   epoch; there is no public way to un-log a key.
+- `save_last_at_end` (Lightning): ModelCheckpoint updates `last` only when its cadence saves, and says which
+  step it saved last only in `_last_global_step_saved`; writing `last` the way it does (its name, its
+  `save_last="link"` mode, `last_model_path`) is `_save_last_checkpoint`. No public call does either.
 - `keep_cache_under_checkpointing` (transformers): HF's checkpointed layers
   (`GradientCheckpointingLayer`) drop `past_key_values` unless the layer class says it may keep it
   (`_can_checkpoint_with_cache`); there is no public switch.
@@ -77,6 +80,29 @@ def forget_logged(trainer: Any, names: Iterable[str]) -> int:
             metric.reset()
             reset += 1
     return reset
+
+
+# ----- Lightning: `last` holds the weights the run ended with ------------------------------------------
+def save_last_at_end(trainer: Any) -> list[str]:
+    """At the end of fit: every ModelCheckpoint with `save_last` whose newest save is not of this step writes
+    `last` now. Its cadence alone leaves `last` behind the final weights whenever `max_steps` is not a multiple
+    of `every_n_train_steps` (conf/tiny.yaml: 460 steps, a save every 100 -- `last.ckpt` was step 400, and an
+    export or evaluation of it was not the model the final report scored). Call on every rank (FSDP saves
+    collectively). Returns the paths written. Raises when Lightning no longer has the private names."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    written = []
+    for cb in trainer.checkpoint_callbacks:
+        if not isinstance(cb, ModelCheckpoint) or not cb.save_last:
+            continue
+        if not (hasattr(cb, "_last_global_step_saved") and hasattr(cb, "_save_last_checkpoint")):
+            raise AttributeError("ModelCheckpoint has no `_last_global_step_saved` / `_save_last_checkpoint` "
+                                 "(Lightning changed): lit_triune/private_api.py:save_last_at_end needs updating")
+        if cb._last_global_step_saved == trainer.global_step:
+            continue
+        cb._save_last_checkpoint(trainer, cb._monitor_candidates(trainer))
+        written.append(cb.last_model_path)
+    return written
 
 
 # ----- transformers: keep a KV cache through checkpointed layers ------------------------------------

@@ -76,6 +76,48 @@ def test_forget_logged_outside_a_loop_and_on_a_changed_trainer():
         assert private_api.forget_logged(object(), ["x"]) == 0
 
 
+class _Steps(LightningModule):
+    """Manual optimisation over an endless stream, as TriuneModule; saves `last` at the end like it does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.layer = nn.Linear(2, 1)
+        self.written: list[str] | None = None
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(self.layer(batch).sum())
+        opt.step()
+
+    def on_train_end(self) -> None:
+        self.written = private_api.save_last_at_end(self.trainer)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(torch.randn(100, 2), batch_size=1)
+
+
+@pytest.mark.parametrize("max_steps", [5, 4])
+def test_save_last_at_end_writes_last_only_when_the_cadence_missed_the_final_step(tmp_path, max_steps):
+    """Saves every 2 steps: a 5-step run's `last` would be step 4's weights; the end writes step 5's. A 4-step
+    run's cadence saved the final step already, and nothing is written twice."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_last=True)
+    module = _Steps()
+    Trainer(max_steps=max_steps, callbacks=[ckpt], logger=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(module)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == max_steps
+    assert torch.equal(saved["state_dict"]["layer.weight"], module.layer.weight.detach())
+    assert module.written == ([str(tmp_path / "last.ckpt")] if max_steps % 2 else [])
+    assert ckpt.last_model_path == str(tmp_path / "last.ckpt")
+
+
 # ----- transformers ----------------------------------------------------------------------------------
 def test_checkpointing_layer_still_has_the_cache_switch():
     layer_class = private_api.checkpointing_layer_class()

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from lit_triune.models.policy_inputs import encode_prompts
 from lit_triune.models.sharding import fsdp_root, trainer_fsdp_root
-from lit_triune.private_api import forget_logged
+from lit_triune.private_api import forget_logged, save_last_at_end
 from lit_triune.rl import optimizers, training
 from lit_triune.rl import policy as policy_lib
 from lit_triune.rl.advantages import VERIFIER_FAILURE_POLICIES, informative_groups
@@ -488,6 +488,7 @@ class TriuneModule(pl.LightningModule):
 
     def on_train_end(self) -> None:
         self._reporter.report(self, "final")
+        save_last_at_end(self.trainer)  # `last` = the weights just reported on, with that report inside
 
     def on_validation_start(self) -> None:
         self.runner.start()

@@ -55,6 +55,39 @@ def report_stages(setting: bool | list[str]) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s in setting)
 
 
+Sums = dict[str, dict[str, float]]
+Answers = dict[str, dict[str, Counter]]
+
+
+def score_validation(module: Any, loader: Any, context: Any) -> tuple[Sums, Sums, Answers]:
+    """Per-source sums of the scores of `loader`'s prompts: greedy (one completion each) and, with
+    `val_samples` k > 0, k sampled completions each; and the greedy answers' counts. Summed, not averaged, so
+    ranks (or several loaders) merge before `validation_means`."""
+    k = module.rollout_settings.val_samples
+    sums: Sums = {}
+    sampled: Sums = {}
+    answers: Answers = {}
+    with torch.no_grad():
+        for batch in loader:
+            records = module.runner.evaluate(batch, context)
+            _merge(sums, source_summary(records, module.iou_threshold))
+            truths = [rm.get("ground_truth") for rm in batch.reward_models]
+            _merge_answers(answers, answer_counts(records, truths))
+            if k:
+                _merge(sampled, source_summary(module.runner.evaluate_sampled(batch, context), module.iou_threshold))
+    return sums, sampled, answers
+
+
+def validation_means(sums: Sums, sampled: Sums, answers: Answers) -> dict[str, dict[str, float]]:
+    """A report's figures per source: the greedy means, the answers' spread, the sampled means (`sampled/`)."""
+    means = summary_means(sums)
+    for src, spread in answer_spread(answers).items():
+        means.setdefault(src, {}).update(spread)
+    for src, m in summary_means(sampled).items():
+        means.setdefault(src, {}).update({f"{SAMPLED}{key}": v for key, v in m.items()})
+    return means
+
+
 class StageReporter:
     def __init__(self, stages: bool | list[str] = True) -> None:
         self.stages = report_stages(stages)
@@ -77,18 +110,7 @@ class StageReporter:
         if hasattr(engine, "sync_weights"):  # engines with their own weight copy (vLLM) see this step's policy
             with full_parameters(trainer):  # FSDP: the whole weights, not this rank's shard
                 engine.sync_weights(module.policy)
-        k = module.rollout_settings.val_samples
-        sums: dict[str, dict[str, float]] = {}
-        sampled: dict[str, dict[str, float]] = {}
-        answers: dict[str, dict[str, Counter]] = {}
-        with torch.no_grad():
-            for batch in loader:
-                records = module.runner.evaluate(batch, context)
-                _merge(sums, source_summary(records, module.iou_threshold))
-                truths = [rm.get("ground_truth") for rm in batch.reward_models]
-                _merge_answers(answers, answer_counts(records, truths))
-                if k:
-                    _merge(sampled, source_summary(module.runner.evaluate_sampled(batch, context), module.iou_threshold))
+        sums, sampled, answers = score_validation(module, loader, context)
         if was_training:
             module.policy.train()
             module.keep_frozen_in_eval()
@@ -100,11 +122,7 @@ class StageReporter:
                 _merge(sums, part)
                 _merge(sampled, part_sampled)
                 _merge_answers(answers, part_answers)
-        means = summary_means(sums)
-        for src, spread in answer_spread(answers).items():
-            means.setdefault(src, {}).update(spread)
-        for src, m in summary_means(sampled).items():
-            means.setdefault(src, {}).update({f"{SAMPLED}{key}": v for key, v in m.items()})
+        means = validation_means(sums, sampled, answers)
         self.reports[stage] = means
         # on every rank: Trainer.log_dir is a broadcast under DDP/FSDP (rank 0 alone would wait forever)
         log_dir = trainer.log_dir or trainer.default_root_dir

@@ -1,4 +1,4 @@
-"""`python -m lit_triune.study {run,table,figures,reproduce-table,compare-reproduce}` (docs/study.md)."""
+"""`python -m lit_triune.study {run,table,figures,reproduce-table,compare-reproduce,reevaluate}` (docs/study.md)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,28 @@ def _parser() -> argparse.ArgumentParser:
                       "several, comma-separated, pool their seeds")
     cmp_.add_argument("b", help="the same, for the other set")
     cmp_.add_argument("--names", nargs=2, default=["A", "B"], metavar=("NAME_A", "NAME_B"))
+    ree = sub.add_parser("reevaluate", allow_abbrev=False,
+                         help="reproduce_table.sh runs' final checkpoints scored on more held-out images "
+                         "(<out>/stage_reports_seed_<s>.json, for compare-reproduce)")
+    ree.add_argument("runs", help="a reproduce_table.sh --out directory (<runs>/seed_<s>/.../checkpoints/last.ckpt)")
+    ree.add_argument("--out", required=True)
+    ree.add_argument("--val", action="append", required=True, metavar="TASK=N",
+                     help="N fresh images of a synthetic task (repeat for more tasks)")
+    ree.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every seed with a checkpoint)")
+    ree.add_argument("--data-seed", type=int, help="which images (default: lit_triune.study.reevaluate.DEFAULT_DATA_SEED)")
+    ree.add_argument("--val-samples", type=int, help="sampled completions per image (default: the run's val_samples)")
     return p
+
+
+def _task_counts(values: list[str]) -> dict[str, int]:
+    """`TASK=N` arguments as {task: N}; a malformed one is an error naming it."""
+    out: dict[str, int] = {}
+    for item in values:
+        task, sep, n = item.partition("=")
+        if not sep or not task or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--val takes TASK=N with a positive integer N, got {item!r}")
+        out[task] = out.get(task, 0) + int(n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compare-reproduce: {err}", file=sys.stderr)
             return 2
         print(compare_reproduce(a, b, tuple(args.names)))
+        return 0
+    if args.command == "reevaluate":
+        from lit_triune.study.reevaluate import DEFAULT_DATA_SEED, reevaluate_runs
+
+        try:
+            reevaluate_runs(Path(args.runs), Path(args.out), _task_counts(args.val),
+                            DEFAULT_DATA_SEED if args.data_seed is None else args.data_seed, seeds=args.seeds,
+                            val_samples=args.val_samples)
+        except ValueError as err:
+            print(f"reevaluate: {err}", file=sys.stderr)
+            return 2
         return 0
     from lit_triune.study.table import write_reproduce
 
