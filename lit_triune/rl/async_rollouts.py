@@ -13,7 +13,8 @@ training step:
    until then (the first step of a run) no update happens, as on a dynamic-sampling refill step.
 
 A helper thread waits for each in-flight rollout and scores it as soon as it arrives (the verifier pool's
-processes), so scoring overlaps the update too. A checkpoint stores the in-flight rollouts, completed
+processes), so scoring overlaps the update too; it also encodes the rollout's prompts for its update (and,
+with a frozen unsharded ViT, computes the image features), which the trainer did on its own path before. A checkpoint stores the in-flight rollouts, completed
 (the push before the checkpoint already waited for them), so a resumed run trains on exactly what the
 uninterrupted one would have. Every rank keeps its own queue; rank 0's checkpoint holds all of them.
 """
@@ -28,7 +29,9 @@ from typing import Any
 
 import torch
 
-from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, ScoredRollout
+from lit_triune.models.policy_inputs import encode_prompts
+from lit_triune.models.sharding import is_sharded
+from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, ScoredRollout, frozen_image_features
 from lit_triune.rollout.base import Rollout, SamplingConfig
 
 
@@ -89,13 +92,21 @@ class AsyncRollouts:
         self.submitted += 1
         item = InFlight(PromptBatch.of(batch), ctx.step, ctx.iou_threshold, sampling)
         item.handle = engine.submit(item.batch.prompts, item.batch.images, sampling)
-        item.scoring = self.pool.submit(self._score, item, item.handle.wait)
+        # the ViT's features here too when that runs no collective (a sharded policy gathers its weights)
+        vision = ctx.policy if ctx.vision_features and not is_sharded(ctx.policy) else None
+        item.scoring = self.pool.submit(self._score, item, item.handle.wait, ctx.processor, vision, ctx.device)
         self.queue.append(item)
 
-    def _score(self, item: InFlight, fetch: Any) -> ScoredRollout:
+    def _score(self, item: InFlight, fetch: Any, processor: Any, vision: Any, device: torch.device) -> ScoredRollout:
         rollout = fetch()
         item.rollout = rollout
-        return self.runner.score(item.batch, rollout, item.iou_threshold)
+        scored = self.runner.score(item.batch, rollout, item.iou_threshold)
+        # The update's inputs too, while the trainer still runs the update before: its prompts through the
+        # processor and, with `vision` (a frozen, unsharded ViT), the ViT's features, off the trainer's path.
+        scored.encoded = encode_prompts(processor, item.batch.prompts, item.batch.images)
+        if vision is not None:
+            scored.encoded.image_features = frozen_image_features(vision, scored.encoded, device)
+        return scored
 
     def ready(self) -> bool:
         return len(self.queue) > self.max_staleness
