@@ -8,6 +8,13 @@ import torch
 from torch import Tensor
 
 
+def check_behaviour_weight_cap(cap: float | None) -> None:
+    """A truncation of π_old / π_behaviour: None (none) or >= 1 (a cap below 1 would shrink every on-policy
+    token's weight, not truncate the stale ones)."""
+    if cap is not None and not cap >= 1.0:
+        raise ValueError(f"behaviour_weight_cap must be >= 1 or None, got {cap}")
+
+
 def policy_loss(
     logprobs: Tensor,  # [N, T] current policy, completion tokens only
     old_logprobs: Tensor,  # [N, T] policy that sampled the rollouts; no grad
@@ -58,8 +65,7 @@ def policy_loss(
         per_token = torch.where(adv < 0, torch.min(per_token, -dual_clip * adv), per_token)
     behaviour_log_ratio = None  # [N, T] log π_old / π_behaviour, 0 where the mask is False (padding there)
     if behaviour_logprobs is not None:
-        if behaviour_weight_cap is not None and behaviour_weight_cap <= 0.0:
-            raise ValueError(f"behaviour_weight_cap must be > 0 or None, got {behaviour_weight_cap}")
+        check_behaviour_weight_cap(behaviour_weight_cap)
         behaviour_log_ratio = torch.where(mask, (old_logprobs - behaviour_logprobs).detach(), 0.0)
         # the exponent is bounded so no weight is inf (inf · 0 would be nan)
         limit = 20.0 if behaviour_weight_cap is None else min(20.0, math.log(behaviour_weight_cap))
@@ -133,8 +139,7 @@ class ClippedPolicyLoss:
             raise ValueError(f"dual_clip must be > 1 or None, got {dual_clip}")
         if kl_coef < 0.0:
             raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-        if behaviour_weight_cap is not None and not behaviour_weight_cap >= 1.0:
-            raise ValueError(f"behaviour_weight_cap must be >= 1 or None, got {behaviour_weight_cap}")
+        check_behaviour_weight_cap(behaviour_weight_cap)
         self.clip_low, self.clip_high, self.dual_clip, self.kl_coef = clip_low, clip_high, dual_clip, kl_coef
         self.behaviour_weight_cap = behaviour_weight_cap
 
