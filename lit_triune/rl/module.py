@@ -134,6 +134,9 @@ class TriuneModule(pl.LightningModule):
             false for none, or a list of those names (the init report of a random model costs as much as
             the others and shows zeros).
         seed: seed of rollout sampling and of the data order (linked to `data.seed`).
+        rollout_seed: seed of rollout sampling alone (None: `seed`). Another value keeps the data order, the
+            initialisation and the supervised warm-start, and draws other samples: two RL runs that differ
+            only in their random draws, the control for sampling noise when comparing variants.
         async_rollouts: generate the next batch while the current update runs (one-step off-policy, as verl's
             and AReaL's asynchronous modes), in an engine with its own process (`lit_triune.rollout.RemoteEngine`
             through the RolloutCallback, which must push after every step); the importance ratio is taken
@@ -189,6 +192,7 @@ class TriuneModule(pl.LightningModule):
         warm_start_freeze: str = "none",
         stage_reports: bool | list[str] = True,
         seed: int = 0,
+        rollout_seed: int | None = None,
         async_rollouts: bool = False,
         max_staleness: int = 1,
         async_objective: str = "decoupled",
@@ -232,7 +236,7 @@ class TriuneModule(pl.LightningModule):
         self.rollout_settings = RolloutSettings(
             group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
             top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, val_samples=val_samples,
-            val_temperature=val_temperature, val_iou_threshold=val_iou_threshold, seed=seed,
+            val_temperature=val_temperature, val_iou_threshold=val_iou_threshold, seed=seed if rollout_seed is None else rollout_seed,
         )
         self.counters = RunCounters()
         self.stepper = ClippedStepper(max_grad_norm, self.counters)

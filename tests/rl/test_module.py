@@ -43,3 +43,16 @@ def test_fit_start_refuses_ddp_that_cannot_handle_the_stages(one_rank_group, war
         module._check_ddp_detects_unused_parameters()
     module.trainer = SimpleNamespace(strategy=SimpleNamespace(model=nn.Linear(2, 2)))  # no DDP: nothing to check
     module._check_ddp_detects_unused_parameters()
+
+
+def test_rollout_seed_changes_the_sampling_draws_only() -> None:
+    """`rollout_seed` re-seeds rollout sampling; `seed` (data order, linked to data.seed) stays the run's."""
+    from lit_triune.rl.rollout_step import RolloutContext
+
+    ctx = RolloutContext(engine=None, policy=None, processor=None, device=None, step=301, rank=0, iou_threshold=0.85)
+    draws = {}
+    for name, kwargs in (("default", {}), ("same", {"rollout_seed": 3}), ("other", {"rollout_seed": 1000})):
+        module = tiny_module(seed=3, **kwargs)
+        assert module.hparams.seed == 3  # what the CLI links to data.seed
+        draws[name] = module.runner._sampling(ctx, greedy=False).seed
+    assert draws["default"] == draws["same"] != draws["other"]
