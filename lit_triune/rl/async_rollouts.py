@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -73,7 +73,6 @@ class AsyncRollouts:
         self.runner = runner
         self.max_staleness = max_staleness
         self.queue: deque[InFlight] = deque()
-        self.submitted = 0  # rollouts submitted in the run so far: salts the sampling seed (checkpointed)
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -88,8 +87,11 @@ class AsyncRollouts:
             raise TypeError(f"async_rollouts needs an engine that generates in its own process and has submit() "
                             f"(lit_triune.rollout.RemoteEngine through the RolloutCallback); got "
                             f"{type(engine).__name__}")
-        sampling = self.runner._sampling(ctx, greedy=False, salt=self.submitted)
-        self.submitted += 1
+        # Seeded as the on-policy loop seeds this batch: by the global step that will train on it (one more per
+        # rollout already in flight, an update per step). Both loops then draw the same random numbers for the
+        # same batch and differ only by the policy's lag: common random numbers, so a paired comparison of the
+        # two measures what the lag costs rather than two independent draws (docs/reproduce/async).
+        sampling = self.runner._sampling(replace(ctx, step=ctx.step + len(self.queue)), greedy=False)
         item = InFlight(PromptBatch.of(batch), ctx.step, ctx.iou_threshold, sampling)
         item.handle = engine.submit(item.batch.prompts, item.batch.images, sampling)
         # the ViT's features here too when that runs no collective (a sharded policy gathers its weights)
@@ -146,10 +148,9 @@ class AsyncRollouts:
                 item.rollout = item.handle.result()
             items.append({"batch": _batch_state(item.batch), "step": item.step, "iou_threshold": item.iou_threshold,
                           "sampling": vars(item.sampling).copy(), "rollout": _rollout_state(item.rollout)})
-        return {"submitted": self.submitted, "in_flight": items}
+        return {"in_flight": items}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.submitted = int(state.get("submitted", 0))
         self.queue = deque(
             InFlight(_batch_from_state(s["batch"]), int(s["step"]), float(s["iou_threshold"]),
                      SamplingConfig(**s["sampling"]), rollout=_rollout_from_state(s["rollout"]))

@@ -1,9 +1,15 @@
-"""AsyncRollouts' helper thread: besides scoring each in-flight rollout, it prepares that rollout's update
-inputs (the prompts through the processor and, with a frozen unsharded ViT, the image features), equal to what
-the trainer computes itself; with a sharded policy the ViT (a collective) is left to the trainer's thread."""
+"""AsyncRollouts' queue:
+
+- its helper thread, besides scoring each in-flight rollout, prepares that rollout's update inputs (the prompts
+  through the processor and, with a frozen unsharded ViT, the image features), equal to what the trainer computes
+  itself; with a sharded policy the ViT (a collective) is left to the trainer's thread;
+- each batch is sampled with the seed the on-policy loop gives the same batch (common random numbers: the two
+  loops differ by the policy's lag alone), at any staleness.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,12 +28,22 @@ class _SubmittingEngine:
 
     def __init__(self, engine) -> None:  # noqa: ANN001
         self.engine = engine
+        self.seeds: list[int] = []  # each submission's sampling seed
 
     def submit(self, prompts, images, sampling):  # noqa: ANN001, ANN201
+        self.seeds.append(sampling.seed)
         def result():  # noqa: ANN202
             return self.engine.generate(prompts, images, sampling)
 
         return SimpleNamespace(wait=result, result=result, regenerated=False)
+
+
+def _close(queue: AsyncRollouts) -> None:
+    """Let the helper finish the rollouts still in flight first: this engine generates in the helper's thread with
+    the module's model, which the next test uses too."""
+    for item in queue.queue:
+        item.scoring.exception()
+    queue.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +70,7 @@ def test_the_helper_prepares_the_update_inputs(module_and_batch, monkeypatch, sh
         assert queue.ready()
         scored, stats = queue.pop(step=1)
     finally:
-        queue.close()
+        _close(queue)
         module.runner.close()
     assert stats["async/staleness"] == 1.0 and len(scored.results) == 2 * len(batch.prompts)
     expected = encode_prompts(module.processor, list(batch.prompts), list(batch.images))
@@ -67,3 +83,28 @@ def test_the_helper_prepares_the_update_inputs(module_and_batch, monkeypatch, sh
         assert len(scored.encoded.image_features) == len(features) == len(batch.prompts)
         for got, want in zip(scored.encoded.image_features, features, strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("max_staleness", [1, 2])
+def test_each_batch_is_sampled_with_its_on_policy_seed(module_and_batch, max_staleness: int) -> None:
+    module, batch = module_and_batch
+    first_rl_step = 5  # e.g. after a warm-start of 5 steps
+    ctx = replace(module.rollout_context(), step=first_rl_step)
+    engine = ctx.engine = _SubmittingEngine(ctx.engine)
+    # the on-policy loop samples batch i at global step first_rl_step + i (one update per step)
+    on_policy = [module.runner._sampling(replace(ctx, step=first_rl_step + i), greedy=False).seed for i in range(5)]
+    assert len(set(on_policy)) == 5
+    queue = AsyncRollouts(module.runner, max_staleness=max_staleness)
+    staleness = []
+    try:
+        for _ in range(5):  # the module's loop: submit this batch, train on the oldest once enough are in flight
+            queue.submit(batch, ctx)
+            if queue.ready():
+                _, stats = queue.pop(ctx.step)
+                staleness.append(stats["async/staleness"])
+                ctx.step += 1  # the update
+    finally:
+        _close(queue)
+        module.runner.close()
+    assert engine.seeds == on_policy
+    assert staleness == [float(min(i, max_staleness)) for i in range(5 - max_staleness)]
