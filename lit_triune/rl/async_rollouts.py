@@ -29,9 +29,8 @@ from typing import Any
 
 import torch
 
-from lit_triune.models.policy_inputs import encode_prompts
 from lit_triune.models.sharding import is_sharded
-from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, ScoredRollout, frozen_image_features
+from lit_triune.rl.rollout_step import RolloutContext, RolloutRunner, ScoredRollout, encode_batch
 from lit_triune.rollout.base import Rollout, SamplingConfig
 
 
@@ -105,9 +104,7 @@ class AsyncRollouts:
         scored = self.runner.score(item.batch, rollout, item.iou_threshold)
         # The update's inputs too, while the trainer still runs the update before: its prompts through the
         # processor and, with `vision` (a frozen, unsharded ViT), the ViT's features, off the trainer's path.
-        scored.encoded = encode_prompts(processor, item.batch.prompts, item.batch.images)
-        if vision is not None:
-            scored.encoded.image_features = frozen_image_features(vision, scored.encoded, device)
+        scored.encoded = encode_batch(processor, item.batch, vision, device)
         return scored
 
     def ready(self) -> bool:

@@ -150,6 +150,15 @@ def frozen_image_features(policy: Any, enc: EncodedPrompts, device: torch.device
         return image_features(policy, on_device)
 
 
+def encode_batch(processor: Any, batch: Any, vision: Any, device: torch.device) -> EncodedPrompts:
+    """A batch's prompts through the processor and, with `vision` (a policy whose ViT is frozen; None: none),
+    its image features: the inputs one encoding serves to the engine and the update alike."""
+    enc = encode_prompts(processor, list(batch.prompts), list(batch.images))
+    if vision is not None:
+        enc.image_features = frozen_image_features(vision, enc, device)
+    return enc
+
+
 class RolloutRunner:
     """Samples and scores batches: given its settings and a way to start a scorer (the verifier pool); the
     engine, policy and threshold of the moment come with each call (`RolloutContext`)."""
@@ -196,10 +205,7 @@ class RolloutRunner:
         frozen ViT (`ctx.vision_features`) its features too, so it runs once per batch in all."""
         if not (self.share_prompt_encoding and getattr(ctx.engine, "accepts_encoded", False)):
             return None
-        enc = encode_prompts(ctx.processor, list(batch.prompts), list(batch.images))
-        if ctx.vision_features:
-            enc.image_features = frozen_image_features(ctx.policy, enc, ctx.device)
-        return enc
+        return encode_batch(ctx.processor, batch, ctx.policy if ctx.vision_features else None, ctx.device)
 
     def _run(self, batch: Any, ctx: RolloutContext, sampling: SamplingConfig,
              iou_threshold: float | None = None) -> ScoredRollout:
