@@ -145,10 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="which synthetic samples (default 0)")
     args = p.parse_args(argv)
     shards = _pairs(args.shards, "--shards")
-    try:
-        synthetic = {task: sum(map(int, ns)) for task, ns in _pairs(args.synthetic, "--synthetic").items()}
-    except ValueError:
-        p.error(f"--synthetic takes TASK=N with an integer N, got {args.synthetic}")
+    from lit_triune.data.synthetic import parse_counts
+
+    synthetic = parse_counts(args.synthetic, "--synthetic")
     if not shards and not synthetic:
         p.error("give --shards NAME=PATH and/or --synthetic TASK=N")
 

@@ -53,17 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _task_counts(values: list[str]) -> dict[str, int]:
-    """`TASK=N` arguments as {task: N}; a malformed one is an error naming it."""
-    out: dict[str, int] = {}
-    for item in values:
-        task, sep, n = item.partition("=")
-        if not sep or not task or not n.isdigit() or int(n) < 1:
-            raise SystemExit(f"--val takes TASK=N with a positive integer N, got {item!r}")
-        out[task] = out.get(task, 0) + int(n)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -109,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_reproduce(a, b, tuple(args.names)))
         return 0
     if args.command == "reevaluate":
+        from lit_triune.data.synthetic import parse_counts
         from lit_triune.study.reevaluate import DEFAULT_DATA_SEED, reevaluate_runs
 
         try:
-            reevaluate_runs(Path(args.runs), Path(args.out), _task_counts(args.val),
+            reevaluate_runs(Path(args.runs), Path(args.out), parse_counts(args.val, "--val"),
                             DEFAULT_DATA_SEED if args.data_seed is None else args.data_seed, seeds=args.seeds,
                             val_samples=args.val_samples)
         except ValueError as err:

@@ -1,9 +1,11 @@
+import re
+
 import pytest
 
 from lit_triune.boxes import parse_truth
 from lit_triune.data import TASKS, generate, sft_target, validate_sample
 from lit_triune.data.images import encode_png
-from lit_triune.data.synthetic import DIFFICULTIES
+from lit_triune.data.synthetic import DIFFICULTIES, parse_counts
 
 
 @pytest.mark.parametrize("difficulty", DIFFICULTIES)
@@ -68,3 +70,12 @@ def test_question_first_layout_moves_only_the_image_placeholder():
         assert a["images"][0].tobytes() == b["images"][0].tobytes()
     with pytest.raises(ValueError, match="prompt layout must be one of"):
         generate("counting", 1, layout="sideways")
+
+
+def test_parse_counts_sums_repeats_and_names_bad_arguments() -> None:
+    assert parse_counts(["grounding=5", "math=2", "grounding=3"], "--val") == {"grounding": 8, "math": 2}
+    for bad in ("grounding", "grounding=0", "grounding=-1", "grounding=x", "=4"):
+        with pytest.raises(SystemExit, match=r"--val takes TASK=N .*" + re.escape(repr(bad))):
+            parse_counts([bad], "--val")
+    with pytest.raises(SystemExit, match="unknown task 'groundng'.*tasks: counting"):
+        parse_counts(["groundng=4"], "--synthetic")

@@ -30,7 +30,8 @@ TASKS: dict[str, Callable[[random.Random, str, int], Drawn]] = {
     "puzzle": reasoning.puzzle,
 }
 
-__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "PROMPT_LAYOUTS", "TASKS", "check_layout", "generate", "iter_samples"]
+__all__ = ["DIFFICULTIES", "GENERATOR_VERSION", "PROMPT_LAYOUTS", "TASKS", "check_layout", "generate", "iter_samples",
+           "parse_counts"]
 
 GENERATOR_VERSION = 5
 """Bumped whenever a task draws differently, so cached shards (`data.cache_dir`) are regenerated, not reused.
@@ -61,3 +62,17 @@ def iter_samples(task: str, n: int, *, seed: int = 0, difficulty: str = "easy", 
 def generate(task: str, n: int, *, seed: int = 0, difficulty: str = "easy", image_size: int = 112,
              layout: str = "image_first") -> list[dict[str, Any]]:
     return list(iter_samples(task, n, seed=seed, difficulty=difficulty, image_size=image_size, layout=layout))
+
+
+def parse_counts(values: list[str], flag: str) -> dict[str, int]:
+    """Command-line `TASK=N` arguments as {task: N} (a task given twice: the sum); an unknown task or an N that is
+    not a positive integer is a SystemExit naming the argument."""
+    out: dict[str, int] = {}
+    for item in values:
+        task, sep, n = item.partition("=")
+        if not sep or not task or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"{flag} takes TASK=N with a positive integer N, got {item!r}")
+        if task not in TASKS:
+            raise SystemExit(f"{flag}: unknown task {task!r} in {item!r} (tasks: {', '.join(TASKS)})")
+        out[task] = out.get(task, 0) + int(n)
+    return out
