@@ -236,7 +236,8 @@ class TriuneModule(pl.LightningModule):
         self.rollout_settings = RolloutSettings(
             group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
             top_k=top_k, val_max_new_tokens=val_max_new_tokens or max_new_tokens, val_samples=val_samples,
-            val_temperature=val_temperature, val_iou_threshold=val_iou_threshold, seed=seed if rollout_seed is None else rollout_seed,
+            val_temperature=val_temperature, val_iou_threshold=val_iou_threshold,
+            seed=seed if rollout_seed is None else rollout_seed,
         )
         self.counters = RunCounters()
         self.stepper = ClippedStepper(max_grad_norm, self.counters)
