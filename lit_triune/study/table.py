@@ -409,9 +409,11 @@ def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple
             metric = f"{prefix}accuracy"
             sa, sb = _stats(a, stage, src, metric), _stats(b, stage, src, metric)
             diff = f"{100 * (sa.mean - sb.mean):+.1f}" if sa and sb else "—"
-            start = [_stats(runs, "after_warm_start", src, metric) for runs in (a, b)]
-            same_start = ("—" if not (start[0] and start[1])  # e.g. `reevaluate` output: final figures only
-                          else "yes" if start[0].values == start[1].values else "no")
+            # on the seeds both sets have (a set may have more seeds than the other)
+            start = [[value(runs[seed], "after_warm_start", src, metric) for seed in sorted(set(a) & set(b))]
+                     for runs in (a, b)]
+            same_start = ("—" if not start[0] or None in start[0] + start[1]  # e.g. `reevaluate`: final only
+                          else "yes" if start[0] == start[1] else "no")
             per_seed = " / ".join(f"{' '.join(f'{v:.3f}' for v in s.values)}" if s else "—" for s in (sa, sb))
             rows.append([f"{src} accuracy ({label})", fmt(sa), fmt(sb), diff, per_seed, same_start,
                          *paired_difference(a, b, stage, src, metric)])

@@ -196,8 +196,11 @@ def test_compare_reproduce_reads_run_directories_and_committed_copies(tmp_path: 
     # paired: differences -0.1, +0.1 -> mean 0, sd 14.1 points, half-width 12.706 * 14.1 / sqrt(2) = 127.1
     assert ("| synthetic_counting accuracy (greedy) | 0.600 ± 0.141 | 0.600 ± 0.000 | +0.0 | 0.500 0.700 / 0.600 0.600 "
             "| yes | +0.0 ± 14.1 (2) | [-127.1, +127.1] | undecided |") in text
+    # on the seeds both sets have: a seed only one set has does not make the warm-starts differ
+    assert "| yes |" in compare_reproduce({0: a[0]}, b).splitlines()[2]
     b[1]["after_warm_start"]["sources"]["synthetic_counting"]["accuracy"] = 0.2
     assert "| no |" in compare_reproduce(a, b).splitlines()[2]
+    assert "| yes |" in compare_reproduce({0: a[0]}, b).splitlines()[2]
 
 
 def test_paired_difference_verdicts() -> None:
