@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                       "several, comma-separated, pool their seeds")
     cmp_.add_argument("b", help="the same, for the other set")
     cmp_.add_argument("--names", nargs=2, default=["A", "B"], metavar=("NAME_A", "NAME_B"))
+    cmp_.add_argument("--also", nargs=2, action="append", default=[], metavar=("A", "B"),
+                      help="another pair of sets compared the same way (e.g. both arms again at another "
+                      "model.rollout_seed): its seeds join both sides and the paired figures, as <seed>@<k> "
+                      "(k = 1, 2, ... in the order given; the first pair's seeds are <seed>@0)")
     ree = sub.add_parser("reevaluate", allow_abbrev=False,
                          help="reproduce_table.sh runs' final checkpoints scored on more held-out images "
                          "(<out>/stage_reports_seed_<s>.json, for compare-reproduce)")
@@ -91,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         from lit_triune.study.table import compare_reproduce, pooled_reproduce_reports
 
         try:
-            a, b = (pooled_reproduce_reports([Path(d) for d in spec.split(",")]) for spec in (args.a, args.b))
+            pairs = [[pooled_reproduce_reports([Path(d) for d in spec.split(",")]) for spec in pair]
+                     for pair in [(args.a, args.b), *args.also]]
         except ValueError as err:
             print(f"compare-reproduce: {err}", file=sys.stderr)
             return 2
+        if len(pairs) == 1:
+            a, b = pairs[0]
+        else:  # seeds keyed (pair, seed): the same seed of two pairs is two runs of each arm
+            a, b = ({(k, seed): r for k, pair in enumerate(pairs) for seed, r in pair[side].items()} for side in (0, 1))
         print(compare_reproduce(a, b, tuple(args.names)))
         return 0
     if args.command == "reevaluate":

@@ -420,4 +420,10 @@ def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple
     header = ["source", f"{names[0]} ({stage})", f"{names[1]} ({stage})", f"{names[0]} − {names[1]} (points)",
               f"per seed: {names[0]} / {names[1]}", "same warm-start figures",
               "paired Δ per seed (points, n)", "95 % interval", "vs ±3 points"]
-    return md_table(header, rows) + (f"\n\nSeeds: {names[0]} {sorted(a)}, {names[1]} {sorted(b)}; mean ± sample sd.\n")
+    return md_table(header, rows) + (f"\n\nSeeds: {names[0]} {_seed_labels(a)}, {names[1]} {_seed_labels(b)}; "
+                                     f"mean ± sample sd.\n")
+
+
+def _seed_labels(runs: dict[Any, Reports]) -> str:
+    """[0, 1, 2], or with several pairs of sets (`compare-reproduce --also`) [0@0, 1@0, 0@1]."""
+    return "[" + ", ".join(f"{key[1]}@{key[0]}" if isinstance(key, tuple) else str(key) for key in sorted(runs)) + "]"

@@ -232,3 +232,27 @@ def test_pooled_reproduce_reports_joins_seeds_and_refuses_a_seed_twice(tmp_path:
     (second / "stage_reports_seed_1.json").write_text("{}")
     with pytest.raises(ValueError, match="seed 1 is in more than one"):
         pooled_reproduce_reports([first, second])
+
+
+def test_compare_reproduce_pools_pairs_of_sets_given_with_also(tmp_path: Path, capsys) -> None:
+    # two pairs of sets with the same seeds (e.g. both arms again at another rollout_seed): their seeds are
+    # four runs of each arm, paired within their pair
+    from lit_triune.study.__main__ import main as study
+
+    def copy(name: str, values: list[float]) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        for seed, v in enumerate(values):
+            (d / f"stage_reports_seed_{seed}.json").write_text(
+                json.dumps({"final": {"sources": {"synthetic_counting": {"accuracy": v}}}}))
+        return str(d)
+
+    args = ["compare-reproduce", copy("a", [0.50, 0.60]), copy("b", [0.52, 0.60]),
+            "--also", copy("a2", [0.70, 0.40]), copy("b2", [0.70, 0.41])]
+    assert study(args) == 0
+    out = capsys.readouterr().out
+    # each arm's mean over its 4 runs, in key order (pair, seed); differences -2, 0, 0, -1 points: n 4
+    assert ("| 0.550 ± 0.129 | 0.557 ± 0.123 | -0.7 | 0.500 0.600 0.700 0.400 / 0.520 0.600 0.700 0.410 | — "
+            "| -0.7 ± 1.0 (4) | [-2.3, +0.8] | within ±3 |") in out
+    assert "Seeds: A [0@0, 1@0, 0@1, 1@1], B [0@0, 1@0, 0@1, 1@1]" in out
+    assert study(args[:3]) == 0 and "(2) |" in capsys.readouterr().out  # without --also: the first pair alone
