@@ -12,11 +12,14 @@ training step:
    behaviour policy's own sampling log-probs returned by the engine (rl/update.py `behaviour_logprobs`);
    until then (the first step of a run) no update happens, as on a dynamic-sampling refill step.
 
+Each batch is sampled with the seed the on-policy loop gives it (the global step that trains it), so the two
+loops draw the same random numbers and differ by the lag alone.
+
 A helper thread waits for each in-flight rollout and scores it as soon as it arrives (the verifier pool's
 processes), so scoring overlaps the update too; it also encodes the rollout's prompts for its update (and,
-with a frozen unsharded ViT, computes the image features), which the trainer did on its own path before. A checkpoint stores the in-flight rollouts, completed
-(the push before the checkpoint already waited for them), so a resumed run trains on exactly what the
-uninterrupted one would have. Every rank keeps its own queue; rank 0's checkpoint holds all of them.
+with a frozen unsharded ViT, computes the image features), which the trainer did on its own path before. A
+checkpoint stores the in-flight rollouts, completed (the push before the checkpoint already waited for them), so
+a resumed run trains on exactly what the uninterrupted one would have. Every rank keeps its own queue; rank 0's checkpoint holds all of them.
 """
 
 from __future__ import annotations

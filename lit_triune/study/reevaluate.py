@@ -3,8 +3,8 @@
 A stage report scores 64 images a source (conf/tiny.yaml's `val_synthetic`). When two sets of runs differ on one
 source, the first question is whether the difference holds beyond those images. `reevaluate` scores each seed's
 `last.ckpt` the way a stage report does (greedy and `val_samples` sampled completions per image, box rewards at
-the run's `val_iou_threshold`, the run's prompt settings) on N fresh images per task (`--val TASK=N`), the same images for
-every checkpoint (one data seed for all, apart from every run's training and validation seeds), and writes
+the run's `val_iou_threshold`, the run's prompt settings) on N fresh images per task (`--val TASK=N`), the same
+images for every checkpoint (one data seed for all, apart from every run's training and validation seeds), and writes
 `<out>/stage_reports_seed_<s>.json` with one entry, "final", so `compare-reproduce` pairs two such directories::
 
     python -m lit_triune.study reevaluate runs/reproduce --out runs/reeval/on_policy --val grounding=1024
