@@ -19,7 +19,8 @@ A helper thread waits for each in-flight rollout and scores it as soon as it arr
 processes), so scoring overlaps the update too; it also encodes the rollout's prompts for its update (and,
 with a frozen unsharded ViT, computes the image features), which the trainer did on its own path before. A
 checkpoint stores the in-flight rollouts, completed (the push before the checkpoint already waited for them), so
-a resumed run trains on exactly what the uninterrupted one would have. Every rank keeps its own queue; rank 0's checkpoint holds all of them.
+a resumed run trains on exactly what the uninterrupted one would have. Every rank keeps its own queue; rank 0's
+checkpoint holds all of them.
 """
 
 from __future__ import annotations
