@@ -20,6 +20,7 @@ step). The summary is the median over rounds of each side's steady-state rate.
     python benchmarks/vs_trl.py [--preset tiny|small] [--steps 12] [--warmup 3] [--rounds 2]
                                 [--engine hf|vllm] [--ablate NAME ...] [--threads 1] [--checkpointing] [--quick]
     python benchmarks/vs_trl.py --ablations      # ours only: each optimisation's on/off ratio
+    python benchmarks/vs_trl.py --ablations --ablate own_decode   # ... of the named ones only
     python benchmarks/vs_trl.py --async          # also ours with asynchronous rollouts (see below)
 
 `--async`: a third side, ours with `async_rollouts=True` (one-step off-policy): the engine (`--engine`) runs in
@@ -64,6 +65,7 @@ OPTIMISATIONS = {  # name -> what switching it off (--ablate NAME) restores
     "encode_once": "the processor run by the engine and again by the update",
     "shared_prefill": "HF generate prefills all B*G rows (not each prompt once)",
     "fast_sampler": "HF's multinomial sampler (an exponential per vocabulary entry per row)",
+    "own_decode": "HF generate's decoding loop (its per-token input preparation, processor and stopping lists)",
     "shared_prefix": "the update runs every full row (prompt + completion), not each prompt once",
 }
 
@@ -123,12 +125,13 @@ def _ours(args: argparse.Namespace) -> dict:
         from triune_callbacks.rollout_callback import RolloutCallback
 
         callbacks.append(RolloutCallback(VLLMEngine(max_model_len=1024, max_num_seqs=64)))
-    elif ablate & {"shared_prefill", "fast_sampler"} or args.chunk_size:  # the HF engine with other options
+    elif ablate & {"shared_prefill", "fast_sampler", "own_decode"} or args.chunk_size:  # HF engine, other options
         from lit_triune.rollout import HFGenerateEngine
         from triune_callbacks.rollout_callback import RolloutCallback
 
         callbacks.append(RolloutCallback(HFGenerateEngine(share_prompt_prefill="shared_prefill" not in ablate,
                                                           fast_sampler="fast_sampler" not in ablate,
+                                                          own_decode="own_decode" not in ablate,
                                                           chunk_size=args.chunk_size or None)))
     module = TriuneModule(
         model_path=args.preset, freeze="vision", lr=LR, group_size=GROUP, max_new_tokens=MAX_NEW,
@@ -292,9 +295,12 @@ def _fmt_side(name: str, r: dict) -> str:
 
 
 def _ablations(args: argparse.Namespace) -> None:
-    """Ours with every optimisation on vs each one off (and all off), alternating run by run."""
-    variants: dict[str, list[str]] = {"on": [], **{f"-{name}": [name] for name in OPTIMISATIONS},
-                                      "all off": list(OPTIMISATIONS)}
+    """Ours with every optimisation on vs each one off (and all off), alternating run by run; with `--ablate
+    NAME ...`, only those optimisations (and all of them off together when there are several)."""
+    names = list(args.ablate or OPTIMISATIONS)
+    variants: dict[str, list[str]] = {"on": [], **{f"-{name}": [name] for name in names}}
+    if len(names) > 1:
+        variants["all off"] = names
     rates: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants if r % 2 == 0 else list(variants)[::-1]:
@@ -313,7 +319,8 @@ def _ablations(args: argparse.Namespace) -> None:
         what = OPTIMISATIONS.get(name, "all of the above")
         print(f"{name:>15}: on/off {med['on']['completions_per_s'] / med[v]['completions_per_s']:6.3f}  "
               f"(off: {med[v]['step_s']:.3f} s/step vs {med['on']['step_s']:.3f}; off = {what})")
-    print(f"ratio: {med['on']['completions_per_s'] / med['all off']['completions_per_s']:.3f}")
+    off = "all off" if "all off" in med else f"-{names[0]}"
+    print(f"ratio: {med['on']['completions_per_s'] / med[off]['completions_per_s']:.3f}")
 
 
 def main() -> None:
@@ -332,7 +339,8 @@ def main() -> None:
                    help="torch intra-op threads in each trainer (1: robust on a shared machine, where two "
                         "threads stall on each other's barriers under outside load; 0: torch's default)")
     p.add_argument("--ablate", nargs="+", action="extend", default=[], choices=OPTIMISATIONS,
-                   help="switch some of our optimisations off (in the comparison with TRL)")
+                   help="switch some of our optimisations off (in the comparison with TRL); with --ablations: "
+                        "measure only these")
     p.add_argument("--ablations", action="store_true",
                    help="no TRL: ours with everything on vs ours with each optimisation off (and all off), "
                         "interleaved; prints on/off completions/s per optimisation")

@@ -29,6 +29,7 @@ from lit_triune.models.sharding import fsdp_root, in_root_forward, is_sharded
 from lit_triune.models.vision import encoder_outputs
 from lit_triune.rollout.base import Rollout, SamplingConfig
 from lit_triune.rollout.chunked import ChunkedEngine
+from lit_triune.rollout.decode import decode
 from lit_triune.rollout.vision_tokens import (
     assemble_rollout,
     pad_token_id,
@@ -54,6 +55,22 @@ class _MaskAndRecord(LogitsProcessor):
         self._steps: list[Tensor] = []  # T-1 tensors [N]
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:  # [N, L], [N, V]
+        logps = self._record(input_ids, scores)
+        if self.sample:  # scores 0 at the drawn token and -inf elsewhere, so HF's greedy step picks it
+            token = self._draw(logps)  # [N, 1]
+            return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+        if self.vision_ids:
+            scores[:, self.vision_ids] = float("-inf")
+        return scores
+
+    def next_tokens(self, input_ids: Tensor, logits: Tensor) -> Tensor:  # [N, L], [N, V] -> [N]
+        """One step of our own decoding loop (rollout/decode.py) with the drawing processor: records the
+        previous token's log-prob and returns the drawn tokens, the ones `__call__` makes HF pick."""
+        if not self.sample:
+            raise RuntimeError("next_tokens needs the drawing processor (sample=True)")
+        return self._draw(self._record(input_ids, logits)).squeeze(1)
+
+    def _record(self, input_ids: Tensor, scores: Tensor) -> Tensor | None:  # -> [N, V] log-probs or None
         logps = None
         if self.record or self.sample:
             logps = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # [N, V]
@@ -61,25 +78,18 @@ class _MaskAndRecord(LogitsProcessor):
             if self._last is not None:
                 self._steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))  # [N]
             self._last = logps
-        if self.sample:
-            return self._draw(logps, scores)
-        if self.vision_ids:
-            scores[:, self.vision_ids] = float("-inf")
-        return scores
+        return logps
 
-    def _draw(self, logps: Tensor, scores: Tensor) -> Tensor:
+    def _draw(self, logps: Tensor) -> Tensor:  # [N, V] -> [N, 1]
         """One token per row from softmax(raw / T) without the vision tokens, by inverse CDF: N uniforms
         and a search per step. HF's sampler (multinomial) draws an exponential for every vocabulary
-        entry of every row, the most expensive op of a small model's decoding step on CPU. Returns
-        scores that are 0 at the drawn token and -inf elsewhere, so HF's greedy step picks it."""
+        entry of every row, the most expensive op of a small model's decoding step on CPU."""
         probs = logps.exp()  # [N, V]
         if self.vision_ids:
             probs[:, self.vision_ids] = 0.0
         cdf = probs.cumsum(-1)  # [N, V]
         u = torch.rand((probs.shape[0], 1), device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]  # [N, 1]
-        token = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[1] - 1)  # [N, 1]
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, token, 0.0)
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[1] - 1)  # [N, 1]
 
     def finish(self, last_tokens: Tensor) -> Tensor | None:  # [N] -> [N, T]
         if not self.record or self._last is None:
@@ -160,6 +170,10 @@ class HFGenerateEngine(ChunkedEngine):
         fast_sampler: Draw tokens by inverse CDF in the logits processor (N uniforms per step) instead of
             HF's multinomial (an exponential per vocabulary entry); used when top_k is off and top_p = 1.
             Same distribution, different random stream: False gives HF's sampler.
+        own_decode: With the shared prefill and the fast sampler (the training path), decode in our own loop
+            (`rollout/decode.py`) instead of `model.generate`'s: the same tokens and log-probs without HF's
+            per-token bookkeeping. Not under FSDP, where `generate` keeps the ranks' decoding steps in step.
+            False gives HF's loop.
         split_by_length_key: Given `length_keys` (the trainer passes each prompt's data source), one
             `model.generate` call per key: HF computes every row of a call until the longest one stops, so
             the CPU default's 12-token answers would wait for its 90-token box lists
@@ -183,6 +197,7 @@ class HFGenerateEngine(ChunkedEngine):
         keep_logprobs: bool = True,
         share_prompt_prefill: bool = True,
         fast_sampler: bool = True,
+        own_decode: bool = True,
         split_by_length_key: bool = True,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
@@ -194,6 +209,7 @@ class HFGenerateEngine(ChunkedEngine):
         self.keep_logprobs = keep_logprobs
         self.share_prompt_prefill = share_prompt_prefill
         self.fast_sampler = fast_sampler
+        self.own_decode = own_decode
         self.split_by_length_key = split_by_length_key
 
     def bind(self, model: nn.Module | Callable[[], nn.Module], processor: Any = None) -> None:
@@ -317,12 +333,17 @@ class HFGenerateEngine(ChunkedEngine):
             elif fast and sampling.n > 1:  # text-only rows: HF's greedy loop refuses num_return_sequences
                 inputs = {k: v.repeat_interleave(int(sampling.n), dim=0) for k, v in inputs.items()}
                 config.num_return_sequences = 1
-            with _only_generation_config(model, config):
-                out = model.generate(
-                    **inputs, generation_config=config, logits_processor=LogitsProcessorList([recorder])
-                )
-        new_tokens = out.sequences[:, length:]  # [b*G, T]
-        logprobs = recorder.finish(out.sequences[:, -1])  # [b*G, T] or None
+            if share and fast and self.own_decode and not is_sharded(self.model):
+                sequences = decode(model, inputs["input_ids"], inputs["attention_mask"], inputs["past_key_values"],
+                                   recorder.next_tokens, max_new_tokens=int(sampling.max_new_tokens),
+                                   stop_ids=stops, pad_id=pad)  # [b*G, L + T]
+            else:
+                with _only_generation_config(model, config):
+                    sequences = model.generate(
+                        **inputs, generation_config=config, logits_processor=LogitsProcessorList([recorder])
+                    ).sequences  # [b*G, L + T]
+        new_tokens = sequences[:, length:]  # [b*G, T]
+        logprobs = recorder.finish(sequences[:, -1])  # [b*G, T] or None
         if greedy and sampling.n > 1:  # identical by construction; HF refuses num_return_sequences here
             new_tokens = new_tokens.repeat_interleave(sampling.n, dim=0)  # [b*G, T]
             logprobs = None if logprobs is None else logprobs.repeat_interleave(sampling.n, dim=0)

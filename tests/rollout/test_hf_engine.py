@@ -180,11 +180,10 @@ def test_chunks_are_lazy_and_reassemble(hf_model, tiny_processor, image_batch):
     """The overlap contract: chunk k is handed out before chunk k+1 is generated."""
     prompts, images = image_batch
     prompts, images = prompts + prompts[:1], images + images[:1]  # B = 3
-    model = copy.deepcopy(hf_model)
+    engine = HFGenerateEngine(hf_model, tiny_processor, chunk_size=2)
     calls = []
-    original = model.generate
-    model.generate = lambda *a, **k: calls.append(1) or original(*a, **k)
-    engine = HFGenerateEngine(model, tiny_processor, chunk_size=2)
+    original = engine._generate_on  # one call per chunk: prefill and decoding of its rows
+    engine._generate_on = lambda *a, **k: calls.append(1) or original(*a, **k)
     sampling = SamplingConfig(n=2, max_new_tokens=5, seed=0)
     chunks = engine.generate_chunks(prompts, images, sampling)
     rows, part = next(chunks)
