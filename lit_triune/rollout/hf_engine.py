@@ -129,12 +129,13 @@ def _only_generation_config(model: nn.Module, config: GenerationConfig) -> Itera
         model.generation_config = saved
 
 
-def _shared_prefill(model: nn.Module, inputs: dict[str, Any], n: int) -> dict[str, Any]:
+def _shared_prefill(model: nn.Module, inputs: dict[str, Any], n: int, room: int = 0) -> dict[str, Any]:
     """Prefills the b prompts (all but their last token) once and returns `generate` inputs for the b*n
     rows that continue from that cache: KV tensors and Qwen-VL's M-RoPE `rope_deltas` repeated n times
     per prompt (prompt-major, as `num_return_sequences` orders rows). HF would prefill all b*n rows;
     the sampled tokens are the same (the prefill draws no random numbers). Runs in the caller's
-    inference mode; `_eval_mode` restores `rope_deltas` afterwards."""
+    inference mode; `_eval_mode` restores `rope_deltas` afterwards. `room`: positions to preallocate in
+    the rows' cache for our own decoding loop (`kv_cache.PreallocatedLayer`); 0 for `generate`."""
     from transformers import DynamicCache
 
     input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]  # [b, L] left-padded
@@ -147,7 +148,7 @@ def _shared_prefill(model: nn.Module, inputs: dict[str, Any], n: int) -> dict[st
     inner(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], past_key_values=cache, use_cache=True,
           **prefix)
     rows = cache_rows(cache, torch.arange(input_ids.shape[0], device=input_ids.device).repeat_interleave(n),
-                      model.config.get_text_config())  # prompt-major: each prompt's cache n times
+                      model.config.get_text_config(), room=room)  # prompt-major: each prompt's cache n times
     inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, dim=0)  # [b*n, 1]
     return {"input_ids": input_ids.repeat_interleave(n, dim=0), "attention_mask": attention_mask.repeat_interleave(n, dim=0),
             "past_key_values": rows}
@@ -320,6 +321,7 @@ class HFGenerateEngine(ChunkedEngine):
             use_cache=True,
         )
         recorder = _MaskAndRecord(vision, sampling.temperature, self.keep_logprobs, sample=fast)
+        own = share and fast and self.own_decode and not is_sharded(self.model)  # rollout/decode.py's loop
         t1 = time.perf_counter()
         rng_devices = [device] if device.type == "cuda" else []
         # no_grad under FSDP: parameters it gathers inside inference_mode would be inference tensors
@@ -328,12 +330,12 @@ class HFGenerateEngine(ChunkedEngine):
             if seed is not None:
                 torch.manual_seed(seed)
             if share:
-                inputs = _shared_prefill(model, inputs, int(sampling.n))
+                inputs = _shared_prefill(model, inputs, int(sampling.n), room=int(sampling.max_new_tokens) if own else 0)
                 config.num_return_sequences = 1
             elif fast and sampling.n > 1:  # text-only rows: HF's greedy loop refuses num_return_sequences
                 inputs = {k: v.repeat_interleave(int(sampling.n), dim=0) for k, v in inputs.items()}
                 config.num_return_sequences = 1
-            if share and fast and self.own_decode and not is_sharded(self.model):
+            if own:
                 sequences = decode(model, inputs["input_ids"], inputs["attention_mask"], inputs["past_key_values"],
                                    recorder.next_tokens, max_new_tokens=int(sampling.max_new_tokens),
                                    stop_ids=stops, pad_id=pad)  # [b*G, L + T]
