@@ -22,9 +22,17 @@ STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 def _known_ids(tokenizer: Any, tokens: Sequence[str]) -> list[int]:
-    """Ids of the tokens that exist as single tokens in `tokenizer` (unknown ones are skipped)."""
-    vocab = tokenizer.get_vocab()
-    return [int(vocab[t]) for t in tokens if t in vocab]
+    """Ids of the tokens that exist as single tokens in `tokenizer` (unknown ones are skipped).
+
+    A lookup per token, checked by mapping the id back (an unknown token maps to the unk id or None), not
+    `get_vocab()`, which builds a dict of the whole vocabulary (~150k entries for Qwen) on every call; the
+    engines ask for these ids on every generation call."""
+    ids = []
+    for token in tokens:
+        i = tokenizer.convert_tokens_to_ids(token)
+        if i is not None and tokenizer.convert_ids_to_tokens(int(i)) == token:
+            ids.append(int(i))
+    return ids
 
 
 def vision_token_ids(tokenizer: Any) -> list[int]:

@@ -282,8 +282,8 @@ class VLLMEngine(ChunkedEngine):
         """The vision/pad tokens this tokenizer has (vLLM v1 masks single-token bad words to -inf)."""
         if not self.mask_vision_tokens:
             return []
-        vocab = self.tokenizer.get_vocab()
-        return [t for t in VISION_TOKENS if t in vocab]
+        known = set(vision_token_ids(self.tokenizer))
+        return [t for t in VISION_TOKENS if self.tokenizer.convert_tokens_to_ids(t) in known]
 
     def _wants_logprobs(self, sampling: SamplingConfig) -> bool:
         if not self.keep_logprobs:
