@@ -79,7 +79,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
         flat = torch.cat(rows).to(embeds.dtype)  # [image tokens, H]
         embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
     cache = RecordPrefix()
-    with keep_cache_under_checkpointing(model):  # HF would drop the cache
+    with keep_cache_under_checkpointing(lm):  # HF would drop the cache
         prompt_out = lm(inputs_embeds=embeds, attention_mask=prompt_mask,
                         position_ids=inputs.position_ids[:, first, :lp], past_key_values=cache,
                         use_cache=False)  # the given cache is used all the same; False keeps HF's checkpointing quiet
@@ -98,7 +98,7 @@ def _completion_hidden_shared_prefix(model: Any, inputs: PolicyInputs,
     mask = torch.cat([prompt_mask.index_select(0, r2p), inputs.completion_mask.long().to(device)], dim=1)
     comp_embeds = inner.get_input_embeddings()(inputs.completion_ids.to(device))  # [M, T, H]
     if t > 1:
-        with keep_cache_under_checkpointing(model):  # HF would drop the cache
+        with keep_cache_under_checkpointing(lm):  # HF would drop the cache
             comp_out = lm(inputs_embeds=comp_embeds[:, :-1], attention_mask=mask[:, : lp + t - 1],
                           position_ids=positions[:, :, :-1], past_key_values=rows_cache, use_cache=False)
         # Token 0 is predicted by the prompt's last position, token k by completion token k-1.
