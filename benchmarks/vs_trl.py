@@ -67,6 +67,7 @@ OPTIMISATIONS = {  # name -> what switching it off (--ablate NAME) restores
     "fast_sampler": "HF's multinomial sampler (an exponential per vocabulary entry per row)",
     "own_decode": "HF generate's decoding loop (its per-token input preparation, processor and stopping lists)",
     "shared_prefix": "the update runs every full row (prompt + completion), not each prompt once",
+    "prompt_positions": "the model's 3-D position rule run on every full row of the update, not once per prompt",
 }
 
 
@@ -144,6 +145,10 @@ def _ours(args: argparse.Namespace) -> dict:
                             num_workers=0, image_size=args.image_size, seed=0)
     if "shared_prefix" in ablate:
         module.update_settings.shared_prefix = False
+    if "prompt_positions" in ablate:
+        from lit_triune.models import policy_inputs
+
+        policy_inputs.POSITIONS_PER_PROMPT = False
     if "encode_once" in ablate:
         from lit_triune.rl.rollout_step import RolloutRunner
 

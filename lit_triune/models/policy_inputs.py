@@ -127,6 +127,11 @@ def _rows_of_patches(prompts: EncodedPrompts, prompt_index: Tensor) -> Tensor | 
     return torch.cat([per_prompt[i] for i in prompt_index.tolist()])  # [P_N, D]
 
 
+# Rows' positions from each prompt's (`_positions_from_prompts`); False runs the model's rule on every row
+# (benchmarks/vs_trl.py --ablate prompt_positions). The same positions either way.
+POSITIONS_PER_PROMPT = True
+
+
 def build_policy_inputs(
     model: Any,
     prompts: EncodedPrompts,
@@ -158,7 +163,9 @@ def build_policy_inputs(
             completions[i, : len(comp)] = torch.tensor(list(comp))
             completion_mask[i, : len(comp)] = True
     grid = prompts.image_grid_thw[prompt_index] if prompts.image_grid_thw is not None else None  # [N, 3]
-    position_ids = _positions_from_prompts(model, prompts, prompt_index, completion_ids, length, image_token_id)
+    position_ids = None
+    if POSITIONS_PER_PROMPT:
+        position_ids = _positions_from_prompts(model, prompts, prompt_index, completion_ids, length, image_token_id)
     if position_ids is None:
         position_ids = compute_position_ids(model, input_ids, attention_mask, grid, image_token_id)
     return PolicyInputs(

@@ -55,6 +55,9 @@ def test_positions_from_prompts_equal_the_rule_on_full_rows(setup, monkeypatch):
     assert calls == [3]  # the three prompts, not the seven rows
     assert torch.equal(inputs.position_ids, _rule(model, inputs, image))
     assert inputs.position_ids.dtype == torch.long
+    monkeypatch.setattr(policy_inputs, "POSITIONS_PER_PROMPT", False)  # the benchmark's ablation switch
+    again = build_policy_inputs(model, enc, completions, index, processor.tokenizer.pad_token_id, image)
+    assert calls[1:] == [7] and torch.equal(again.position_ids, inputs.position_ids)
 
 
 def test_the_shortcut_declines_where_it_does_not_hold(setup):
