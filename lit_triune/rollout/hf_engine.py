@@ -1,4 +1,5 @@
-"""Rollouts with transformers' `generate` on the trained module itself (the CPU default).
+"""Rollouts on the trained module itself (the CPU default): transformers' `generate`, or on the training path
+(shared prefill + our sampler) our own decoding loop over the same model (`rollout/decode.py`, same tokens).
 
 It shares the policy's parameters, so `sync_weights` has nothing to copy. Three details decide whether
 its samples are usable for GRPO:
