@@ -3,7 +3,8 @@
 A prompt's keys/values are computed once and handed to each of its G completions, by generation
 (`cache_rows`, the HF engine's shared prefill) and by the trainer's shared-prefix log-probs
 (`RecordPrefix` / `ReadPrefix`, safe under activation checkpointing). The copies are `index_select`s,
-whose backward sums the rows' gradients into the prompt's keys/values.
+whose backward sums the rows' gradients into the prompt's keys/values. Decoding writes each new token's
+keys/values in place into rows with room for them (`PreallocatedLayer`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ def cache_rows(cache: Any, rows: Tensor, config: Any, room: int = 0) -> Any:
     for layer_idx, layer in enumerate(cache.layers):
         keys, values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
         if room > 0:
-            layer = PreallocatedLayer()
-            layer.fill(keys, values, room)
+            roomy = PreallocatedLayer()
+            roomy.fill(keys, values, room)
             if layer_idx < len(out.layers):  # a cache built from a config starts with one empty layer per layer
-                out.layers[layer_idx] = layer
+                out.layers[layer_idx] = roomy
             else:
-                out.layers.append(layer)
+                out.layers.append(roomy)
         else:
             out.update(keys, values, layer_idx)
     return out

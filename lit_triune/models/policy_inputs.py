@@ -215,7 +215,8 @@ def _positions_from_prompts(
     slot = {p: j for j, p in enumerate(used)}
     out = torch.zeros((3, len(completion_ids), length), dtype=prompt_positions.dtype)  # [3, N, L]
     for i, (p, comp) in enumerate(zip(prompt_index.tolist(), completion_ids, strict=True)):
-        j, n = slot[p], lengths[slot[p]]
+        j = slot[p]
+        n = lengths[j]
         out[:, i, :n] = prompt_positions[:, j, :n]
         if comp:
             out[:, i, n : n + len(comp)] = prompt_positions[0, j, n - 1] + 1 + torch.arange(len(comp))
