@@ -174,7 +174,7 @@ def _trl(args: argparse.Namespace) -> dict:
     from lit_triune.data.schema import IMAGE_PLACEHOLDER
     from lit_triune.models.tiny import build_tiny_model
     from lit_triune.rewards import score
-    from lit_triune.rollout.vision_tokens import VISION_TOKENS, vision_token_ids
+    from lit_triune.rollout.vision_tokens import known_vision_tokens, vision_token_ids
 
     path = str(build_tiny_model(args.preset))
     builder = PromptBuilder(path)
@@ -203,9 +203,8 @@ def _trl(args: argparse.Namespace) -> dict:
     model.model.visual.requires_grad_(False)  # TRL's way to freeze the ViT
     # vision/pad tokens kept out of sampling: HF generate's `suppress_tokens`; vLLM's SamplingParams refuses that
     # name and masks single-token `bad_words` instead (what our VLLMEngine passes)
-    vision_ids = vision_token_ids(processor.tokenizer)
-    masked = ({"bad_words": [t for t in VISION_TOKENS if processor.tokenizer.convert_tokens_to_ids(t) in vision_ids]}
-              if args.engine == "vllm" else {"suppress_tokens": vision_ids})
+    masked = ({"bad_words": known_vision_tokens(processor.tokenizer)} if args.engine == "vllm"
+              else {"suppress_tokens": vision_token_ids(processor.tokenizer)})
     config = GRPOConfig(
         output_dir=str(Path(args.tmp) / "trl"), per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
         num_generations=GROUP, gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,

@@ -35,6 +35,12 @@ def _known_ids(tokenizer: Any, tokens: Sequence[str]) -> list[int]:
     return ids
 
 
+def known_vision_tokens(tokenizer: Any) -> list[str]:
+    """The vision/pad tokens (strings) this tokenizer has as single tokens: vLLM's `bad_words` form of the mask."""
+    known = set(vision_token_ids(tokenizer))
+    return [t for t in VISION_TOKENS if tokenizer.convert_tokens_to_ids(t) in known]
+
+
 def vision_token_ids(tokenizer: Any) -> list[int]:
     """Ids of the Qwen vision/pad tokens present in this tokenizer."""
     return _known_ids(tokenizer, VISION_TOKENS)

@@ -28,7 +28,12 @@ from torch import nn
 
 from lit_triune.rollout.base import Rollout, SamplingConfig, policy_checkpoint_path
 from lit_triune.rollout.chunked import ChunkedEngine, check_batch
-from lit_triune.rollout.vision_tokens import VISION_TOKENS, assemble_rollout, stop_token_ids, vision_token_ids
+from lit_triune.rollout.vision_tokens import (
+    assemble_rollout,
+    known_vision_tokens,
+    stop_token_ids,
+    vision_token_ids,
+)
 
 _LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
 _WRAPPER_PARTS = frozenset({"module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
@@ -282,8 +287,7 @@ class VLLMEngine(ChunkedEngine):
         """The vision/pad tokens this tokenizer has (vLLM v1 masks single-token bad words to -inf)."""
         if not self.mask_vision_tokens:
             return []
-        known = set(vision_token_ids(self.tokenizer))
-        return [t for t in VISION_TOKENS if self.tokenizer.convert_tokens_to_ids(t) in known]
+        return known_vision_tokens(self.tokenizer)
 
     def _wants_logprobs(self, sampling: SamplingConfig) -> bool:
         if not self.keep_logprobs:
