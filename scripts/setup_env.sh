@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
+  # A full .venv takes ~7.5 GiB (torch's CUDA build with its nvidia libraries ~4.4, vLLM + triton ~1.4);
+  # pip's own error on a full disk names no size, so say it before starting.
+  free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "${free_kib:-0}" -lt $((9 * 1024 * 1024)) ]; then
+    echo "setup_env.sh: warning: $((free_kib / 1024 / 1024)) GiB free here; .venv needs ~7.5 GiB" \
+      "and pip needs room to unpack (~9 GiB in all): the install may fail with 'No space left on device'." >&2
+  fi
   "$PY" -m venv .venv
 fi
 PIP=".venv/bin/python -m pip"
