@@ -77,6 +77,7 @@ class AsyncRollouts:
         self.max_staleness = max_staleness
         self.queue: deque[InFlight] = deque()
         self._pool: ThreadPoolExecutor | None = None
+        self._last_seed: tuple[int, int] | None = None  # (step, salt) the last submission was seeded with
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -94,7 +95,13 @@ class AsyncRollouts:
         # rollout already in flight, an update per step). Both loops then draw the same random numbers for the
         # same batch and differ only by the policy's lag: common random numbers, so a paired comparison of the
         # two measures what the lag costs rather than two independent draws (docs/reproduce/async).
-        sampling = self.runner._sampling(replace(ctx, step=ctx.step + len(self.queue)), greedy=False)
+        # With dynamic sampling a refill step takes no optimizer step, so the next submission would get the same
+        # step: salted apart by how many submissions in a row had it (0 whenever every step updates, so the
+        # seeds above stand), as the on-policy loop salts its refills.
+        seed_step = ctx.step + len(self.queue)
+        salt = self._last_seed[1] + 1 if self._last_seed is not None and self._last_seed[0] == seed_step else 0
+        self._last_seed = (seed_step, salt)
+        sampling = self.runner._sampling(replace(ctx, step=seed_step), greedy=False, salt=salt)
         item = InFlight(PromptBatch.of(batch), ctx.step, ctx.iou_threshold, sampling)
         item.handle = engine.submit(item.batch.prompts, item.batch.images, sampling)
         # the ViT's features here too when that runs no collective (a sharded policy gathers its weights)
@@ -149,13 +156,15 @@ class AsyncRollouts:
                 item.rollout = item.handle.result()
             items.append({"batch": _batch_state(item.batch), "step": item.step, "iou_threshold": item.iou_threshold,
                           "sampling": vars(item.sampling).copy(), "rollout": _rollout_state(item.rollout)})
-        return {"in_flight": items}
+        return {"in_flight": items, "last_seed": None if self._last_seed is None else list(self._last_seed)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.queue = deque(
             InFlight(_batch_from_state(s["batch"]), int(s["step"]), float(s["iou_threshold"]),
                      SamplingConfig(**s["sampling"]), rollout=_rollout_from_state(s["rollout"]))
             for s in state.get("in_flight", []))
+        last = state.get("last_seed")  # absent from checkpoints written before dynamic sampling could run async
+        self._last_seed = None if last is None else (int(last[0]), int(last[1]))
 
     def close(self) -> None:
         if self._pool is not None:

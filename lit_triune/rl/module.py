@@ -141,7 +141,9 @@ class TriuneModule(pl.LightningModule):
             and AReaL's asynchronous modes), in an engine with its own process (`lit_triune.rollout.RemoteEngine`
             through the RolloutCallback, which must push after every step); the importance ratio is taken
             against the engine's sampling log-probs; the first RL step of a run only submits. False (default):
-            the paper's on-policy loop. See rl/async_rollouts.py.
+            the paper's on-policy loop. With `dynamic_sampling` a refill step trains on nothing and the groups
+            kept wait for the update (no optimizer step in between, so staleness stays <= `max_staleness`).
+            See rl/async_rollouts.py.
         max_staleness: with `async_rollouts`, rollouts kept in flight: an update trains on samples of weights
             at most this many optimizer steps old.
         async_objective: with `async_rollouts`, how the update treats the older sampling policy: "decoupled"
@@ -209,8 +211,6 @@ class TriuneModule(pl.LightningModule):
             raise ValueError(f"val_samples must be >= 0, got {val_samples}")
         if val_iou_threshold is not None and not 0.0 < val_iou_threshold <= 1.0:
             raise ValueError(f"val_iou_threshold must be in (0, 1] or None, got {val_iou_threshold}")
-        if async_rollouts and dynamic_sampling:
-            raise ValueError("async_rollouts does not support dynamic_sampling yet (its refills are on-policy)")
         if verifier_failures not in VERIFIER_FAILURE_POLICIES:
             raise ValueError(f"verifier_failures must be one of {VERIFIER_FAILURE_POLICIES}, got {verifier_failures!r}")
         # the CLI's config keeps these objects; a checkpoint's hyperparameters hold plain values only

@@ -5,10 +5,13 @@
   itself; with a sharded policy the ViT (a collective) is left to the trainer's thread;
 - each batch is sampled with the seed the on-policy loop gives the same batch (common random numbers: the two
   loops differ by the policy's lag alone), at any staleness.
+- submissions at one step (dynamic sampling's refill steps take no optimizer step) get seeds of their own, kept
+  across a checkpoint.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,16 +27,23 @@ from lit_triune.rl.rollout_step import frozen_image_features
 
 
 class _SubmittingEngine:
-    """An engine with `submit`, generating in this process (the HF engine) when the handle is waited on."""
+    """An engine with `submit`, generating in this process (the HF engine) when the handle is first waited on;
+    like a remote request, a handle generates once and every later wait gets that rollout."""
 
     def __init__(self, engine) -> None:  # noqa: ANN001
         self.engine = engine
         self.seeds: list[int] = []  # each submission's sampling seed
+        self._lock = threading.Lock()  # one generation at a time: the helper threads share the module's model
 
     def submit(self, prompts, images, sampling):  # noqa: ANN001, ANN201
         self.seeds.append(sampling.seed)
+        done = []
+
         def result():  # noqa: ANN202
-            return self.engine.generate(prompts, images, sampling)
+            with self._lock:
+                if not done:
+                    done.append(self.engine.generate(prompts, images, sampling))
+            return done[0]
 
         return SimpleNamespace(wait=result, result=result, regenerated=False)
 
@@ -42,7 +52,8 @@ def _close(queue: AsyncRollouts) -> None:
     """Let the helper finish the rollouts still in flight first: this engine generates in the helper's thread with
     the module's model, which the next test uses too."""
     for item in queue.queue:
-        item.scoring.exception()
+        if item.scoring is not None:  # None: restored from a checkpoint, completed already
+            item.scoring.exception()
     queue.close()
 
 
@@ -108,3 +119,35 @@ def test_each_batch_is_sampled_with_its_on_policy_seed(module_and_batch, max_sta
         module.runner.close()
     assert engine.seeds == on_policy
     assert staleness == [float(min(i, max_staleness)) for i in range(5 - max_staleness)]
+
+
+def test_submissions_at_one_step_are_seeded_apart_and_resume_so(module_and_batch) -> None:
+    """Dynamic sampling's refill steps take no optimizer step, so several submissions see the same step: each
+    is salted apart (as the on-policy loop salts its refills), a step that updates starts again at salt 0, and the
+    checkpointed queue goes on with the same seeds as the queue that wrote it."""
+    module, batch = module_and_batch
+    ctx = replace(module.rollout_context(), step=3)
+    engine = ctx.engine = _SubmittingEngine(ctx.engine)
+    queue = AsyncRollouts(module.runner, max_staleness=1)
+    resumed = AsyncRollouts(module.runner, max_staleness=1)
+    try:
+        queue.submit(batch, ctx)  # the run's first RL step only submits
+        for updates in (False, False, True):  # two refill steps, then one that updates
+            queue.submit(batch, ctx)
+            queue.pop(ctx.step)
+            ctx.step += int(updates)
+        state = queue.state_dict()
+        resumed.load_state_dict(state)
+        queue.submit(batch, ctx)
+        resumed.submit(batch, ctx)
+    finally:
+        _close(queue)
+        _close(resumed)
+        module.runner.close()
+
+    def seed(step: int, salt: int) -> int:
+        return module.runner._sampling(replace(ctx, step=step), greedy=False, salt=salt).seed
+
+    assert state["last_seed"] == [4, 2]
+    assert engine.seeds == [seed(3, 0), seed(4, 0), seed(4, 1), seed(4, 2), seed(5, 0), seed(5, 0)]
+    assert len(set(engine.seeds[:5])) == 5
