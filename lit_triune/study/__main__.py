@@ -92,18 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             print("wrote", path)
         return 0
     if args.command == "compare-reproduce":
-        from lit_triune.study.table import compare_reproduce, pooled_reproduce_reports
+        from lit_triune.study.table import compare_reproduce, paired_sets
 
         try:
-            pairs = [[pooled_reproduce_reports([Path(d) for d in spec.split(",")]) for spec in pair]
-                     for pair in [(args.a, args.b), *args.also]]
+            a, b = paired_sets([(args.a, args.b), *map(tuple, args.also)])
         except ValueError as err:
             print(f"compare-reproduce: {err}", file=sys.stderr)
             return 2
-        if len(pairs) == 1:
-            a, b = pairs[0]
-        else:  # seeds keyed (pair, seed): the same seed of two pairs is two runs of each arm
-            a, b = ({(k, seed): r for k, pair in enumerate(pairs) for seed, r in pair[side].items()} for side in (0, 1))
         print(compare_reproduce(a, b, tuple(args.names)))
         return 0
     if args.command == "reevaluate":

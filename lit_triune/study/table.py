@@ -394,6 +394,18 @@ def pooled_reproduce_reports(paths: list[Path]) -> dict[int, Reports]:
     return found
 
 
+def paired_sets(pairs: list[tuple[str, str]]) -> tuple[dict[Any, Reports], dict[Any, Reports]]:
+    """Both arms of one or more pairs of reproduce_table.sh sets (each a comma-separated list of directories,
+    pooled by `pooled_reproduce_reports`). One pair: keyed by seed. Several (`compare-reproduce --also`, e.g.
+    both arms again at another `model.rollout_seed`): keyed (pair index, seed), since the same seed in two pairs
+    is two runs of each arm; every pair's seeds then join both sides and the paired figures."""
+    loaded = [[pooled_reproduce_reports([Path(d) for d in spec.split(",")]) for spec in pair] for pair in pairs]
+    if len(loaded) == 1:
+        return loaded[0][0], loaded[0][1]
+    a, b = ({(k, seed): r for k, pair in enumerate(loaded) for seed, r in pair[side].items()} for side in (0, 1))
+    return a, b
+
+
 def compare_reproduce(a: dict[int, Reports], b: dict[int, Reports], names: tuple[str, str] = ("A", "B"),
                       stage: str = "final") -> str:
     """Per source: accuracy at `stage` of two sets of seeds (mean ± sd, sampled and greedy), their difference in
