@@ -49,8 +49,9 @@ def decode(
     sequences, mask = input_ids, attention_mask
     step_input = input_ids[:, -1:]  # [N, 1]: the prompt's last token first, then each sampled one
     finished = torch.zeros(n, dtype=torch.bool, device=input_ids.device)  # [N]
+    attended = mask.sum(-1, keepdim=True)  # [N, 1]: the mask's ones, one more per step (the mask grows by ones)
     for _ in range(max_new_tokens):
-        position = (mask.sum(-1, keepdim=True) - 1 + deltas).unsqueeze(0).expand(3, n, 1)  # [3, N, 1]
+        position = (attended - 1 + deltas).unsqueeze(0).expand(3, n, 1)  # [3, N, 1]
         hidden = language_model(input_ids=step_input, attention_mask=mask, position_ids=position,
                                 past_key_values=cache, use_cache=True).last_hidden_state  # [N, 1, H]
         logits = lm_head(hidden[:, -1, :]).float()  # [N, V]
@@ -58,6 +59,7 @@ def decode(
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         sequences = torch.cat([sequences, token[:, None]], dim=1)  # [N, L + t]
         mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)
+        attended = attended + 1
         finished |= torch.isin(token, stops)
         step_input = token[:, None]
         if bool(finished.all()):
