@@ -245,6 +245,29 @@ def test_chunked_generation_hands_out_chunks_in_order(engine, image_batch):
     assert r.prompt_index.tolist() == [0, 0, 1, 1] and len(r.sampling_logprobs) == 4
 
 
+@pytest.mark.parametrize("chunk_size", [None, 1])
+def test_requests_generated_together_equal_each_generated_alone(engine, image_batch, chunk_size):
+    """`generate_many` (the rollout server batching the requests of ranks sharing it): one vLLM call, and each
+    request's rollout what its own `generate` gives — the same seeds per prompt, chunked or not, greedy too."""
+    prompts, images = image_batch
+    requests = [(prompts, images, SamplingConfig(n=4, max_new_tokens=12, seed=3)),
+                (prompts[::-1], images[::-1], SamplingConfig(n=2, max_new_tokens=8, seed=11)),
+                (prompts[:1], images[:1], SamplingConfig(n=3, max_new_tokens=6, temperature=0.0))]
+    engine.chunk_size = chunk_size
+    try:
+        alone = [engine.generate(p, im, s) for p, im, s in requests]
+        together = engine.generate_many(requests)
+    finally:
+        engine.chunk_size = None
+    assert [r.timings["engine/batched_requests"] for r in together] == [3.0] * 3
+    for a, t in zip(alone, together, strict=True):
+        assert t.completion_ids == a.completion_ids and t.texts == a.texts
+        assert t.prompt_index.tolist() == a.prompt_index.tolist() and torch.equal(t.truncated, a.truncated)
+        assert t.spurious_vision_tokens.tolist() == a.spurious_vision_tokens.tolist()
+        for x, y in zip(t.sampling_logprobs, a.sampling_logprobs, strict=True):
+            torch.testing.assert_close(torch.tensor(x), torch.tensor(y), rtol=0, atol=1e-5)
+
+
 class _Squares(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 4
