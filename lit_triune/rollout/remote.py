@@ -49,7 +49,7 @@ from torch import nn
 
 from lit_triune.rollout import weight_group, wire
 from lit_triune.rollout.base import Rollout, SamplingConfig, policy_checkpoint_path
-from lit_triune.rollout.server import AUTHKEY_ENV, ENGINES
+from lit_triune.rollout.server import AUTHKEY_ENV, DEFAULT_BATCH_WINDOW_S, ENGINES
 
 ON_SERVER_LOST = ("stop", "retry")
 
@@ -156,6 +156,8 @@ class RemoteEngine:
         request_timeout_s: longest wait for one reply (a generate call included) before the server counts
             as lost.
         threads: torch intra-op threads of a launched server (0: torch's default).
+        batch_window_s: a launched server's `--batch-window-s`: with vLLM, how long a rank's ready request may
+            wait for the other ranks sharing the server, to be sampled with theirs in one engine call (0: no wait).
         server_env: extra environment variables of a launched server (e.g. CUDA_VISIBLE_DEVICES).
         log_dir: where a launched server writes its log (None: a temporary directory).
     """
@@ -178,6 +180,7 @@ class RemoteEngine:
         connect_timeout_s: float = 300.0,
         request_timeout_s: float = 600.0,
         threads: int = 0,
+        batch_window_s: float = DEFAULT_BATCH_WINDOW_S,
         server_env: dict[str, str] | None = None,
         log_dir: str | None = None,
     ) -> None:
@@ -185,6 +188,8 @@ class RemoteEngine:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if on_server_lost not in ON_SERVER_LOST:
             raise ValueError(f"on_server_lost must be one of {ON_SERVER_LOST}, got {on_server_lost!r}")
+        if batch_window_s < 0:
+            raise ValueError(f"batch_window_s must be >= 0, got {batch_window_s}")
         if share and launch and port == 0:
             raise ValueError("a shared server (share: true) launched by rank 0 needs a fixed port, not 0")
         weight_group.resolve_backend(weights_backend)
@@ -204,6 +209,7 @@ class RemoteEngine:
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.threads = threads
+        self.batch_window_s = batch_window_s
         self.server_env = dict(server_env or {})
         self.log_dir = log_dir
         self.processor: Any = None
@@ -273,7 +279,7 @@ class RemoteEngine:
         env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         cmd = [sys.executable, "-m", "lit_triune.rollout.server", "--host", self.host, "--port", str(self.port),
                "--parent-pid", str(os.getpid()), "--ready-file", str(ready), "--threads", str(self.threads),
-               "--timeout-s", str(self.request_timeout_s)]
+               "--timeout-s", str(self.request_timeout_s), "--batch-window-s", str(self.batch_window_s)]
         with open(self._log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=env)

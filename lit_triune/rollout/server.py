@@ -14,7 +14,9 @@ connection in arrival order, so the engine never runs two things at once. Messag
   weight version becomes `version`.
 - `generate {version, prompts, images, sampling}` -> `{rollout}`: held until the server's weights are at
   least `version` (ranks sharing a server: the pushing rank may push after another rank asks), so a rank
-  never samples from weights older than those it synced.
+  never samples from weights older than those it synced. Requests ready at once are sampled in one engine
+  call when the engine can (`generate_many`: vLLM, each request with its own seeds); a ready request waits up
+  to `--batch-window-s` while another connection has none, and its connection is not read meanwhile.
 - `shutdown`: exit.
 
 The server exits when the process that launched it dies (`--parent-pid`: PR_SET_PDEATHSIG on Linux and a
@@ -43,6 +45,8 @@ from lit_triune.rollout import weight_group, wire
 
 AUTHKEY_ENV = "LIT_TRIUNE_ROLLOUT_KEY"
 ENGINES = ("hf", "vllm")
+# Trainer ranks in step send their requests within milliseconds of each other; a GPU rollout takes seconds.
+DEFAULT_BATCH_WINDOW_S = 0.05
 
 
 def build_engine(spec: dict[str, Any]) -> Any:
@@ -96,8 +100,17 @@ def weights_device(engine: Any, backend: str) -> torch.device:
 
 
 class RolloutServer:
+    """Serves `RemoteEngine` connections (the module docstring). `batch_window_s`: with an engine that can
+    generate several requests in one call (`generate_many`: vLLM), requests that are ready to sample are
+    held up to this long while some other connection has none pending, then sampled together; 0: never held
+    (requests pending at the same moment are still sampled together)."""
+
     def __init__(self, host: str, port: int, authkey: bytes | None, engine_spec: dict[str, Any] | None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, batch_window_s: float = DEFAULT_BATCH_WINDOW_S) -> None:
+        if batch_window_s < 0:
+            raise ValueError(f"batch_window_s must be >= 0, got {batch_window_s}")
+        self.batch_window_s = batch_window_s
+        self.held: set[Connection] = set()  # connections whose ready requests wait for the batch window
         self.listener = Listener((host, port), authkey=authkey)
         self.store = weight_group.host_store(host, timeout_s)
         self.timeout_s = timeout_s
@@ -129,7 +142,10 @@ class RolloutServer:
         while self.running:
             while not self.accepted.empty():
                 self.conns.append(self.accepted.get())
-            for conn in wait(self.conns, timeout=0.1) if self.conns else []:
+            # A connection whose requests are held is not read meanwhile: a weight push sent after them must not
+            # be loaded before they are sampled (each connection's messages are served in order).
+            readable = [c for c in self.conns if c not in self.held]
+            for conn in wait(readable, timeout=0.005 if self.held else 0.1) if readable else []:
                 try:
                     header, blobs = wire.recv(conn)
                 except (EOFError, OSError):
@@ -142,6 +158,8 @@ class RolloutServer:
                 continue
             if not self.conns:
                 time.sleep(0.05)
+            elif not readable:
+                time.sleep(0.002)  # every connection held: the window ends soon
 
     def _reply(self, conn: Connection, header: dict[str, Any]) -> None:
         try:
@@ -193,8 +211,9 @@ class RolloutServer:
             raise RuntimeError("the rollout server has no engine: start it with --engine/--model-path or send one")
 
     def _serve_pending(self) -> None:
-        keep = []
-        for conn, header, blobs, since in self.pending:
+        keep, ready, remaining = [], [], []  # waiting for weights; ready to sample; both, in arrival order
+        for request in self.pending:
+            conn, header, _, since = request
             if self.weights_error is not None:  # the weights are half loaded: sampling them would be silent garbage
                 self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"{self.weights_error}; the server "
                                    "samples again after a successful push"})
@@ -204,20 +223,72 @@ class RolloutServer:
                     self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"timed out waiting for weight "
                                        f"version {header.get('version')} (server has {self.version})"})
                 else:
-                    keep.append((conn, header, blobs, since))
+                    keep.append(request)
+                    remaining.append(request)
                 continue
-            try:
-                t0 = time.perf_counter()
-                images = wire.decode_images(header["images"], blobs)
-                rollout = self.engine.generate(list(header["prompts"]), images,
-                                               wire.sampling_from_dict(header["sampling"]))
-                rollout.timings["server/generate"] = time.perf_counter() - t0
-                self._reply(conn, {"ok": True, "id": header.get("id"), "version": self.version,
-                                   "rollout": wire.rollout_to_dict(rollout)})
-            except Exception as err:  # noqa: BLE001
-                self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"{type(err).__name__}: {err}",
-                                   "traceback": traceback.format_exc(limit=8)})
+            ready.append(request)
+            remaining.append(request)
+        self.held = {conn for conn, *_ in ready} if self._hold(ready) else set()
+        if self.held:
+            self.pending = remaining
+            return
         self.pending = keep
+        if len(ready) > 1 and self._batches():
+            self._generate_together(ready)
+        else:
+            for request in ready:
+                self._generate_alone(request)
+
+    def _batches(self) -> bool:
+        return callable(getattr(self.engine, "generate_many", None))
+
+    def _hold(self, ready: list[tuple[Connection, dict[str, Any], list[bytes], float]]) -> bool:
+        """Wait for more requests to sample together: only while some connection has none ready, and for at most
+        `batch_window_s` after the oldest ready request arrived."""
+        if not ready or self.batch_window_s <= 0 or not self._batches():
+            return False
+        if len({id(conn) for conn, *_ in ready}) >= len(self.conns):
+            return False
+        return time.monotonic() - min(since for *_, since in ready) < self.batch_window_s
+
+    def _generate_alone(self, request: tuple[Connection, dict[str, Any], list[bytes], float]) -> None:
+        conn, header, blobs, _ = request
+        try:
+            t0 = time.perf_counter()
+            images = wire.decode_images(header["images"], blobs)
+            rollout = self.engine.generate(list(header["prompts"]), images, wire.sampling_from_dict(header["sampling"]))
+            rollout.timings["server/generate"] = time.perf_counter() - t0
+            self._answer_rollout(conn, header, rollout)
+        except Exception as err:  # noqa: BLE001
+            self._reply(conn, {"ok": False, "id": header.get("id"), "error": f"{type(err).__name__}: {err}",
+                               "traceback": traceback.format_exc(limit=8)})
+
+    def _generate_together(self, ready: list[tuple[Connection, dict[str, Any], list[bytes], float]]) -> None:
+        """One engine call for all `ready` requests; any that cannot be decoded, or all of them if the joint call
+        fails, are served alone (one bad request must not fail the others)."""
+        decoded, alone = [], []
+        for request in ready:
+            _, header, blobs, _ = request
+            try:
+                decoded.append((request, (list(header["prompts"]), wire.decode_images(header["images"], blobs),
+                                          wire.sampling_from_dict(header["sampling"]))))
+            except Exception:  # noqa: BLE001 - answered with its own error below
+                alone.append(request)
+        t0 = time.perf_counter()
+        try:
+            rollouts = self.engine.generate_many([args for _, args in decoded]) if decoded else []
+        except Exception:  # noqa: BLE001 - retried one by one, so each request gets its own answer
+            rollouts, alone = [], [request for request, _ in decoded] + alone
+        took = time.perf_counter() - t0
+        for ((conn, header, _, _), _), rollout in zip(decoded, rollouts, strict=False):  # none if the call failed
+            rollout.timings["server/generate"] = took
+            self._answer_rollout(conn, header, rollout)
+        for request in alone:
+            self._generate_alone(request)
+
+    def _answer_rollout(self, conn: Connection, header: dict[str, Any], rollout: Any) -> None:
+        self._reply(conn, {"ok": True, "id": header.get("id"), "version": self.version,
+                           "rollout": wire.rollout_to_dict(rollout)})
 
     def close(self) -> None:
         self.running = False
@@ -266,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--engine-kwargs", default="{}", help="JSON: HFGenerateEngine / VLLMEngine arguments")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--timeout-s", type=float, default=600.0)
+    p.add_argument("--batch-window-s", type=float, default=DEFAULT_BATCH_WINDOW_S,
+                   help="vLLM: hold ready requests this long for other connections' to sample them together (0: off)")
     p.add_argument("--parent-pid", type=int, help="exit when this process dies (set by RemoteEngine's launch)")
     p.add_argument("--ready-file", help="write {port, store_port, pid} here as JSON once listening")
     p.add_argument("--allow-unauthenticated", action="store_true",
@@ -284,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.engine:
         spec = {"name": args.engine, "model_path": args.model_path, "dtype": args.dtype,
                 "kwargs": json.loads(args.engine_kwargs)}
-    server = RolloutServer(args.host, args.port, key.encode() if key else None, spec, args.timeout_s)
+    server = RolloutServer(args.host, args.port, key.encode() if key else None, spec, args.timeout_s,
+                           args.batch_window_s)
     if spec is not None:
         server.engine = build_engine(spec)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
