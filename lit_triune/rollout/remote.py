@@ -156,6 +156,8 @@ class RemoteEngine:
         request_timeout_s: longest wait for one reply (a generate call included) before the server counts
             as lost.
         threads: torch intra-op threads of a launched server (0: torch's default).
+        batch_requests: a launched server samples the requests ready at once (ranks sharing it) in one engine
+            call when its engine can (vLLM); false: `--no-batch-requests`, one call per request.
         batch_window_s: a launched server's `--batch-window-s`: with vLLM, how long a rank's ready request may
             wait for the other ranks sharing the server, to be sampled with theirs in one engine call (0: no wait).
         server_env: extra environment variables of a launched server (e.g. CUDA_VISIBLE_DEVICES).
@@ -180,6 +182,7 @@ class RemoteEngine:
         connect_timeout_s: float = 300.0,
         request_timeout_s: float = 600.0,
         threads: int = 0,
+        batch_requests: bool = True,
         batch_window_s: float = DEFAULT_BATCH_WINDOW_S,
         server_env: dict[str, str] | None = None,
         log_dir: str | None = None,
@@ -209,6 +212,7 @@ class RemoteEngine:
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.threads = threads
+        self.batch_requests = batch_requests
         self.batch_window_s = batch_window_s
         self.server_env = dict(server_env or {})
         self.log_dir = log_dir
@@ -280,6 +284,8 @@ class RemoteEngine:
         cmd = [sys.executable, "-m", "lit_triune.rollout.server", "--host", self.host, "--port", str(self.port),
                "--parent-pid", str(os.getpid()), "--ready-file", str(ready), "--threads", str(self.threads),
                "--timeout-s", str(self.request_timeout_s), "--batch-window-s", str(self.batch_window_s)]
+        if not self.batch_requests:
+            cmd.append("--no-batch-requests")
         with open(self._log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=env)

@@ -100,16 +100,18 @@ def weights_device(engine: Any, backend: str) -> torch.device:
 
 
 class RolloutServer:
-    """Serves `RemoteEngine` connections (the module docstring). `batch_window_s`: with an engine that can
-    generate several requests in one call (`generate_many`: vLLM), requests that are ready to sample are
-    held up to this long while some other connection has none pending, then sampled together; 0: never held
-    (requests pending at the same moment are still sampled together)."""
+    """Serves `RemoteEngine` connections (the module docstring). `batch_requests`: with an engine that can
+    generate several requests in one call (`generate_many`: vLLM), sample the requests ready at once together;
+    `batch_window_s`: hold a ready request up to this long while some other connection has none pending (0:
+    never held; requests pending at the same moment are still sampled together)."""
 
     def __init__(self, host: str, port: int, authkey: bytes | None, engine_spec: dict[str, Any] | None,
-                 timeout_s: float = 600.0, batch_window_s: float = DEFAULT_BATCH_WINDOW_S) -> None:
+                 timeout_s: float = 600.0, batch_window_s: float = DEFAULT_BATCH_WINDOW_S,
+                 batch_requests: bool = True) -> None:
         if batch_window_s < 0:
             raise ValueError(f"batch_window_s must be >= 0, got {batch_window_s}")
         self.batch_window_s = batch_window_s
+        self.batch_requests = batch_requests
         self.held: set[Connection] = set()  # connections whose ready requests wait for the batch window
         self.listener = Listener((host, port), authkey=authkey)
         self.store = weight_group.host_store(host, timeout_s)
@@ -240,7 +242,7 @@ class RolloutServer:
                 self._generate_alone(request)
 
     def _batches(self) -> bool:
-        return callable(getattr(self.engine, "generate_many", None))
+        return self.batch_requests and callable(getattr(self.engine, "generate_many", None))
 
     def _hold(self, ready: list[tuple[Connection, dict[str, Any], list[bytes], float]]) -> bool:
         """Wait for more requests to sample together: only while some connection has none ready, and for at most
@@ -339,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout-s", type=float, default=600.0)
     p.add_argument("--batch-window-s", type=float, default=DEFAULT_BATCH_WINDOW_S,
                    help="vLLM: hold ready requests this long for other connections' to sample them together (0: off)")
+    p.add_argument("--no-batch-requests", dest="batch_requests", action="store_false",
+                   help="sample every request in its own engine call, even when several are ready at once")
     p.add_argument("--parent-pid", type=int, help="exit when this process dies (set by RemoteEngine's launch)")
     p.add_argument("--ready-file", help="write {port, store_port, pid} here as JSON once listening")
     p.add_argument("--allow-unauthenticated", action="store_true",
@@ -358,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = {"name": args.engine, "model_path": args.model_path, "dtype": args.dtype,
                 "kwargs": json.loads(args.engine_kwargs)}
     server = RolloutServer(args.host, args.port, key.encode() if key else None, spec, args.timeout_s,
-                           args.batch_window_s)
+                           args.batch_window_s, args.batch_requests)
     if spec is not None:
         server.engine = build_engine(spec)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -6,7 +6,7 @@ server runs in a thread with a stand-in engine; clients speak the wire protocol 
 - A held connection is not read meanwhile: a message sent after the request (a weight push, here a ping) is
   answered after the rollout, so nothing loads between a request and its sampling.
 - One undecodable request, or a joint call that fails, costs only that request: the others are served alone.
-- An engine without `generate_many` (HF) never holds a request.
+- An engine without `generate_many` (HF), or a server with `batch_requests=False`, never holds a request.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class _Batching(_OneAtATime):
 def serve():
     servers: list[RolloutServer] = []
 
-    def start(engine: Any, window: float, clients: int) -> list[Any]:
-        server = RolloutServer("127.0.0.1", 0, None, None, timeout_s=30.0, batch_window_s=window)
+    def start(engine: Any, window: float, clients: int, batch_requests: bool = True) -> list[Any]:
+        server = RolloutServer("127.0.0.1", 0, None, None, timeout_s=30.0, batch_window_s=window,
+                               batch_requests=batch_requests)
         server.engine = engine
         servers.append(server)
         threading.Thread(target=server.serve, daemon=True, name="test-rollout-server").start()
@@ -129,9 +130,10 @@ def test_a_bad_request_or_a_failed_joint_call_costs_only_that_request(serve) -> 
     assert engine.calls == [[["ok"]]]  # the joint call failed; "ok" was then generated alone
 
 
-def test_an_engine_without_generate_many_never_holds(serve) -> None:
-    engine = _OneAtATime()
-    rank0, _idle = serve(engine, window=10.0, clients=2)
+@pytest.mark.parametrize("engine, batch_requests", [(_OneAtATime(), True), (_Batching(), False)],
+                         ids=["engine-without-generate_many", "batch_requests-off"])
+def test_no_request_is_held_without_batching(serve, engine, batch_requests: bool) -> None:
+    rank0, _idle = serve(engine, window=10.0, clients=2, batch_requests=batch_requests)
     t0 = time.monotonic()
     _generate(rank0, 0, ["a"])
     assert _texts(rank0) == ["a#0", "a#1"]
