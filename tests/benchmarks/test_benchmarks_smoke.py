@@ -60,5 +60,12 @@ def test_generation_blocks_quick() -> None:
     assert RATIO.match(_last_line("generation_blocks.py", "--quick"))
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_server_batching_quick() -> None:
+    pytest.importorskip("vllm")
+    assert RATIO.match(_last_line("server_batching.py", "--quick"))  # exits 1 if batching changed a rank's tokens
+
+
 def test_shard_reads_quick() -> None:
     assert RATIO.match(_last_line("shard_reads.py", "--per-source", "64", "--batches", "3", "--rounds", "1"))
