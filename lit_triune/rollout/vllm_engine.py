@@ -332,11 +332,8 @@ class VLLMEngine(ChunkedEngine):
         seed: int | None,
     ) -> Rollout:
         g = sampling.n
-        # One seed per prompt: vLLM gives child g of a request seed + g, so rows never share noise.
-        params = [
-            self._sampling_params(sampling, None if seed is None else seed + (first_prompt + i) * g)
-            for i in range(len(prompts))
-        ]
+        # One seed per prompt (`_prompt_seed`), so rows never share noise.
+        params = [self._sampling_params(sampling, _prompt_seed(seed, first_prompt + i, g)) for i in range(len(prompts))]
         t0 = time.perf_counter()
         outputs = self._run(self._requests(prompts, images), params)
         t1 = time.perf_counter()
@@ -369,15 +366,14 @@ class VLLMEngine(ChunkedEngine):
     def _prompt_seeds(self, count: int, sampling: SamplingConfig) -> list[int | None]:
         """The seed `generate` gives each of `count` prompts: chunk k's seed + the prompt's index x G."""
         seeds: list[int | None] = [None] * count
-        if sampling.seed is not None:
-            for k, block in enumerate(self._blocks(count, None)):
-                for i in block:
-                    seeds[i] = sampling.seed + k + i * sampling.n
+        for k, block in enumerate(self._blocks(count, None)):
+            for i in block:
+                seeds[i] = _prompt_seed(None if sampling.seed is None else sampling.seed + k, i, sampling.n)
         return seeds
 
     def generate_many(self, requests: list[tuple[list[str], list[Any] | None, SamplingConfig]]) -> list[Rollout]:
         """Several independent `generate(prompts, images, sampling)` calls as one `llm.generate`: the rollout
-        server batches the requests of trainer ranks sharing it this way (vLLM schedules one large batch far
+        server batches the requests of trainer ranks sharing it this way (vLLM schedules one large batch
         better than several small ones in turn). Every prompt keeps the seed its own call gives it and vLLM
         seeds each request on its own, so a request's rollout does not depend on what it was batched with —
         up to the forward's arithmetic, which a different batch can move in the last bits (tested: same tokens,
@@ -417,6 +413,12 @@ class VLLMEngine(ChunkedEngine):
             lps = [float(step[t].logprob) for t, step in zip(ids[1:], out.prompt_logprobs[1:], strict=True)]
             result.append((ids, lps))
         return result
+
+
+def _prompt_seed(block_seed: int | None, prompt: int, group_size: int) -> int | None:
+    """A prompt's vLLM request seed: its block's seed + its index x G (vLLM gives child g of the request seed + g,
+    so no two rows of a call share noise)."""
+    return None if block_seed is None else block_seed + prompt * group_size
 
 
 def _torchrun_env_from_process_group() -> None:
