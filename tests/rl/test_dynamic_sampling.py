@@ -77,8 +77,16 @@ def test_refills_then_updates_single_process(tmp_path: Path, monkeypatch: pytest
 
 @pytest.mark.slow
 @pytest.mark.ddp
-def test_two_rank_ddp_dynamic_sampling(tmp_path: Path) -> None:
+@pytest.mark.parametrize("async_rollouts", [False, True], ids=["on_policy", "async"])
+def test_two_rank_ddp_dynamic_sampling(tmp_path: Path, async_rollouts: bool) -> None:
+    """`async`: the same with asynchronous rollouts, each rank's own rollout server (HF engine): the first RL
+    step of each rank only submits, the rest as on-policy — refill, skip or update together."""
     probe = tmp_path / "probe"
+    engine = {"class_path": "lit_triune.rollout.RemoteEngine",
+              "init_args": {"engine": "hf", "threads": 1, "log_dir": str(tmp_path / "servers")}}
+    async_args = ["--model.async_rollouts=true",
+                  "--trainer.callbacks+=" + json.dumps({"class_path": "triune_callbacks.RolloutCallback",
+                                                        "init_args": {"engine": engine}})] if async_rollouts else []
     args = tiny_args(tmp_path / "run", max_steps=MAX_STEPS, warm_start_steps=WARM, ckpt_every=100,
                      config=snapshot_config(tmp_path), num_workers=0,
                      # equal weights: with the default's (grounding 2.5) this run drew 31 batches a rank (20
@@ -87,11 +95,12 @@ def test_two_rank_ddp_dynamic_sampling(tmp_path: Path) -> None:
                      # promised within a pass
                      extra=["--data.weights=null",
                             "--trainer.devices=2", "--trainer.strategy=ddp", "--model.reward_workers=0",
-                            "--model.dynamic_sampling=true", f"--model.max_refill_batches={REFILLS}",
+                            "--model.dynamic_sampling=true", f"--model.max_refill_batches={REFILLS}", *async_args,
                             "--trainer.callbacks+=rl_probe.RankProbe", f"--trainer.callbacks.init_args.out_dir={probe}"])
     t0 = time.perf_counter()
-    run_fit(args, timeout=240)  # a rank that decided alone would hang in a collective: the timeout fails it
-    print(f"\n2-rank DDP dynamic sampling, {MAX_STEPS} steps: {time.perf_counter() - t0:.1f} s")
+    run_fit(args, timeout=480 if async_rollouts else 240)  # a rank that decided alone would hang in a collective
+    print(f"\n2-rank DDP dynamic sampling{' (async)' if async_rollouts else ''}, {MAX_STEPS} steps: "
+          f"{time.perf_counter() - t0:.1f} s")
 
     ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["global_step"] for r in ranks] == [MAX_STEPS, MAX_STEPS]
@@ -104,7 +113,9 @@ def test_two_rank_ddp_dynamic_sampling(tmp_path: Path) -> None:
     for key in ("dynamic_sampling/refills", "dynamic_sampling/updates_without_signal"):
         assert c0.get(key, 0) == c1.get(key, 0), key
     assert c0.get("dynamic_sampling/refills", 0) > 0
-    assert len(steps0) == MAX_STEPS + c0["dynamic_sampling/refills"] + c0.get("dynamic_sampling/updates_without_signal", 0)
+    submit_only = int(async_rollouts)  # the first RL step of an async run: nothing sampled yet to train on
+    assert len(steps0) == (MAX_STEPS + submit_only + c0["dynamic_sampling/refills"]
+                           + c0.get("dynamic_sampling/updates_without_signal", 0))
     ids0 = {i for s in steps0 for i in s["ids"]}
     assert not ids0 & {i for s in steps1 for i in s["ids"]}  # still disjoint prompts
 
