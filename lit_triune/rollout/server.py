@@ -16,7 +16,8 @@ connection in arrival order, so the engine never runs two things at once. Messag
   least `version` (ranks sharing a server: the pushing rank may push after another rank asks), so a rank
   never samples from weights older than those it synced. Requests ready at once are sampled in one engine
   call when the engine can (`generate_many`: vLLM, each request with its own seeds); a ready request waits up
-  to `--batch-window-s` while another connection has none, and its connection is not read meanwhile.
+  to `--batch-window-s` while another connection has none; its connection is not read meanwhile, and a push
+  from another connection first samples the held requests, so no request meets weights pushed after it.
 - `shutdown`: exit.
 
 The server exits when the process that launched it dies (`--parent-pid`: PR_SET_PDEATHSIG on Linux and a
@@ -189,6 +190,8 @@ class RolloutServer:
                                                     self.backend, self.timeout_s)
             elif op == "weights":
                 self._need_engine()
+                if self.held:  # requests held for the batch window arrived before this push: sample them first
+                    self._serve_pending(hold=False)
                 weights = weight_group.receive(self.group, header["meta"], int(header["bucket_bytes"]),
                                                weights_device(self.engine, self.backend))
                 self.weights_error = f"weight push {header.get('version')} failed"  # until it has loaded
@@ -212,7 +215,7 @@ class RolloutServer:
         if self.engine is None:
             raise RuntimeError("the rollout server has no engine: start it with --engine/--model-path or send one")
 
-    def _serve_pending(self) -> None:
+    def _serve_pending(self, hold: bool = True) -> None:
         keep, ready, remaining = [], [], []  # waiting for weights; ready to sample; both, in arrival order
         for request in self.pending:
             conn, header, _, since = request
@@ -230,7 +233,7 @@ class RolloutServer:
                 continue
             ready.append(request)
             remaining.append(request)
-        self.held = {conn for conn, *_ in ready} if self._hold(ready) else set()
+        self.held = {conn for conn, *_ in ready} if hold and self._hold(ready) else set()
         if self.held:
             self.pending = remaining
             return

@@ -4,7 +4,8 @@ server runs in a thread with a stand-in engine; clients speak the wire protocol 
 
 - Two ranks' requests: one engine call, each rank gets its own rollout back.
 - A held connection is not read meanwhile: a message sent after the request (a weight push, here a ping) is
-  answered after the rollout, so nothing loads between a request and its sampling.
+  answered after the rollout, so nothing loads between a request and its sampling; a push from another
+  connection first samples the held requests.
 - One undecodable request, or a joint call that fails, costs only that request: the others are served alone.
 - An engine without `generate_many` (HF), or a server with `batch_requests=False`, never holds a request.
 """
@@ -111,6 +112,23 @@ def test_a_held_connection_is_not_read_until_its_request_is_served(serve) -> Non
     second, _ = wire.recv(rank0)
     assert (first["id"], second["id"]) == (0, 1) and "rollout" in first
     assert time.monotonic() - t0 >= 0.3  # held for the window: the other connection never asked
+    assert engine.calls == [[["a"]]]
+
+
+def test_a_push_from_another_rank_first_samples_the_held_requests(serve) -> None:
+    """Rank 1's request waits for rank 0's; rank 0 pushes instead (here a push the server cannot take: no weight
+    group was joined). The held request is sampled before the push is handled, with the weights it was sent
+    under, not after the window."""
+    engine = _Batching()
+    rank0, rank1 = serve(engine, window=10.0, clients=2)
+    t0 = time.monotonic()
+    _generate(rank1, 0, ["a"])
+    time.sleep(0.2)  # held: rank 0 has asked for nothing
+    wire.send(rank0, {"op": "weights", "id": 0, "version": 1, "meta": [], "bucket_bytes": 1})
+    assert _texts(rank1) == ["a#0", "a#1"]
+    assert time.monotonic() - t0 < 5.0  # not the 10 s window
+    push, _ = wire.recv(rank0)
+    assert not push["ok"]  # the stand-in server has no weight group; what matters is the order above
     assert engine.calls == [[["a"]]]
 
 
