@@ -260,8 +260,7 @@ class RolloutServer:
         conn, header, blobs, _ = request
         try:
             t0 = time.perf_counter()
-            images = wire.decode_images(header["images"], blobs)
-            rollout = self.engine.generate(list(header["prompts"]), images, wire.sampling_from_dict(header["sampling"]))
+            rollout = self.engine.generate(*_generate_arguments(header, blobs))
             rollout.timings["server/generate"] = time.perf_counter() - t0
             self._answer_rollout(conn, header, rollout)
         except Exception as err:  # noqa: BLE001
@@ -275,8 +274,7 @@ class RolloutServer:
         for request in ready:
             _, header, blobs, _ = request
             try:
-                decoded.append((request, (list(header["prompts"]), wire.decode_images(header["images"], blobs),
-                                          wire.sampling_from_dict(header["sampling"]))))
+                decoded.append((request, _generate_arguments(header, blobs)))
             except Exception:  # noqa: BLE001 - answered with its own error below
                 alone.append(request)
         t0 = time.perf_counter()
@@ -298,6 +296,12 @@ class RolloutServer:
     def close(self) -> None:
         self.running = False
         self.listener.close()
+
+
+def _generate_arguments(header: dict[str, Any], blobs: list[bytes]) -> tuple[list[str], list[Any], Any]:
+    """A `generate` request's (prompts, images, sampling), decoded from the wire."""
+    return (list(header["prompts"]), wire.decode_images(header["images"], blobs),
+            wire.sampling_from_dict(header["sampling"]))
 
 
 def die_with_parent(parent_pid: int) -> None:
